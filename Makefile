@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is a convenience.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) -m trialsite.localstack --
+PYTEST_ARGS ?=
+
+.PHONY: run test lint fmt migrations check-deploy bench clean shell
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(STACK) $(PY) -m trialsite.devrun
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(STACK) sh -c '$(PY) manage.py makemigrations --check --dry-run && $(PY) -m pytest $(PYTEST_ARGS)'
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrations: $(VENV)/.installed
+	$(STACK) $(PY) manage.py makemigrations
+
+shell: $(VENV)/.installed
+	$(STACK) $(PY) manage.py shell
+
+bench: $(VENV)/.installed
+	$(STACK) sh -c 'for b in bench/*.py; do $(PY) $$b || exit 1; done'
+
+clean:
+	rm -rf .local

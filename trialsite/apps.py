@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class TrialsiteConfig(AppConfig):
+    name = "trialsite"
+    verbose_name = "Trials and sites"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,58 @@
+"""Audit context shared by every app.
+
+Changes are recorded by database triggers (django-pghistory), so bulk updates and raw SQL are captured.
+This module attaches *who* and *why* to those rows: the acting user, the request id and a reason.
+
+    with audit_context(user=request.user, reason="participant called to correct the date"):
+        adverse_event_update(...)
+
+Services that edit submitted clinical data call ``require_reason(reason)`` first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pghistory
+from django.core.exceptions import ValidationError
+
+
+def _user_id(user) -> int | None:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user.pk
+
+
+@contextlib.contextmanager
+def audit_context(*, user=None, reason: str | None = None, **extra) -> Iterator[None]:
+    """Group the enclosed changes under one audit context carrying user, reason and extra metadata."""
+    metadata = {k: v for k, v in extra.items() if v is not None}
+    if user is not None:
+        metadata["user"] = _user_id(user)
+    if reason:
+        metadata["reason"] = reason
+    with pghistory.context(**metadata):
+        yield
+
+
+def annotate(**metadata) -> None:
+    """Add metadata (e.g. the user resolved by token authentication) to the active audit context."""
+    clean = {k: v for k, v in metadata.items() if v is not None}
+    if "user" in clean and not isinstance(clean["user"], int):
+        clean["user"] = _user_id(clean["user"])
+    if clean:
+        pghistory.context(**clean)
+
+
+def require_reason(reason: str | None, *, field: str = "reason") -> str:
+    """Edits of submitted clinical data must say why; returns the stripped reason."""
+    reason = (reason or "").strip()
+    if len(reason) < 3:
+        raise ValidationError({field: ["A reason for the change is required."]})
+    return reason
+
+
+def tracked():
+    """Decorator for clinical models: every insert, update and delete is recorded by triggers."""
+    return pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent())

@@ -1,0 +1,18 @@
+"""The Celery app. Configuration lives in settings (CELERY_*); beat's schedule lives here, in code."""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trialsite.settings.development")
+
+app = Celery("trialsite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Short periodic sweeps that claim rows with select_for_update(skip_locked=True) and fan out small tasks.
+# Apps add their sweeps here (never long countdown/ETA tasks).
+app.conf.beat_schedule = {
+    "heartbeat": {"task": "trialsite.tasks.heartbeat", "schedule": crontab(minute="*")},
+}

@@ -1,0 +1,96 @@
+"""`make run`: migrate, load the demo, then run web + Celery worker + Celery beat until Ctrl-C.
+
+Runs inside `python -m trialsite.localstack` (which provides DATABASE_URL and REDIS_URL).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def run(*args: str) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def main() -> int:
+    port = os.environ.get("PORT", "8000")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trialsite.settings.development")
+    run("migrate", "--noinput")
+    run("collectstatic", "--noinput", "-v", "0")
+    run("demo")
+    local = Path(os.environ.get("TRIALSITE_LOCAL_DIR", ROOT / ".local"))
+    (local / "beat").mkdir(parents=True, exist_ok=True)
+    procs = [
+        subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "gunicorn",
+                "trialsite.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--access-logfile",
+                "-",
+            ],
+            cwd=ROOT,
+        ),
+        subprocess.Popen(
+            [PY, "-m", "celery", "-A", "trialsite", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            cwd=ROOT,
+        ),
+        subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "trialsite",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(local / "beat" / "celerybeat-schedule"),
+            ],
+            cwd=ROOT,
+        ),
+    ]
+    print(f"\ntrialsite is running: http://127.0.0.1:{port}/admin/  (API docs: /api/docs/, health: /health)")
+    print("Ctrl-C stops the web server, the worker, beat and the embedded PostgreSQL and Redis.\n", flush=True)
+
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+import time
+import uuid
+
+import pghistory
+from django.conf import settings
+from django.contrib.auth import logout
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (from X-Request-ID when sane) that lands in logs and the audit trail."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        try:
+            request.request_id = str(uuid.UUID(incoming))
+        except ValueError:
+            request.request_id = str(uuid.uuid4())
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        return response
+
+
+class AuditContextMiddleware:
+    """Every write inside a request is grouped in one audit context with the user, URL and request id."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method not in settings.PGHISTORY_MIDDLEWARE_METHODS:
+            return self.get_response(request)
+        user = getattr(request, "user", None)
+        user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
+        with pghistory.context(user=user_id, url=request.path, request_id=getattr(request, "request_id", None)):
+            return self.get_response(request)
+
+
+class SessionExpiryMiddleware:
+    """Absolute session lifetime (idle expiry is SESSION_COOKIE_AGE with SESSION_SAVE_EVERY_REQUEST)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = getattr(request, "session", None)
+        if session is not None and getattr(request, "user", None) is not None and request.user.is_authenticated:
+            started = session.get("_trialsite_started")
+            now = int(time.time())
+            if started is None:
+                session["_trialsite_started"] = now
+            elif now - int(started) > settings.SESSION_ABSOLUTE_MAX_AGE:
+                logout(request)
+        return self.get_response(request)

@@ -1,0 +1,145 @@
+"""What every app shares: trials, their protocol versions, sites, role grants, API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .audit import tracked
+from .roles import ROLE_CHOICES
+
+
+@tracked()
+class Trial(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=255)
+    sites = models.ManyToManyField("Site", related_name="trials", blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def current_protocol(self) -> ProtocolVersion:
+        return self.protocol_versions.order_by("-version").first()
+
+
+@tracked()
+class ProtocolVersion(models.Model):
+    """One immutable version of a trial's protocol (the validated YAML). A changed file is an amendment."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="protocol_versions")
+    version = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    source = models.TextField(help_text="The YAML exactly as loaded.")
+    definition = models.JSONField(help_text="The validated protocol, normalised.")
+    source_path = models.CharField(max_length=500, blank=True)
+    loaded_at = models.DateTimeField(default=timezone.now, editable=False)
+    loaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["trial", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "version"], name="protocolversion_unique_version"),
+            models.UniqueConstraint(fields=["trial", "sha256"], name="protocolversion_unique_content"),
+            models.CheckConstraint(condition=models.Q(version__gte=1), name="protocolversion_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trial.slug} v{self.version}"
+
+
+@tracked()
+class Site(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    code = models.CharField(max_length=16, unique=True)
+    name = models.CharField(max_length=255)
+    timezone = models.CharField(max_length=64, help_text="IANA zone of the site, e.g. Europe/London")
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+@tracked()
+class RoleGrant(models.Model):
+    """A role given to a staff user, for one site (site-scoped roles) or for all sites (site empty)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_grants")
+    role = models.CharField(max_length=32, choices=ROLE_CHOICES)
+    site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="role_grants")
+    granted_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "role", "site"], name="rolegrant_unique", nulls_distinct=False),
+            models.CheckConstraint(
+                condition=models.Q(role__in=[r for r, _ in ROLE_CHOICES]), name="rolegrant_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} @ {self.site or 'all sites'}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the API. Only the SHA-256 of the secret is stored; tokens expire and can be revoked."""
+
+    PARTICIPANT = "participant"
+    STAFF = "staff"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    kind = models.CharField(max_length=16, choices=[(PARTICIPANT, PARTICIPANT), (STAFF, STAFF)])
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    device = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(kind__in=["participant", "staff"]), name="apitoken_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} token {self.uuid}"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class Heartbeat(models.Model):
+    """Last time a Celery worker ran the heartbeat task, per source (beat or a test)."""
+
+    source = models.CharField(max_length=64, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    last_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.count}"
+
+    @classmethod
+    def beat(cls, *, source: str) -> int:
+        obj, _ = cls.objects.get_or_create(source=source)
+        cls.objects.filter(pk=obj.pk).update(count=models.F("count") + 1, last_at=timezone.now())
+        obj.refresh_from_db()
+        return obj.count

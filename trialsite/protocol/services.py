@@ -1,0 +1,142 @@
+"""Loading protocol files: validate, store an immutable version, let each app materialise its part.
+
+Apps register a loader (in their AppConfig.ready) that turns the validated protocol into their own rows
+(consent documents and arms in participants, instruments in surveys). Loaders run in the same
+transaction as the new ProtocolVersion: a failure anywhere changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from django.db import transaction
+from pydantic import ValidationError as PydanticValidationError
+
+from trialsite.models import ProtocolVersion, Site, Trial
+
+from .schema import Protocol
+
+
+class ProtocolError(Exception):
+    """A protocol file that cannot be loaded. `problems` lists "path: message" lines."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    trial: Trial
+    version: ProtocolVersion
+    created: bool  # False when the same protocol was loaded again (nothing changed)
+    amended: bool  # True when this version amends an earlier one
+
+
+LoaderFn = Callable[..., None]
+_loaders: list[tuple[str, LoaderFn]] = []
+
+
+def register_protocol_loader(name: str, fn: LoaderFn) -> None:
+    """fn(*, trial, version, protocol, previous) runs inside the loading transaction."""
+    if name not in {n for n, _ in _loaders}:
+        _loaders.append((name, fn))
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def protocol_parse(source: str) -> Protocol:
+    """YAML text → validated Protocol, or ProtocolError naming every problem's place in the file."""
+    try:
+        data = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
+        raise ProtocolError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+    if not isinstance(data, dict):
+        raise ProtocolError(["(top level): the file must be a mapping of protocol sections"])
+    try:
+        return Protocol.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _loc(err["loc"]) or "(top level)"
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}")
+        raise ProtocolError(problems) from exc
+
+
+def protocol_digest(protocol: Protocol) -> str:
+    canonical = json.dumps(protocol.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@transaction.atomic
+def protocol_load(*, source: str, source_path: str = "", user=None) -> LoadResult:
+    """Create the trial or amend it. The same content again changes nothing; history is never rewritten."""
+    protocol = protocol_parse(source)
+    digest = protocol_digest(protocol)
+    trial, _ = Trial.objects.select_for_update().get_or_create(
+        slug=protocol.trial.slug, defaults={"title": protocol.trial.title}
+    )
+    # Lock the trial row so two concurrent loads cannot both take the next version number.
+    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    existing = trial.protocol_versions.filter(sha256=digest).first()
+    latest = trial.protocol_versions.order_by("-version").first()
+    if existing is not None:
+        return LoadResult(trial=trial, version=existing, created=False, amended=False)
+    if trial.title != protocol.trial.title:
+        trial.title = protocol.trial.title
+        trial.save(update_fields=["title"])
+    version = ProtocolVersion(
+        trial=trial,
+        version=(latest.version + 1) if latest else 1,
+        sha256=digest,
+        source=source,
+        definition=protocol.model_dump(mode="json"),
+        source_path=source_path,
+        loaded_by=user if getattr(user, "is_authenticated", False) else None,
+    )
+    version.full_clean()
+    version.save()
+    for site_def in protocol.sites:
+        site, _ = Site.objects.get_or_create(
+            code=site_def.code, defaults={"name": site_def.name, "timezone": site_def.timezone}
+        )
+        trial.sites.add(site)
+    previous = Protocol.model_validate(latest.definition) if latest else None
+    for _name, loader in _loaders:
+        loader(trial=trial, version=version, protocol=protocol, previous=previous)
+    return LoadResult(trial=trial, version=version, created=True, amended=latest is not None)
+
+
+def protocol_load_file(*, path: str | Path, user=None) -> LoadResult:
+    path = Path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProtocolError([f"{path}: cannot read the file ({exc.strerror})"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ProtocolError([f"{path}: the file is not UTF-8 text"]) from exc
+    return protocol_load(source=source, source_path=str(path), user=user)
+
+
+def protocol_current(trial: Trial) -> Protocol:
+    """The validated protocol of the trial's latest version."""
+    latest = trial.protocol_versions.order_by("-version").first()
+    if latest is None:
+        raise ProtocolError([f"trial {trial.slug!r} has no protocol loaded"])
+    return Protocol.model_validate(latest.definition)

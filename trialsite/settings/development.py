@@ -1,0 +1,16 @@
+"""Development defaults: what `make run` and `make test` use. Never for real participants."""
+
+from .base import *  # noqa: F403
+from .base import LOCAL_DIR, env
+
+DEBUG = env("DJANGO_DEBUG", "1") == "1"
+# Development only; production requires DJANGO_SECRET_KEY.
+SECRET_KEY = env("DJANGO_SECRET_KEY", "dev-insecure-0b7c1f0e2a9d4c1bb1f1b8d1c7f4a3e2-not-for-production")
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+
+# Development-only Fernet key (production requires FIELD_ENCRYPTION_KEY from the environment).
+FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", "ZGV2LW9ubHkta2V5LXRyaWFsc2l0ZS0wMDAwMDAwMDA=")
+
+# Reminders and alerts are written as files under .local/mail/ (API.md).
+EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_FILE_PATH = str(env("EMAIL_FILE_PATH", str(LOCAL_DIR / "mail")))

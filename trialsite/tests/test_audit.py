@@ -1,0 +1,69 @@
+import pghistory.models
+import pytest
+from django.db import connection, transaction
+from django.db.utils import DatabaseError
+
+from trialsite.audit import audit_context, require_reason
+from trialsite.models import Site
+
+pytestmark = pytest.mark.django_db
+
+
+def events_for(site):
+    return list(pghistory.models.Events.objects.tracks(site).order_by("pgh_created_at"))
+
+
+def test_insert_update_delete_are_recorded_with_context(make_staff):
+    user = make_staff("data_manager")
+    with audit_context(user=user, reason="site renamed by sponsor"):
+        site = Site.objects.create(code="BER", name="Berlin", timezone="Europe/Berlin")
+        site.name = "Berlin Charité"
+        site.save()
+    events = events_for(site)
+    assert [e.pgh_label for e in events] == ["insert", "update"]
+    assert events[1].pgh_data["name"] == "Berlin Charité"
+    assert events[1].pgh_diff == {"name": ["Berlin", "Berlin Charité"]}
+    assert events[1].pgh_context["user"] == user.pk
+    assert events[1].pgh_context["reason"] == "site renamed by sponsor"
+
+
+def test_bulk_update_and_raw_sql_are_captured():
+    site = Site.objects.create(code="PAR", name="Paris", timezone="Europe/Paris")
+    with audit_context(reason="bulk fix"):
+        Site.objects.filter(pk=site.pk).update(name="Paris Nord")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE trialsite_site SET name = %s WHERE id = %s", ["Paris Sud", site.pk])
+    names = [e.pgh_data["name"] for e in events_for(site)]
+    assert names == ["Paris", "Paris Nord", "Paris Sud"]
+
+
+def test_delete_is_captured():
+    site = Site.objects.create(code="ROM", name="Rome", timezone="Europe/Rome")
+    pk = site.pk
+    site.delete()
+    event_model = pghistory.models.Events.objects.filter(pgh_obj_model="trialsite.Site", pgh_obj_id=str(pk))
+    assert [e.pgh_label for e in event_model.order_by("pgh_created_at")] == ["insert", "delete"]
+
+
+def test_audit_rows_cannot_be_altered_or_deleted():
+    site = Site.objects.create(code="MAD", name="Madrid", timezone="Europe/Madrid")
+    table = Site.pgh_event_models["insert"]._meta.db_table
+    for sql in (
+        f"UPDATE {table} SET name = 'forged' WHERE pgh_obj_id = %s",
+        f"DELETE FROM {table} WHERE pgh_obj_id = %s",
+    ):  # noqa: S608
+        with (
+            pytest.raises(DatabaseError, match="Cannot update or delete"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(sql, [site.pk])
+    assert [e.pgh_data["name"] for e in events_for(site)] == ["Madrid"]
+
+
+def test_reason_is_required_for_edits():
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError):
+        require_reason("  ")
+    assert require_reason(" typo in date ") == "typo in date"
