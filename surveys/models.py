@@ -1,0 +1,289 @@
+"""Instruments, survey instances (the materialised schedule), responses, phone-reported data, reminders.
+
+Times are stored in UTC. Each instance also keeps the IANA zone and the local wall-clock date and time
+it was planned in, so a prompt's life can be read in the participant's own time.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils.timezone import now
+
+from trialsite.audit import tracked
+
+
+class Instrument(models.Model):
+    """One version of an instrument, from the protocol. A new version never re-interprets old answers."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    trial = models.ForeignKey("trialsite.Trial", on_delete=models.PROTECT, related_name="instruments")
+    slug = models.SlugField(max_length=64)
+    version = models.PositiveIntegerField()
+    title = models.CharField(max_length=255)
+    definition = models.JSONField(help_text="items, choices and scoring as validated from the protocol")
+    protocol_version = models.ForeignKey("trialsite.ProtocolVersion", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["trial", "slug", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "slug", "version"], name="instrument_unique_version"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slug} v{self.version}"
+
+
+class InstanceStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "scheduled"  # upcoming or open, depending on now
+    COMPLETED = "completed", "completed"
+    MISSED = "missed", "missed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+@tracked()
+class SurveyInstance(models.Model):
+    """One planned occurrence of a schedule event for one participant."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey("participants.Participant", on_delete=models.PROTECT, related_name="instances")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="instances")
+    schedule_key = models.CharField(max_length=64)
+    study_day = models.IntegerField(help_text="day relative to the anchor (consent or randomisation)")
+    timezone = models.CharField(max_length=64, help_text="IANA zone the instance was planned in")
+    local_date = models.DateField()
+    local_time = models.TimeField(null=True, blank=True, help_text="planned local wall-clock time")
+    opens_at = models.DateTimeField()
+    closes_at = models.DateTimeField()
+    grace_until = models.DateTimeField(help_text="answers after closes_at and before this are accepted as late")
+    status = models.CharField(max_length=16, choices=InstanceStatus.choices, default=InstanceStatus.SCHEDULED)
+    protocol_version = models.ForeignKey("trialsite.ProtocolVersion", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=now)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancel_reason = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["opens_at", "id"]
+        constraints = [
+            # Re-planning cancels the old row and inserts a new one: one live instance per occurrence.
+            models.UniqueConstraint(
+                fields=["participant", "schedule_key", "study_day"],
+                condition=~models.Q(status="cancelled"),
+                name="surveyinstance_one_live_per_occurrence",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(closes_at__gt=models.F("opens_at")), name="surveyinstance_window"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(grace_until__gte=models.F("closes_at")), name="surveyinstance_grace"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=InstanceStatus.values), name="surveyinstance_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "opens_at"]),
+            models.Index(fields=["status", "closes_at"]),
+            models.Index(fields=["participant", "status", "opens_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id}:{self.schedule_key}@{self.study_day}"
+
+
+@tracked()
+class Response(models.Model):
+    """The answer to one survey instance (at most one). Keeps the client's authored time and our receive time."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    instance = models.OneToOneField(SurveyInstance, on_delete=models.PROTECT, related_name="response")
+    participant = models.ForeignKey("participants.Participant", on_delete=models.PROTECT, related_name="responses")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="responses")
+    idempotency_key = models.UUIDField()
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical request body")
+    answers = models.JSONField(help_text="item key → value, as validated")
+    authored_at = models.DateTimeField(help_text="client's time, with its offset")
+    authored_offset_minutes = models.IntegerField(default=0)
+    received_at = models.DateTimeField(default=now)
+    late = models.BooleanField(default=False)
+    clock_skew = models.BooleanField(default=False, help_text="authored time too far from receive time")
+    study_day = models.IntegerField(null=True, blank=True)
+    source = models.CharField(max_length=16, default="api", help_text="api, fhir or sync")
+    locked = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "idempotency_key"], name="response_unique_idempotency_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"response {self.uuid}"
+
+
+@tracked()
+class ItemAnswer(models.Model):
+    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="items")
+    item_key = models.CharField(max_length=64)
+    value = models.JSONField(null=True)
+    value_numeric = models.FloatField(null=True, blank=True)
+    value_text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["response", "id"]
+        constraints = [models.UniqueConstraint(fields=["response", "item_key"], name="itemanswer_unique_item")]
+
+    def __str__(self) -> str:
+        return f"{self.item_key}={self.value!r}"
+
+
+class Score(models.Model):
+    """A server-computed score of a response (never shown to participants)."""
+
+    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="scores")
+    key = models.CharField(max_length=64)
+    value = models.FloatField(null=True, blank=True, help_text="empty when not scored (missing items)")
+    band = models.CharField(max_length=64, blank=True)
+    scored = models.BooleanField(default=True)
+    items_missing = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["response", "key"]
+        constraints = [models.UniqueConstraint(fields=["response", "key"], name="score_unique_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+class IdempotencyRecord(models.Model):
+    """Every phone write is keyed: a retry returns the stored answer; the same key with another body is refused."""
+
+    participant = models.ForeignKey("participants.Participant", on_delete=models.PROTECT, related_name="+")
+    key = models.UUIDField()
+    kind = models.CharField(max_length=32)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "key"], name="idempotencyrecord_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
+@tracked()
+class DoseLog(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey("participants.Participant", on_delete=models.PROTECT, related_name="doses")
+    taken_at = models.DateTimeField()
+    unit_code = models.CharField(max_length=64, blank=True)
+    note = models.TextField(blank=True)
+    study_day = models.IntegerField(null=True, blank=True)
+    received_at = models.DateTimeField(default=now)
+    idempotency_key = models.UUIDField()
+
+    class Meta:
+        ordering = ["taken_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "idempotency_key"], name="doselog_unique_idempotency_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dose {self.participant_id} {self.taken_at:%Y-%m-%d}"
+
+
+class Severity(models.TextChoices):
+    MILD = "mild", "mild"
+    MODERATE = "moderate", "moderate"
+    SEVERE = "severe", "severe"
+
+
+@tracked()
+class SideEffect(models.Model):
+    """A participant-reported adverse event (from the phone)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey("participants.Participant", on_delete=models.PROTECT, related_name="side_effects")
+    started_on = models.DateField()
+    description = models.TextField()
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    serious = models.BooleanField(default=False)
+    ongoing = models.BooleanField(default=True)
+    reported_at = models.DateTimeField(default=now)
+    study_day = models.IntegerField(null=True, blank=True)
+    idempotency_key = models.UUIDField()
+
+    class Meta:
+        ordering = ["reported_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "idempotency_key"], name="sideeffect_unique_idempotency_key"
+            ),
+            models.CheckConstraint(condition=models.Q(severity__in=Severity.values), name="sideeffect_severity_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"side effect {self.uuid}"
+
+
+class PromptEvent(models.Model):
+    """Phone telemetry for a prompt: delivered / opened (the first report of each kind counts)."""
+
+    DELIVERED = "delivered"
+    OPENED = "opened"
+
+    instance = models.ForeignKey(SurveyInstance, on_delete=models.PROTECT, related_name="prompt_events")
+    kind = models.CharField(max_length=16, choices=[(DELIVERED, DELIVERED), (OPENED, OPENED)])
+    at = models.DateTimeField()
+    received_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "kind"], name="promptevent_first_of_kind"),
+            models.CheckConstraint(condition=models.Q(kind__in=["delivered", "opened"]), name="promptevent_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.instance_id}"
+
+
+class ReminderStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    QUEUED = "queued", "queued"
+    SENT = "sent", "sent"
+    SKIPPED = "skipped", "skipped"
+    FAILED = "failed", "failed"
+    CANCELLED = "cancelled", "cancelled"
+
+
+class Reminder(models.Model):
+    """One reminder stage of one instance: unique, so a retry, a redelivery or a second beat never sends twice."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    instance = models.ForeignKey(SurveyInstance, on_delete=models.PROTECT, related_name="reminders")
+    stage = models.CharField(max_length=32)
+    due_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=ReminderStatus.choices, default=ReminderStatus.PENDING)
+    channel = models.CharField(max_length=16, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_id = models.CharField(max_length=128, blank=True)
+    skip_reason = models.CharField(max_length=64, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["due_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "stage"], name="reminder_once_per_stage"),
+            models.CheckConstraint(condition=models.Q(status__in=ReminderStatus.values), name="reminder_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "due_at"])]
+
+    def __str__(self) -> str:
+        return f"reminder {self.stage} for {self.instance_id}"
