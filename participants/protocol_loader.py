@@ -1,0 +1,46 @@
+"""Materialises the participants part of a protocol version: consent document versions."""
+
+from __future__ import annotations
+
+import hashlib
+
+from .models import ConsentDocument
+
+
+def consent_text_sha256(body: str) -> str:
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def load_participants_part(*, trial, version, protocol, previous) -> None:
+    for doc in protocol.consent:
+        existing = ConsentDocument.objects.filter(trial=trial, version=doc.version).first()
+        digest = consent_text_sha256(doc.body)
+        if existing is not None:
+            if existing.sha256 != digest:
+                from trialsite.protocol.services import ProtocolError
+
+                raise ProtocolError(
+                    [f"consent: version {doc.version!r} exists with a different text; give the new text a new version"]
+                )
+            # Amendments may change a version's validity (e.g. close it when a new version starts).
+            changed = {
+                "valid_from": doc.valid_from,
+                "valid_to": doc.valid_to,
+                "requires_reconsent": doc.requires_reconsent,
+            }
+            if any(getattr(existing, k) != v for k, v in changed.items()):
+                for k, v in changed.items():
+                    setattr(existing, k, v)
+                existing.save(update_fields=list(changed))
+            continue
+        ConsentDocument.objects.create(
+            trial=trial,
+            version=doc.version,
+            title=doc.title,
+            body=doc.body,
+            sha256=digest,
+            valid_from=doc.valid_from,
+            valid_to=doc.valid_to,
+            requires_reconsent=doc.requires_reconsent,
+            protocol_version=version,
+        )

@@ -1,0 +1,61 @@
+"""Reads of participant data. Other apps read participants through these functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from .models import ConsentDocument, ConsentSignature, Participant
+
+
+@dataclass(frozen=True)
+class ConsentStatus:
+    current: ConsentDocument | None  # the version the participant must have signed now
+    signed: ConsentSignature | None  # their signature of `current`, if any
+    last_signed: ConsentSignature | None  # their latest signature of any version
+
+    @property
+    def needs_consent(self) -> bool:
+        """True when new survey instances must be blocked until the participant signs `current`."""
+        return self.current is not None and self.signed is None
+
+    @property
+    def has_consented(self) -> bool:
+        return self.last_signed is not None
+
+
+def consent_document_current(*, trial, on=None) -> ConsentDocument | None:
+    """The version in force today: valid on that date, and among those the latest to start."""
+    on = on or timezone.now().date()
+    return (
+        ConsentDocument.objects.filter(trial=trial, valid_from__lte=on)
+        .exclude(valid_to__lt=on)
+        .order_by("-valid_from", "-id")
+        .first()
+    )
+
+
+def consent_status(*, participant: Participant, on=None) -> ConsentStatus:
+    """What the participant must sign. A newer version blocks only when it requires re-consent, or when the
+    participant never signed anything."""
+    signatures = list(participant.consents.select_related("document").order_by("signed_at", "id"))
+    last = signatures[-1] if signatures else None
+    current = consent_document_current(trial=participant.trial_id and participant.trial, on=on)
+    if current is None:
+        return ConsentStatus(current=None, signed=None, last_signed=last)
+    signed = next((s for s in signatures if s.document_id == current.pk), None)
+    if signed is None and last is not None and not current.requires_reconsent:
+        # An amendment that does not require re-consent: the earlier signature still covers the participant.
+        return ConsentStatus(current=last.document, signed=last, last_signed=last)
+    return ConsentStatus(current=current, signed=signed, last_signed=last)
+
+
+def participant_for_user(user) -> Participant | None:
+    """The participant a phone token authenticates as, or None for staff."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        return Participant.objects.select_related("trial", "site").get(user=user)
+    except Participant.DoesNotExist:
+        return None
