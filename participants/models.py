@@ -207,3 +207,351 @@ class SafetyAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant} {self.rule} ({self.status})"
+
+
+# --- Registration: study ids, contact details (PII), enrolment codes ---------------------------------------
+
+
+class StudyIdSequence(models.Model):
+    """The last study-id number used at a site. Numbers are taken under a row lock and never reused."""
+
+    site = models.OneToOneField("trialsite.Site", on_delete=models.PROTECT, related_name="+")
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(last_number__gte=0), name="studyidseq_nonnegative")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}: {self.last_number}"
+
+
+@tracked()
+class ContactDetails(models.Model):
+    """A participant's name, e-mail and phone, Fernet-encrypted (participants.crypto). Never exported;
+    read only through participants.services.contact_view (which records every view)."""
+
+    participant = models.OneToOneField(Participant, on_delete=models.PROTECT, related_name="contact")
+    name_encrypted = models.TextField(blank=True)
+    email_encrypted = models.TextField(blank=True)
+    phone_encrypted = models.TextField(blank=True)
+    has_email = models.BooleanField(default=False)
+    has_phone = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=now)
+
+    class Meta:
+        verbose_name_plural = "contact details"
+
+    def __str__(self) -> str:
+        return f"contact details of {self.participant_id}"
+
+
+class ContactAccess(models.Model):
+    """One view of a participant's contact details by a staff user (append-only audit)."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    purpose = models.CharField(max_length=255)
+    accessed_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["-accessed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} viewed contact of {self.participant_id}"
+
+
+@tracked()
+class EnrolmentCode(models.Model):
+    """A one-time, expiring code that links a phone to a participant. Only its keyed hash is searchable;
+    the code itself is kept encrypted while it is live (to draw the QR code) and wiped when it dies."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="enrolment_codes")
+    code_hash = models.CharField(max_length=64, unique=True)
+    code_encrypted = models.TextField(blank=True)
+    issued_at = models.DateTimeField(default=now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(expires_at__gt=models.F("issued_at")), name="enrolcode_expiry"),
+            # At most one live code per participant: re-issuing revokes the previous one.
+            models.UniqueConstraint(
+                fields=["participant"],
+                condition=models.Q(used_at__isnull=True, revoked_at__isnull=True),
+                name="enrolcode_one_live_per_participant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"enrolment code of {self.participant_id}"
+
+
+# --- Randomisation (arm-bearing: see participants.blinding.REGISTRY) ----------------------------------------
+
+
+@tracked()
+class Arm(models.Model):
+    """An arm of a trial. ARM-BEARING: only unblinded roles may read it."""
+
+    trial = models.ForeignKey("trialsite.Trial", on_delete=models.PROTECT, related_name="arms")
+    code = models.CharField(max_length=8)
+    name = models.CharField(max_length=128)
+    ratio = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["trial", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "code"], name="arm_unique_code"),
+            models.CheckConstraint(condition=models.Q(ratio__gte=1), name="arm_ratio_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"arm {self.pk}"  # never the name: __str__ ends up in logs and admin pages
+
+
+@tracked()
+class AllocationList(models.Model):
+    """A concealed allocation list (generated from a seed or imported). Its SHA-256 is printed when made."""
+
+    GENERATED = "generated"
+    IMPORTED = "imported"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    trial = models.ForeignKey("trialsite.Trial", on_delete=models.PROTECT, related_name="allocation_lists")
+    source = models.CharField(max_length=16, choices=[(GENERATED, GENERATED), (IMPORTED, IMPORTED)])
+    seed = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["trial", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial"], name="allocationlist_one_per_trial"),
+            models.CheckConstraint(
+                condition=models.Q(source__in=["generated", "imported"]), name="allocationlist_source_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"allocation list {self.uuid}"
+
+
+@tracked()
+class AllocationSlot(models.Model):
+    """One position of the list in a stratum. ARM-BEARING (`arm`). `taken` is set in the transaction that
+    allocates it, so a concurrent `select_for_update(skip_locked=True)` re-checks it on the locked row."""
+
+    allocation_list = models.ForeignKey(AllocationList, on_delete=models.PROTECT, related_name="slots")
+    stratum = models.CharField(max_length=128)
+    sequence = models.PositiveIntegerField(help_text="position within the stratum, from 1")
+    block_number = models.PositiveIntegerField()
+    block_size = models.PositiveSmallIntegerField()
+    arm = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="+")
+    taken = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["allocation_list", "stratum", "sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["allocation_list", "stratum", "sequence"], name="allocationslot_unique_position"
+            ),
+        ]
+        indexes = [models.Index(fields=["allocation_list", "stratum", "taken", "sequence"])]
+
+    def __str__(self) -> str:
+        return f"slot {self.stratum}#{self.sequence}"
+
+
+@tracked()
+class Allocation(models.Model):
+    """Participant ↔ slot. Carries no arm itself (the arm is on the slot)."""
+
+    participant = models.OneToOneField(Participant, on_delete=models.PROTECT, related_name="allocation")
+    slot = models.OneToOneField(AllocationSlot, on_delete=models.PROTECT, related_name="allocation")
+    allocated_at = models.DateTimeField(default=now)
+    allocated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participant"], name="allocation_one_per_participant"),
+            models.UniqueConstraint(fields=["slot"], name="allocation_one_participant_per_slot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"allocation of {self.participant_id}"
+
+
+@tracked()
+class DoseUnit(models.Model):
+    """A labelled dose unit (e.g. envelope MD-7KQ2XD). The code is a label that reveals nothing; its
+    contents are the slot's arm (ARM-BEARING through `slot`)."""
+
+    slot = models.ForeignKey(AllocationSlot, on_delete=models.PROTECT, related_name="dose_units")
+    code = models.CharField(max_length=32, unique=True)
+    number = models.PositiveSmallIntegerField(help_text="1..per_allocation, the order of use")
+
+    class Meta:
+        ordering = ["slot", "number"]
+        constraints = [models.UniqueConstraint(fields=["slot", "number"], name="doseunit_unique_number")]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+# --- Withdrawal, adverse events, emergency unblinding -------------------------------------------------------
+
+
+@tracked()
+class Withdrawal(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="withdrawals")
+    scope = models.CharField(max_length=16, choices=WithdrawalScope.choices)
+    reason = models.TextField(blank=True)
+    withdrawn_at = models.DateTimeField(default=now)
+    by_participant = models.BooleanField(default=False)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["participant", "withdrawn_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(scope__in=WithdrawalScope.values), name="withdrawal_scope_valid"),
+            models.UniqueConstraint(fields=["participant", "scope"], name="withdrawal_once_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id} withdrew ({self.scope})"
+
+
+class Relatedness(models.TextChoices):
+    NOT_RELATED = "not_related", "not related"
+    UNLIKELY = "unlikely", "unlikely"
+    POSSIBLE = "possible", "possible"
+    PROBABLE = "probable", "probable"
+    DEFINITE = "definite", "definite"
+
+
+class AeOutcome(models.TextChoices):
+    RECOVERED = "recovered", "recovered/resolved"
+    RECOVERING = "recovering", "recovering/resolving"
+    NOT_RECOVERED = "not_recovered", "not recovered/not resolved"
+    RECOVERED_WITH_SEQUELAE = "recovered_with_sequelae", "recovered with sequelae"
+    FATAL = "fatal", "fatal"
+    UNKNOWN = "unknown", "unknown"
+
+
+class AeAction(models.TextChoices):
+    NONE = "none", "dose not changed"
+    INTERRUPTED = "interrupted", "drug interrupted"
+    WITHDRAWN = "withdrawn", "drug withdrawn"
+    NOT_APPLICABLE = "not_applicable", "not applicable"
+    UNKNOWN = "unknown", "unknown"
+
+
+SERIOUSNESS_CRITERIA = (
+    "death",
+    "life_threatening",
+    "hospitalisation",
+    "disability",
+    "congenital_anomaly",
+    "other_medically_important",
+)
+
+
+@tracked()
+class AdverseEvent(models.Model):
+    """A staff-entered adverse event report; follow-up reports point at the report they update."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="adverse_events")
+    previous = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="follow_up", help_text="report updated"
+    )
+    onset = models.DateField()
+    description = models.TextField()
+    severity_grade = models.PositiveSmallIntegerField(help_text="CTCAE-style grade 1-5")
+    serious = models.BooleanField(default=False)
+    seriousness_criteria = models.JSONField(default=list, blank=True)
+    relatedness = models.CharField(max_length=16, choices=Relatedness.choices)
+    action_taken = models.CharField(max_length=16, choices=AeAction.choices)
+    outcome = models.CharField(max_length=32, choices=AeOutcome.choices)
+    reported_at = models.DateTimeField(default=now)
+    reported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["participant", "reported_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(severity_grade__gte=1, severity_grade__lte=5), name="adverseevent_grade_1_5"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(relatedness__in=Relatedness.values), name="adverseevent_relatedness_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(outcome__in=AeOutcome.values), name="adverseevent_outcome_valid"),
+            models.CheckConstraint(
+                condition=models.Q(action_taken__in=AeAction.values), name="adverseevent_action_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(serious=False, seriousness_criteria=[])
+                | (models.Q(serious=True) & ~models.Q(seriousness_criteria=[])),
+                name="adverseevent_serious_has_criteria",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"AE {self.uuid} of {self.participant_id}"
+
+
+class UnblindingStatus(models.TextChoices):
+    REQUESTED = "requested", "requested"
+    APPROVED = "approved", "approved"
+    REJECTED = "rejected", "rejected"
+    REVEALED = "revealed", "revealed"
+
+
+@tracked()
+class UnblindingRequest(models.Model):
+    """Emergency unblinding of one participant: requested with a reason by a safety physician or trial
+    manager, approved by the other role, then revealed to the requester only."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="unblinding_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requester_role = models.CharField(max_length=32)
+    reason = models.TextField()
+    requested_at = models.DateTimeField(default=now)
+    status = models.CharField(max_length=16, choices=UnblindingStatus.choices, default=UnblindingStatus.REQUESTED)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+    revealed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=UnblindingStatus.values), name="unblinding_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(requester_role__in=["safety_physician", "trial_manager"]),
+                name="unblinding_requester_role_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True) | ~models.Q(decided_by=models.F("requested_by")),
+                name="unblinding_four_eyes",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"unblinding request {self.uuid} ({self.status})"

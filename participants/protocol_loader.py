@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .models import ConsentDocument
+from .models import Arm, ConsentDocument
 
 
 def consent_text_sha256(body: str) -> str:
@@ -12,6 +12,7 @@ def consent_text_sha256(body: str) -> str:
 
 
 def load_participants_part(*, trial, version, protocol, previous) -> None:
+    _load_arms(trial=trial, protocol=protocol)
     for doc in protocol.consent:
         existing = ConsentDocument.objects.filter(trial=trial, version=doc.version).first()
         digest = consent_text_sha256(doc.body)
@@ -44,3 +45,19 @@ def load_participants_part(*, trial, version, protocol, previous) -> None:
             requires_reconsent=doc.requires_reconsent,
             protocol_version=version,
         )
+
+
+def _load_arms(*, trial, protocol) -> None:
+    """Arms are created once; an amendment may not rename an arm or change its ratio after allocation began."""
+    from trialsite.protocol.services import ProtocolError
+
+    for arm in protocol.arms:
+        existing = Arm.objects.filter(trial=trial, code=arm.code).first()
+        if existing is None:
+            Arm.objects.create(trial=trial, code=arm.code, name=arm.name, ratio=arm.ratio)
+            continue
+        if (existing.name, existing.ratio) != (arm.name, arm.ratio):
+            if trial.allocation_lists.exists():
+                raise ProtocolError([f"arms: arm {arm.code!r} cannot change once an allocation list exists"])
+            existing.name, existing.ratio = arm.name, arm.ratio
+            existing.save(update_fields=["name", "ratio"])

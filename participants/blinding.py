@@ -1,0 +1,81 @@
+"""The ONE registry of arm-bearing data. Admin, serializers, exports and message templates consult it.
+
+Arm names, arm codes, slot arms and dose-unit contents may only reach users for whom
+`trialsite.roles.is_unblinded(user)` is true (the unblinded statistician), or the requester of an
+approved emergency unblinding (participants.services.unblinding_reveal). Superusers are blinded too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from trialsite import roles
+
+# "app_label.Model" → fields that carry or lead to the arm. A model listed with "*" is arm-bearing as a
+# whole: no blinded interface shows any of its rows.
+REGISTRY: dict[str, tuple[str, ...]] = {
+    "participants.Arm": ("*",),
+    "participants.AllocationSlot": ("arm",),
+    "participants.Allocation": ("slot",),
+    "participants.DoseUnit": ("slot",),
+    # The audit trail (pghistory event tables) copies the rows above: just as arm-bearing.
+    "participants.ArmEvent": ("*",),
+    "participants.AllocationSlotEvent": ("arm",),
+    "participants.AllocationEvent": ("slot",),
+    "participants.DoseUnitEvent": ("slot",),
+}
+
+# Models whose every row is arm-bearing (never shown to blinded users at all).
+ARM_MODELS: frozenset[str] = frozenset(label for label, fields in REGISTRY.items() if "*" in fields)
+
+
+def model_label(model) -> str:
+    meta = model._meta
+    return f"{meta.app_label}.{meta.object_name}"
+
+
+def is_arm_bearing(model, field: str | None = None) -> bool:
+    """True if the model (or, when given, that field of it) carries the arm."""
+    fields = REGISTRY.get(model_label(model))
+    if fields is None:
+        return False
+    return field is None or "*" in fields or field in fields
+
+
+def blinded_fields(model) -> tuple[str, ...]:
+    """Fields a blinded interface must leave out of this model ("*" means: the whole model)."""
+    return REGISTRY.get(model_label(model), ())
+
+
+def may_see_arms(user) -> bool:
+    return roles.is_unblinded(user)
+
+
+def arm_names(trial) -> list[str]:
+    """Every arm name and code of the trial, as stored and as in the current protocol."""
+    from trialsite.protocol.services import ProtocolError, protocol_current
+
+    from .models import Arm
+
+    names = set(Arm.objects.filter(trial=trial).values_list("name", flat=True))
+    try:
+        names.update(protocol_current(trial).arm_names())
+    except ProtocolError:  # no protocol loaded: only the stored arms
+        names.update(())
+    return sorted(names)
+
+
+def find_arm(text: str, trial) -> list[str]:
+    """Arm names that occur in `text` (case-insensitive, as whole words)."""
+    found = []
+    for name in arm_names(trial):
+        if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, flags=re.IGNORECASE):
+            found.append(name)
+    return found
+
+
+def assert_no_arm(text: str, trial) -> None:
+    """For leak tests and for message templates: raise AssertionError if text names an arm."""
+    found = find_arm(text, trial)
+    if found:
+        raise AssertionError(f"arm-bearing text leaked: {found!r}")
