@@ -1,0 +1,63 @@
+"""Exports: every bundle that leaves the system is recorded (who, what, when, why, and its checksum)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils.timezone import now
+
+from trialsite.audit import tracked
+
+EXPORT_FORMATS = ("csv", "parquet", "spss", "stata")
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
+@tracked()
+class ExportJob(models.Model):
+    """One export bundle request. Runs as a background job; the file is kept under EXPORT_ROOT."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    trial = models.ForeignKey("trialsite.Trial", on_delete=models.PROTECT, related_name="export_jobs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    blinded = models.BooleanField(default=True)
+    formats = models.JSONField(default=list, help_text="csv always; parquet, spss, stata on request")
+    reason = models.TextField(blank=True, help_text="why the export was pulled; required when unblinded")
+    status = models.CharField(max_length=16, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
+    progress = models.FloatField(default=0.0, help_text="0..1")
+    created_at = models.DateTimeField(default=now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file_path = models.CharField(max_length=500, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the zip bundle")
+    manifest = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=ExportStatus.values), name="exportjob_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(progress__gte=0) & models.Q(progress__lte=1), name="exportjob_progress_range"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(blinded=True) | ~models.Q(reason=""), name="exportjob_unblinded_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="done") | (~models.Q(sha256="") & ~models.Q(file_path="")),
+                name="exportjob_done_has_file",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.uuid} of {self.trial_id} ({self.status})"
