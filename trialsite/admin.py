@@ -1,20 +1,34 @@
+"""Admin for the shared models: trials, protocol versions, sites, role grants, staff sign-in events.
+
+Only system admins (superusers) change trials, sites and role grants; staff see the trials and the sites
+they work at. Protocol versions are loaded from YAML (`load_protocol`) and never edited here.
+"""
+
 from django.contrib import admin
 
-from .models import ProtocolVersion, RoleGrant, Site, Trial
+from . import roles as R
+from .admin_scoping import ScopedAdmin, has_any_role
+from .models import ProtocolVersion, RoleGrant, Site, StaffLoginEvent, Trial
+
+
+class SuperuserWritesAdmin(ScopedAdmin):
+    def has_add_permission(self, request, *args):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
 
 
 @admin.register(Trial)
-class TrialAdmin(admin.ModelAdmin):
+class TrialAdmin(SuperuserWritesAdmin):
     list_display = ["slug", "title", "created_at"]
     readonly_fields = ["uuid", "created_at"]
     filter_horizontal = ["sites"]
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    search_fields = ["slug", "title"]
 
 
 @admin.register(ProtocolVersion)
-class ProtocolVersionAdmin(admin.ModelAdmin):
+class ProtocolVersionAdmin(ScopedAdmin):
     """Protocol versions are immutable: loaded from YAML with `load_protocol`, never edited here."""
 
     list_display = ["trial", "version", "sha256", "loaded_at", "source_path"]
@@ -22,28 +36,45 @@ class ProtocolVersionAdmin(admin.ModelAdmin):
     exclude = ["definition", "source"]
     readonly_fields = ["trial", "version", "sha256", "source_path", "loaded_at", "loaded_by"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(SuperuserWritesAdmin):
+    site_field = "pk"
     list_display = ["code", "name", "timezone"]
     readonly_fields = ["uuid"]
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+    search_fields = ["code", "name"]
 
 
 @admin.register(RoleGrant)
-class RoleGrantAdmin(admin.ModelAdmin):
+class RoleGrantAdmin(ScopedAdmin):
+    """Granting roles is the system admin's job; trial managers may see who holds which role."""
+
+    view_roles = (R.TRIAL_MANAGER, R.MONITOR)
     list_display = ["user", "role", "site", "granted_at"]
     list_filter = ["role", "site"]
     list_select_related = ["user", "site"]
     autocomplete_fields = ["user"]
+
+    def has_add_permission(self, request, *args):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+@admin.register(StaffLoginEvent)
+class StaffLoginEventAdmin(ScopedAdmin):
+    """Sign-ins, sign-outs, failures and lock-outs (append-only)."""
+
+    view_roles = (R.TRIAL_MANAGER, R.MONITOR, R.DATA_MANAGER)
+    list_display = ["at", "kind", "username", "user", "ip_address", "path"]
+    list_filter = ["kind", ("at", admin.DateFieldListFilter)]
+    list_select_related = ["user"]
+    search_fields = ["username"]
+    date_hierarchy = "at"
+
+    def has_view_permission(self, request, obj=None):
+        return has_any_role(request.user, self.view_roles)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]

@@ -5,3 +5,6 @@ class TrialsiteConfig(AppConfig):
     name = "trialsite"
     verbose_name = "Trials and sites"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import staff_security  # noqa: F401 - connects the staff login audit signals

@@ -143,3 +143,35 @@ class Heartbeat(models.Model):
         cls.objects.filter(pk=obj.pk).update(count=models.F("count") + 1, last_at=timezone.now())
         obj.refresh_from_db()
         return obj.count
+
+
+class StaffLoginEvent(models.Model):
+    """Append-only record of staff sign-ins, sign-outs, failures and lock-outs (admin and staff API)."""
+
+    LOGIN = "login"
+    LOGOUT = "logout"
+    FAILED = "failed"
+    LOCKED_OUT = "locked_out"
+    KINDS = [(LOGIN, LOGIN), (LOGOUT, LOGOUT), (FAILED, "failed login"), (LOCKED_OUT, "locked out")]
+
+    kind = models.CharField(max_length=16, choices=KINDS)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="login_events"
+    )
+    username = models.CharField(max_length=150, blank=True, help_text="as typed (failures may name no user)")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+    path = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["login", "logout", "failed", "locked_out"]),
+                name="staffloginevent_kind_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.username} {self.at:%Y-%m-%d %H:%M}"

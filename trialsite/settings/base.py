@@ -35,7 +35,7 @@ def env_bool(name: str, default: bool = False) -> bool:
 SOFTWARE_VERSION = "0.1.0"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "trialsite.admin_apps.TrialsiteAdminConfig",  # django.contrib.admin with trialsite's site (2FA, scoping)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -1,0 +1,254 @@
+"""The audit trail in the admin: pghistory events, scoped and blinded, filterable and exportable as CSV.
+
+Filters: date (`pgh_created_at__gte` / `__lt`, also from the date list filter), user (`user=<id>`),
+participant (`participant=<study id>`), table (`table=<app_label.model>`). Blinded users never see
+events of arm-bearing tables, nor arm-bearing fields of mixed tables. Site-scoped staff see only events
+that reference participants of their sites.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import csv
+import json
+
+from django.contrib import admin
+from django.http import StreamingHttpResponse
+from django.urls import path
+from django.utils.html import format_html_join
+from pghistory import core as pgh_core
+from pghistory.admin import EventsAdmin
+
+from . import roles as R
+from .admin_scoping import STAFF_ROLES, blinding_registry, has_any_role, user_is_unblinded
+
+_current_request: contextvars.ContextVar = contextvars.ContextVar("audit_admin_request")
+
+AUDIT_ROLES = (R.TRIAL_MANAGER, R.DATA_MANAGER, R.MONITOR, R.UNBLINDED_STATISTICIAN, R.COORDINATOR, R.SAFETY_PHYSICIAN)
+
+
+def visible_event_models(user) -> list:
+    """Event models whose tracked table the user may read."""
+    registry = blinding_registry()
+    unblinded = user_is_unblinded(user)
+    result = []
+    for event_model in pgh_core.event_models():
+        tracked = getattr(event_model, "pgh_tracked_model", None)
+        label = tracked._meta.label.lower() if tracked is not None else ""
+        if not unblinded and label in registry and registry[label] is None:
+            continue
+        if not label or label.startswith("pghistory."):
+            continue
+        result.append(event_model)
+    return result
+
+
+def hidden_keys(user, table_label: str) -> set[str]:
+    if user_is_unblinded(user):
+        return set()
+    fields = blinding_registry().get(table_label.lower()) or set()
+    return fields | {f"{f}_id" for f in fields}
+
+
+def _table_of(event) -> str:
+    return event.pgh_obj_model or ""
+
+
+class TableFilter(admin.SimpleListFilter):
+    title = "table"
+    parameter_name = "table"
+
+    def lookups(self, request, model_admin):
+        return sorted(
+            {
+                (m.pgh_tracked_model._meta.label_lower, m.pgh_tracked_model._meta.label)
+                for m in model_admin._visible(request)
+            }
+        )
+
+    def queryset(self, request, queryset):
+        if self.value():
+            wanted = [m for m in self.model_admin_visible if m.pgh_tracked_model._meta.label_lower == self.value()]
+            return queryset.across(*wanted) if wanted else queryset.none()
+        return queryset
+
+    def __init__(self, request, params, model, model_admin):
+        self.model_admin_visible = model_admin._visible(request)
+        super().__init__(request, params, model, model_admin)
+
+
+class UserFilter(admin.SimpleListFilter):
+    title = "user"
+    parameter_name = "user"
+
+    def lookups(self, request, model_admin):
+        from django.contrib.auth import get_user_model
+
+        users = get_user_model().objects.filter(is_staff=True).order_by("username").values_list("pk", "username")
+        return [(str(pk), name) for pk, name in users]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(pgh_context__user=int(value))
+        return queryset
+
+
+class ParticipantFilter(admin.SimpleListFilter):
+    """`?participant=<study id>`: events of the participant and of rows pointing at them."""
+
+    title = "participant"
+    parameter_name = "participant"
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        from participants.models import Participant
+
+        participants = R.filter_by_site(Participant.objects.filter(study_id=value), request.user)
+        found = list(participants)
+        if not found:
+            return queryset.none()
+        return queryset.references(found)
+
+
+class AuditTrailAdmin(EventsAdmin):
+    """Read-only; replaces pghistory's events admin (trialsite.admin_site.TrialsiteAdminSite.register)."""
+
+    list_display = ["pgh_created_at", "table", "pgh_obj_id", "pgh_label", "who", "reason", "changes"]
+    list_per_page = 100
+    show_full_result_count = False
+    change_list_template = "admin/trialsite/audit_change_list.html"
+
+    def _visible(self, request):
+        cache = getattr(request, "_audit_visible", None)
+        if cache is None:
+            cache = visible_event_models(request.user)
+            request._audit_visible = cache
+        return cache
+
+    # --- permissions -------------------------------------------------------------------------------------
+    def has_view_permission(self, request, obj=None):
+        return has_any_role(request.user, AUDIT_ROLES)
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        return {}
+
+    def get_list_display(self, request):
+        return self.list_display
+
+    def get_list_filter(self, request):
+        return [("pgh_created_at", admin.DateFieldListFilter), TableFilter, UserFilter, ParticipantFilter]
+
+    def get_queryset(self, request):
+        from pghistory.models import Events
+
+        queryset = Events.objects.order_by("-pgh_created_at", "-pgh_id").across(*self._visible(request))
+        ids = R.site_ids(request.user)
+        if ids is not None:
+            from participants.models import Participant
+
+            queryset = queryset.references(Participant.objects.filter(site_id__in=ids))
+        return queryset
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup in {"pgh_created_at__gte", "pgh_created_at__lt"} or super().lookup_allowed(lookup, value, request)
+
+    # --- columns ---------------------------------------------------------------------------------------------
+    @admin.display(description="table")
+    def table(self, event):
+        return _table_of(event)
+
+    @admin.display(description="user")
+    def who(self, event):
+        context = event.pgh_context or {}
+        return context.get("user") or "—"
+
+    @admin.display(description="reason")
+    def reason(self, event):
+        return (event.pgh_context or {}).get("reason", "")
+
+    def _clean_diff(self, request, event) -> dict:
+        hidden = hidden_keys(request.user, _table_of(event))
+        diff = event.pgh_diff or {}
+        if not diff and event.pgh_label == "insert":
+            diff = {k: [None, v] for k, v in (event.pgh_data or {}).items()}
+        return {k: v for k, v in diff.items() if k not in hidden}
+
+    def changes(self, event):
+        request = _current_request.get()
+        diff = self._clean_diff(request, event)
+        return format_html_join("", "<div><b>{}</b>: {} → {}</div>", ((k, v[0], v[1]) for k, v in diff.items()))
+
+    def changelist_view(self, request, extra_context=None):
+        _current_request.set(request)
+        extra_context = {**(extra_context or {}), "export_query": request.GET.urlencode()}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from django.shortcuts import redirect
+
+        return redirect(f"../../?{request.GET.urlencode()}")
+
+    # --- CSV export ------------------------------------------------------------------------------------------
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("export.csv", self.admin_site.admin_view(self.export_csv), name=f"{info[0]}_{info[1]}_export")
+        ] + super().get_urls()
+
+    def export_csv(self, request):
+        from django.core.exceptions import PermissionDenied
+
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        _current_request.set(request)
+        changelist = self.get_changelist_instance(request)
+        queryset = changelist.get_queryset(request)
+
+        class Echo:
+            def write(self, value):
+                return value
+
+        writer = csv.writer(Echo())
+
+        def rows():
+            yield writer.writerow(["at", "table", "object_id", "label", "user", "reason", "request_id", "changes"])
+            for event in queryset.iterator(chunk_size=2000):
+                context = event.pgh_context or {}
+                yield writer.writerow(
+                    [
+                        event.pgh_created_at.isoformat(),
+                        _table_of(event),
+                        event.pgh_obj_id,
+                        event.pgh_label,
+                        context.get("user", ""),
+                        context.get("reason", ""),
+                        context.get("request_id", ""),
+                        json.dumps(self._clean_diff(request, event), default=str, sort_keys=True),
+                    ]
+                )
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="audit-trail.csv"'
+        return response
+
+
+__all__ = ["AuditTrailAdmin", "STAFF_ROLES"]

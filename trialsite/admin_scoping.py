@@ -1,0 +1,245 @@
+"""Base classes for every staff admin: site scoping, role-based permissions, blinding, reasons for edits.
+
+- Rows: `get_queryset` narrows to the user's sites (trialsite.roles.filter_by_site); the change page,
+  history, autocomplete, actions and related-object dropdowns all go through it.
+- Permissions: granted in code from the user's roles (`view_roles`, `add_roles`, `change_roles`);
+  nothing clinical is ever deleted from the admin.
+- Blinding: models and fields listed in participants.blinding.REGISTRY (or declared on the admin with
+  `arm_bearing` / `blinded_fields`) are shown only to the unblinded statistician. Superusers are blinded too.
+- Submitted clinical data: changes need a reason (stored in the audit context); locked rows are read-only.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+
+from . import roles as R
+from .audit import audit_context, require_reason
+
+STAFF_ROLES = R.ALL_ROLES
+# Roles that read every participant's data (blinded): the brief's "monitors read everything".
+READ_ALL_ROLES = (R.TRIAL_MANAGER, R.DATA_MANAGER, R.MONITOR, R.STATISTICIAN, R.UNBLINDED_STATISTICIAN)
+CLINICAL_WRITE_ROLES = (R.COORDINATOR, R.TRIAL_MANAGER)
+SAFETY_ROLES = (R.SAFETY_PHYSICIAN, R.TRIAL_MANAGER)
+
+
+def blinding_registry() -> dict[str, set[str] | None]:
+    """model label (lower case) → arm-bearing field names, or None when the whole model is arm-bearing.
+
+    Reads participants.blinding.REGISTRY when that module exists; it may map models (or labels) to field
+    lists, or list whole models.
+    """
+    try:
+        from participants import blinding
+    except ImportError:
+        return {}
+    registry = getattr(blinding, "REGISTRY", None) or {}
+    result: dict[str, set[str] | None] = {}
+    items = registry.items() if isinstance(registry, dict) else ((entry, None) for entry in registry)
+    for key, fields in items:
+        label = key if isinstance(key, str) else key._meta.label
+        if fields is not None and not isinstance(fields, (list, tuple, set, frozenset)):
+            fields = getattr(fields, "fields", None)
+        result[label.lower()] = None if not fields or "*" in fields else set(fields)
+    return result
+
+
+def user_is_unblinded(user) -> bool:
+    return R.is_unblinded(user)
+
+
+def has_any_role(user, roles) -> bool:
+    if not getattr(user, "is_active", False) or not getattr(user, "is_staff", False):
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    return R.has_role(user, *roles)
+
+
+class ScopedSiteFilter(admin.SimpleListFilter):
+    """Site filter listing only the sites the user reaches."""
+
+    title = "site"
+    parameter_name = "site"
+    site_path = "site"
+
+    def lookups(self, request, model_admin):
+        from .models import Site
+
+        return [(str(s.pk), s.code) for s in R.filter_by_site(Site.objects.order_by("code"), request.user, "pk")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(**{f"{self.site_path}_id": int(value)})
+        return queryset
+
+
+def site_filter(site_path: str) -> type[ScopedSiteFilter]:
+    return type("ScopedSiteFilter_" + site_path.replace("__", "_"), (ScopedSiteFilter,), {"site_path": site_path})
+
+
+class _PermissionMixin:
+    """Role-based permissions and site scoping shared by ModelAdmins and inlines."""
+
+    site_field: str | None = None  # lookup path from this model to trialsite.Site; None: not site-scoped
+    view_roles: tuple[str, ...] = STAFF_ROLES
+    add_roles: tuple[str, ...] = ()
+    change_roles: tuple[str, ...] = ()
+    arm_bearing: bool = False  # the whole model reveals arms
+    blinded_fields: tuple[str, ...] = ()  # fields that reveal arms or dose-unit contents
+
+    def _blinded_out(self, request) -> bool:
+        label = self.model._meta.label.lower()
+        registry = blinding_registry()
+        whole = self.arm_bearing or (label in registry and registry[label] is None)
+        return whole and not user_is_unblinded(request.user)
+
+    def hidden_fields(self, request) -> set[str]:
+        if user_is_unblinded(request.user):
+            return set()
+        fields = set(self.blinded_fields)
+        fields |= blinding_registry().get(self.model._meta.label.lower()) or set()
+        return fields
+
+    def scope_queryset(self, request, queryset):
+        if self._blinded_out(request):
+            return queryset.none()
+        if self.site_field:
+            return R.filter_by_site(queryset, request.user, self.site_field)
+        return queryset
+
+    def is_locked(self, obj) -> bool:
+        return bool(obj is not None and getattr(obj, "locked", False))
+
+    def has_view_permission(self, request, obj=None):
+        return not self._blinded_out(request) and has_any_role(request.user, self.view_roles + self.change_roles)
+
+    def has_add_permission(self, request, *args):
+        return not self._blinded_out(request) and bool(self.add_roles) and has_any_role(request.user, self.add_roles)
+
+    def has_change_permission(self, request, obj=None):
+        if self._blinded_out(request) or self.is_locked(obj) or not self.change_roles:
+            return False
+        return has_any_role(request.user, self.change_roles)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # nothing clinical is deleted; withdrawal and cancellation are states
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+
+class ScopedAdmin(_PermissionMixin, admin.ModelAdmin):
+    """Base ModelAdmin: every admin in trialsite derives from it."""
+
+    list_per_page = 50
+    show_full_result_count = False  # one COUNT less per changelist
+
+    def get_queryset(self, request):
+        return self.scope_queryset(request, super().get_queryset(request))
+
+    def get_fields(self, request, obj=None):
+        hidden = self.hidden_fields(request)
+        return [f for f in super().get_fields(request, obj) if f not in hidden]
+
+    def get_fieldsets(self, request, obj=None):
+        hidden = self.hidden_fields(request)
+        fieldsets = super().get_fieldsets(request, obj)
+        if not hidden:
+            return fieldsets
+        return [(name, {**opts, "fields": [f for f in opts["fields"] if f not in hidden]}) for name, opts in fieldsets]
+
+    def get_list_display(self, request):
+        hidden = self.hidden_fields(request)
+        return [f for f in super().get_list_display(request) if f not in hidden]
+
+    def get_list_filter(self, request):
+        hidden = self.hidden_fields(request)
+        return [f for f in super().get_list_filter(request) if not (isinstance(f, str) and f in hidden)]
+
+    def get_search_fields(self, request):
+        hidden = self.hidden_fields(request)
+        return [f for f in super().get_search_fields(request) if f.split("__")[0] not in hidden]
+
+    def get_exclude(self, request, obj=None):
+        return list(super().get_exclude(request, obj) or []) + sorted(self.hidden_fields(request))
+
+    def get_readonly_fields(self, request, obj=None):
+        hidden = self.hidden_fields(request)
+        return [f for f in super().get_readonly_fields(request, obj) if f not in hidden]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        # Dropdowns and raw-id lookups offer only rows the user may reach.
+        related = self.admin_site._registry.get(db_field.related_model)
+        if related is not None and "queryset" not in kwargs:
+            kwargs["queryset"] = related.get_queryset(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ScopedTabularInline(_PermissionMixin, admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return self.scope_queryset(request, super().get_queryset(request))
+
+    def get_fields(self, request, obj=None):
+        hidden = self.hidden_fields(request)
+        return [f for f in super().get_fields(request, obj) if f not in hidden]
+
+    def get_readonly_fields(self, request, obj=None):
+        hidden = self.hidden_fields(request)
+        return [f for f in super().get_readonly_fields(request, obj) if f not in hidden]
+
+
+class ReadOnlyInline(ScopedTabularInline):
+    """A read-only table of related rows on a change page."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for f in self.get_fields(request, obj)]
+
+
+class ReasonForm(forms.ModelForm):
+    change_reason = forms.CharField(
+        label="Reason for the change",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required when changing submitted data; stored in the audit trail.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is not None:
+            try:
+                cleaned["change_reason"] = require_reason(cleaned.get("change_reason"), field="change_reason")
+            except ValidationError as exc:
+                raise ValidationError({"change_reason": exc.message_dict["change_reason"]}) from None
+        return cleaned
+
+
+class ReasonRequiredAdmin(ScopedAdmin):
+    """Changes of submitted clinical data need a reason; it lands in the audit trail (pghistory context)."""
+
+    form = ReasonForm
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "change_reason"]
+        if obj is not None and self.has_change_permission(request, obj):
+            fields.append("change_reason")
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        reason = form.cleaned_data.get("change_reason") if change else None
+        with audit_context(user=request.user, reason=reason or None):
+            obj.full_clean()
+            super().save_model(request, obj, form, change)
