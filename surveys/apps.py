@@ -4,3 +4,19 @@ from django.apps import AppConfig
 class SurveysConfig(AppConfig):
     name = "surveys"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from participants import hooks
+        from trialsite.protocol.services import register_protocol_loader
+
+        from . import selectors
+        from .protocol_loader import load_surveys_part
+        from .services import schedule
+
+        register_protocol_loader("surveys", load_surveys_part)
+        hooks.register_baseline_check("surveys", selectors.baseline_status)
+        hooks.register_baseline_score("surveys", selectors.baseline_score)
+        hooks.register("consented", "surveys.plan", schedule.on_consented)
+        hooks.register("randomised", "surveys.plan", schedule.on_randomised)
+        hooks.register("timezone_changed", "surveys.plan", schedule.on_timezone_changed)
+        hooks.register("withdrawn", "surveys.cancel", schedule.on_withdrawn)

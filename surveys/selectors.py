@@ -1,0 +1,104 @@
+"""Reads of survey data. Other apps (analytics, admin, reminders) read surveys through these functions."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from participants.models import Participant
+
+from .models import DoseLog, InstanceStatus, Instrument, Score, SurveyInstance
+from .protocol import protocol_of_trial
+
+# What the phone sees: `open` includes the grace period after closing (answers are then `late`).
+PHONE_STATUSES = ("open", "upcoming", "completed", "missed")
+
+
+def instance_phone_status(instance: SurveyInstance, now: datetime) -> str:
+    if instance.status == InstanceStatus.COMPLETED:
+        return "completed"
+    if instance.status == InstanceStatus.CANCELLED:
+        return "cancelled"
+    if instance.status == InstanceStatus.MISSED or instance.grace_until <= now:
+        return "missed"
+    return "open" if instance.opens_at <= now else "upcoming"
+
+
+def survey_instance_list(*, participant: Participant, status: str | None = None, now=None) -> QuerySet[SurveyInstance]:
+    """The participant's instances (never cancelled ones), optionally by phone status, in opening order."""
+    now = now or timezone.now()
+    qs = SurveyInstance.objects.filter(participant=participant).exclude(status=InstanceStatus.CANCELLED)
+    scheduled = Q(status=InstanceStatus.SCHEDULED)
+    if status == "open":
+        qs = qs.filter(scheduled, opens_at__lte=now, grace_until__gt=now)
+    elif status == "upcoming":
+        qs = qs.filter(scheduled, opens_at__gt=now)
+    elif status == "completed":
+        qs = qs.filter(status=InstanceStatus.COMPLETED)
+    elif status == "missed":
+        qs = qs.filter(Q(status=InstanceStatus.MISSED) | (scheduled & Q(grace_until__lte=now)))
+    return qs.select_related("instrument").order_by("opens_at", "id")
+
+
+def survey_instance_get(*, participant: Participant, uuid) -> SurveyInstance | None:
+    return SurveyInstance.objects.select_related("instrument").filter(participant=participant, uuid=uuid).first()
+
+
+def instrument_current(*, trial_id: int, slug: str) -> Instrument | None:
+    """The instrument version named by the trial's current protocol."""
+    protocol = protocol_of_trial(trial_id)
+    version = next((i.version for i in protocol.instruments if i.slug == slug), None)
+    if version is None:
+        return None
+    return Instrument.objects.filter(trial_id=trial_id, slug=slug, version=version).first()
+
+
+def dose_list(*, participant: Participant) -> QuerySet[DoseLog]:
+    return DoseLog.objects.filter(participant=participant).order_by("taken_at", "id")
+
+
+def planned_dose_days(*, participant: Participant) -> list[date]:
+    """Local dates on which the protocol plans a dose (for adherence). Empty before randomisation; none
+    after a withdrawal (either scope stops the intervention)."""
+    dosing = protocol_of_trial(participant.trial_id).dosing
+    if dosing is None or participant.day0 is None:
+        return []
+    days = [
+        participant.day0 + timedelta(days=n) for n in range(dosing.start_day, dosing.end_day + 1, dosing.every_n_days)
+    ]
+    if participant.withdrawn_at is not None:
+        stop = participant.withdrawn_at.astimezone(participant.zone).date()
+        days = [d for d in days if d <= stop]
+    return days
+
+
+def baseline_status(*, participant: Participant) -> tuple[bool, list[str]]:
+    """Baseline = every `baseline: true` schedule event of the protocol answered."""
+    protocol = protocol_of_trial(participant.trial_id)
+    keys = [e.key for e in protocol.schedule if e.baseline]
+    done = set(
+        SurveyInstance.objects.filter(
+            participant=participant, schedule_key__in=keys, status=InstanceStatus.COMPLETED
+        ).values_list("schedule_key", flat=True)
+    )
+    missing = [f"baseline survey {k} not answered" for k in keys if k not in done]
+    return not missing, missing
+
+
+def baseline_score(*, participant: Participant, instrument: str, schedule: str, score: str) -> float | None:
+    """The score of the response to that baseline event (None when unanswered or not scored)."""
+    row = (
+        Score.objects.filter(
+            response__participant=participant,
+            response__instance__schedule_key=schedule,
+            response__instrument__slug=instrument,
+            key=score,
+            scored=True,
+        )
+        .order_by("response__received_at")
+        .values_list("value", flat=True)
+        .first()
+    )
+    return row

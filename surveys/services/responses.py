@@ -1,0 +1,315 @@
+"""Phone writes: survey responses, dose logs, side effects and prompt telemetry."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from participants.models import Participant
+from participants.selectors import consent_status
+
+from ..errors import InvalidInput, NotFound, SurveyError
+from ..models import DoseLog, InstanceStatus, ItemAnswer, PromptEvent, Response, Score, SideEffect, SurveyInstance
+from ..protocol import protocol_of_trial
+from ..safety import raise_alerts, rules_fired_for_record, rules_fired_for_response
+from ..scoring import score_answers
+from ..validation import validate_answers
+from .idempotency import (
+    WriteResult,
+    idempotency_lookup,
+    idempotency_store,
+    idempotent_write,
+    request_hash,
+)
+
+# Authored times are kept as sent; one further in the future than this, or earlier than the instance's
+# opening by more than this, is flagged as clock skew (not refused: the answer is still the answer).
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=10)
+# Dose and side-effect reports dated this far in the past are flagged too.
+FAR_PAST = timedelta(days=120)
+
+
+def _require_active(participant: Participant) -> None:
+    """Writes need consent in force and no withdrawal from data collection."""
+    if participant.is_withdrawn:
+        raise SurveyError("The participant has withdrawn from the study.", code="withdrawn")
+    status = consent_status(participant=participant)
+    if not status.has_consented or status.needs_consent:
+        raise SurveyError("Consent to the current information sheet is needed first.", code="not_consented")
+
+
+def _study_day(participant: Participant, at: datetime) -> int | None:
+    return participant.study_day(at)
+
+
+def response_body(response: Response, instance: SurveyInstance) -> dict:
+    return {
+        "id": str(response.uuid),
+        "instance": str(instance.uuid),
+        "received_at": response.received_at.isoformat().replace("+00:00", "Z"),
+        "late": response.late,
+    }
+
+
+def survey_response_submit(
+    *,
+    participant: Participant,
+    instance_id: UUID,
+    idempotency_key: UUID,
+    answers: Any,
+    authored: datetime,
+    source: str = "api",
+    now: datetime | None = None,
+) -> WriteResult:
+    """Store the answer to one survey instance, score it and raise safety alerts, once per key.
+
+    Refusals (SurveyError codes): not_found, idempotency_mismatch, conflict (answered with another key,
+    or cancelled), window_not_open, window_closed (after the grace period), withdrawn, not_consented,
+    validation_error (per-item fields `answers.<key>`).
+    """
+    if authored.tzinfo is None:
+        raise InvalidInput("authored needs an offset.", fields={"authored": ["A timestamp with an offset is needed."]})
+    digest = request_hash({"instance": str(instance_id), "answers": answers, "authored": authored.isoformat()})
+    # Fast path for retries: no lock needed to answer a replay.
+    replay = idempotency_lookup(participant=participant, key=idempotency_key, kind="response", digest=digest)
+    if replay is not None:
+        return replay
+    try:
+        return _submit(
+            participant=participant,
+            instance_id=instance_id,
+            key=idempotency_key,
+            digest=digest,
+            answers=answers,
+            authored=authored,
+            source=source,
+            now=now,
+        )
+    except IntegrityError:
+        # Only reachable when the same key was used concurrently for two different instances.
+        replay = idempotency_lookup(participant=participant, key=idempotency_key, kind="response", digest=digest)
+        if replay is not None:
+            return replay
+        raise SurveyError("This survey has already been answered.", code="conflict")
+
+
+@transaction.atomic
+def _submit(*, participant, instance_id, key, digest, answers, authored, source, now) -> WriteResult:
+    instance = (
+        SurveyInstance.objects.select_for_update(of=("self",))
+        .select_related("instrument")
+        .filter(participant=participant, uuid=instance_id)
+        .first()
+    )
+    if instance is None:
+        raise NotFound("No such survey instance.")
+    # Under the instance lock, a concurrent identical request has committed (or not) by now.
+    replay = idempotency_lookup(participant=participant, key=key, kind="response", digest=digest)
+    if replay is not None:
+        return replay
+    now = now or timezone.now()
+    _require_active(participant)
+    if instance.status == InstanceStatus.COMPLETED or Response.objects.filter(instance=instance).exists():
+        raise SurveyError("This survey has already been answered.", code="conflict")
+    if instance.status == InstanceStatus.CANCELLED:
+        raise SurveyError("This survey was cancelled.", code="conflict")
+    if now < instance.opens_at:
+        raise SurveyError("This survey is not open yet.", code="window_not_open")
+    if now > instance.grace_until:
+        raise SurveyError("This survey has closed.", code="window_closed")
+    definition = instance.instrument.definition
+    result = validate_answers(definition, answers)
+    if not result.ok:
+        raise InvalidInput("Some answers are not valid.", fields=result.errors)
+    skew = authored > now + CLOCK_SKEW_TOLERANCE or authored < instance.opens_at - CLOCK_SKEW_TOLERANCE
+    offset = authored.utcoffset()
+    response = Response(
+        instance=instance,
+        participant=participant,
+        instrument=instance.instrument,
+        idempotency_key=key,
+        request_hash=digest,
+        answers=result.answers,
+        authored_at=authored,
+        authored_offset_minutes=int(offset.total_seconds() // 60) if offset else 0,
+        received_at=now,
+        late=now > instance.closes_at,
+        clock_skew=skew,
+        study_day=_study_day(participant, now if skew else authored),
+        source=source,
+    )
+    response.full_clean(exclude=["instance", "participant", "instrument"], validate_unique=False)
+    response.save()
+    ItemAnswer.objects.bulk_create(
+        [
+            ItemAnswer(
+                response=response,
+                item_key=k,
+                value=v,
+                value_numeric=float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None,
+                value_text=v if isinstance(v, str) else "",
+            )
+            for k, v in result.answers.items()
+        ]
+    )
+    scores = score_answers(definition, result.answers)
+    Score.objects.bulk_create(
+        [
+            Score(
+                response=response,
+                key=s.key,
+                value=s.value,
+                band=s.band,
+                scored=s.scored,
+                items_missing=s.items_missing,
+            )
+            for s in scores
+        ]
+    )
+    instance.status = InstanceStatus.COMPLETED
+    instance.save(update_fields=["status"])
+    protocol = protocol_of_trial(participant.trial_id)
+    fired = rules_fired_for_response(
+        protocol=protocol,
+        instrument=instance.instrument.slug,
+        answers=result.answers,
+        scores={s.key: s.value for s in scores},
+    )
+    if fired:
+        raise_alerts(
+            participant=participant, fired=fired, source_kind="response", source_id=str(response.uuid), now=now
+        )
+    body = response_body(response, instance)
+    idempotency_store(participant=participant, key=key, kind="response", digest=digest, body=body)
+    return WriteResult(body=body, created=True)
+
+
+def dose_body(dose: DoseLog) -> dict:
+    return {
+        "id": str(dose.uuid),
+        "taken_at": dose.taken_at.isoformat(),
+        "unit_code": dose.unit_code,
+        "note": dose.note,
+        "study_day": dose.study_day,
+        "received_at": dose.received_at.isoformat(),
+    }
+
+
+def dose_log_create(
+    *,
+    participant: Participant,
+    idempotency_key: UUID,
+    taken_at: datetime,
+    unit_code: str = "",
+    note: str = "",
+    now: datetime | None = None,
+) -> WriteResult:
+    if taken_at.tzinfo is None:
+        raise InvalidInput("taken_at needs an offset.", fields={"taken_at": ["A timestamp with an offset is needed."]})
+    now = now or timezone.now()
+    if taken_at > now + CLOCK_SKEW_TOLERANCE:
+        raise InvalidInput("A dose cannot be logged in the future.", fields={"taken_at": ["In the future."]})
+
+    def perform() -> dict:
+        _require_active(participant)
+        dose = DoseLog(
+            participant=participant,
+            taken_at=taken_at,
+            unit_code=unit_code or "",
+            note=note or "",
+            study_day=_study_day(participant, taken_at),
+            received_at=now,
+            idempotency_key=idempotency_key,
+        )
+        dose.full_clean(exclude=["participant"], validate_unique=False)
+        dose.save()
+        return dose_body(dose)
+
+    payload = {"taken_at": taken_at.isoformat(), "unit_code": unit_code or "", "note": note or ""}
+    return idempotent_write(participant=participant, key=idempotency_key, kind="dose", payload=payload, perform=perform)
+
+
+def side_effect_body(se: SideEffect) -> dict:
+    return {
+        "id": str(se.uuid),
+        "started_on": se.started_on.isoformat(),
+        "description": se.description,
+        "severity": se.severity,
+        "serious": se.serious,
+        "ongoing": se.ongoing,
+        "reported_at": se.reported_at.isoformat(),
+    }
+
+
+def side_effect_report(
+    *,
+    participant: Participant,
+    idempotency_key: UUID,
+    started_on: date,
+    description: str,
+    severity: str,
+    serious: bool,
+    ongoing: bool,
+    now: datetime | None = None,
+) -> WriteResult:
+    """A participant-reported adverse event; the protocol's side-effect safety rules (serious → alert) fire
+    in the same transaction."""
+    now = now or timezone.now()
+    local_today = now.astimezone(participant.zone).date()
+    if started_on > local_today + timedelta(days=1):
+        raise InvalidInput("The start date is in the future.", fields={"started_on": ["In the future."]})
+
+    def perform() -> dict:
+        _require_active(participant)
+        se = SideEffect(
+            participant=participant,
+            started_on=started_on,
+            description=description,
+            severity=severity,
+            serious=serious,
+            ongoing=ongoing,
+            reported_at=now,
+            study_day=(started_on - participant.day0).days if participant.day0 else None,
+            idempotency_key=idempotency_key,
+        )
+        se.full_clean(exclude=["participant"], validate_unique=False)
+        se.save()
+        fired = rules_fired_for_record(
+            protocol=protocol_of_trial(participant.trial_id), source="side_effect", record=se
+        )
+        if fired:
+            raise_alerts(
+                participant=participant, fired=fired, source_kind="side_effect", source_id=str(se.uuid), now=now
+            )
+        return side_effect_body(se)
+
+    payload = {
+        "started_on": started_on.isoformat(),
+        "description": description,
+        "severity": severity,
+        "serious": serious,
+        "ongoing": ongoing,
+    }
+    return idempotent_write(
+        participant=participant, key=idempotency_key, kind="side_effect", payload=payload, perform=perform
+    )
+
+
+@transaction.atomic
+def prompt_event_record(
+    *, participant: Participant, instance_id: UUID, kind: str, at: datetime, now: datetime | None = None
+) -> None:
+    """Record phone telemetry (delivered / opened). The first report of each kind counts; repeats (and
+    retries) are accepted and ignored (INSERT ... ON CONFLICT DO NOTHING on the unique constraint)."""
+    if at.tzinfo is None:
+        raise InvalidInput("at needs an offset.", fields={"at": ["A timestamp with an offset is needed."]})
+    instance = SurveyInstance.objects.filter(participant=participant, uuid=instance_id).only("pk").first()
+    if instance is None:
+        raise NotFound("No such survey instance.", fields={"instance": ["Not found."]})
+    event = PromptEvent(instance=instance, kind=kind, at=at, received_at=now or timezone.now())
+    event.full_clean(exclude=["instance"], validate_unique=False, validate_constraints=False)
+    PromptEvent.objects.bulk_create([event], ignore_conflicts=True)

@@ -1,0 +1,223 @@
+"""Survey schedules in the participant's zone, across 2026 daylight-saving changes (IANA tzdata figures)."""
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from participants import hooks
+from participants.models import ParticipantStatus, WithdrawalScope
+from surveys.models import InstanceStatus, SurveyInstance
+from surveys.scheduling import local_to_utc, plan_event
+from surveys.selectors import planned_dose_days
+from trialsite.protocol.schema import ScheduleEvent
+
+from .factories import make_participant, randomise, sign_consent
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def daily(at: str, start: date, days: int) -> ScheduleEvent:
+    return ScheduleEvent.model_validate(
+        {
+            "key": "daily",
+            "instrument": "daily-mood",
+            "anchor": "randomisation",
+            "recurrence": {"every_n_days": 1, "from_day": 0, "to_day": days},
+            "time": at,
+            "window": "4h",
+        }
+    )
+
+
+def opens_by_date(zone: str, at: str, start: date, days: int) -> dict[date, datetime]:
+    occ = plan_event(event=daily(at, start, days), anchor_at=utc(2026, 1, 1), anchor_date=start, zone_name=zone)
+    return {o.local_date: o.opens_at for o in occ}
+
+
+# Reference: a daily 09:00 local prompt in UTC.
+@pytest.mark.parametrize(
+    ("zone", "local", "expected"),
+    [
+        ("Europe/London", date(2026, 3, 28), utc(2026, 3, 28, 9)),
+        ("Europe/London", date(2026, 3, 29), utc(2026, 3, 29, 8)),
+        ("Europe/London", date(2026, 10, 24), utc(2026, 10, 24, 8)),
+        ("Europe/London", date(2026, 10, 25), utc(2026, 10, 25, 9)),
+        ("America/New_York", date(2026, 3, 7), utc(2026, 3, 7, 14)),
+        ("America/New_York", date(2026, 3, 8), utc(2026, 3, 8, 13)),
+        ("America/New_York", date(2026, 10, 31), utc(2026, 10, 31, 13)),
+        ("America/New_York", date(2026, 11, 1), utc(2026, 11, 1, 14)),
+        ("Australia/Sydney", date(2026, 4, 4), utc(2026, 4, 3, 22)),
+        ("Australia/Sydney", date(2026, 4, 5), utc(2026, 4, 4, 23)),
+    ],
+)
+def test_daily_0900_prompt_across_dst(zone, local, expected):
+    plan = opens_by_date(zone, "09:00", local - timedelta(days=2), 4)
+    assert plan[local] == expected
+    # The window is an absolute duration.
+    occ = plan_event(event=daily("09:00", local, 0), anchor_at=expected, anchor_date=local, zone_name=zone)[0]
+    assert occ.closes_at - occ.opens_at == timedelta(hours=4)
+
+
+def test_same_time_tomorrow_is_local_date_arithmetic():
+    plan = opens_by_date("Europe/London", "09:00", date(2026, 3, 28), 1)
+    assert plan[date(2026, 3, 29)] - plan[date(2026, 3, 28)] == timedelta(hours=23)
+    plan = opens_by_date("Europe/London", "09:00", date(2026, 10, 24), 1)
+    assert plan[date(2026, 10, 25)] - plan[date(2026, 10, 24)] == timedelta(hours=25)
+
+
+def test_nonexistent_local_time_opens_at_first_instant_after_the_gap_once():
+    london = ZoneInfo("Europe/London")
+    # 01:30 does not exist on 2026-03-29 (01:00 → 02:00): the first valid instant is 02:00 BST = 01:00Z.
+    assert local_to_utc(date(2026, 3, 29), time(1, 30), london) == utc(2026, 3, 29, 1, 0)
+    assert local_to_utc(date(2026, 3, 8), time(2, 30), ZoneInfo("America/New_York")) == utc(2026, 3, 8, 7, 0)
+    plan = opens_by_date("Europe/London", "01:30", date(2026, 3, 27), 4)
+    assert list(plan.values()) == [
+        utc(2026, 3, 27, 1, 30),
+        utc(2026, 3, 28, 1, 30),
+        utc(2026, 3, 29, 1, 0),
+        utc(2026, 3, 30, 0, 30),
+        utc(2026, 3, 31, 0, 30),
+    ]
+
+
+def test_ambiguous_local_time_fires_once_at_first_occurrence():
+    london = ZoneInfo("Europe/London")
+    # 01:30 happens twice on 2026-10-25: fold=0 (BST) = 00:30Z is used; 01:30Z never fires.
+    assert local_to_utc(date(2026, 10, 25), time(1, 30), london) == utc(2026, 10, 25, 0, 30)
+    plan = opens_by_date("Europe/London", "01:30", date(2026, 10, 24), 2)
+    assert list(plan.values()) == [utc(2026, 10, 24, 0, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
+
+
+@pytest.fixture
+def london(trial, site_ldn):
+    participant, _ = make_participant(trial=trial, site=site_ldn)
+    return participant
+
+
+def test_consent_opens_baseline_for_seven_days(london):
+    signed = utc(2026, 3, 1, 10, 15)
+    sign_consent(london, at=signed, now=signed)
+    rows = SurveyInstance.objects.filter(participant=london).order_by("schedule_key")
+    assert [(r.schedule_key, r.study_day, r.opens_at, r.closes_at) for r in rows] == [
+        ("baseline_gad7", 0, signed, signed + timedelta(days=7)),
+        ("baseline_phq9", 0, signed, signed + timedelta(days=7)),
+    ]
+    assert rows[0].timezone == "Europe/London" and rows[0].local_date == date(2026, 3, 1)
+
+
+def test_randomisation_materialises_the_schedule_across_the_spring_change(london):
+    at = utc(2026, 3, 22, 12)  # local date 2026-03-22 = day 0
+    sign_consent(london, at=at - timedelta(days=3), now=at - timedelta(days=3))
+    randomise(london, at=at)
+    rows = {(r.schedule_key, r.study_day): r for r in SurveyInstance.objects.filter(participant=london)}
+    # daily 1..56, weekly PHQ-9 and GAD-7 x8, blinding x3, baseline x2
+    assert len(rows) == 56 + 8 + 8 + 3 + 2
+    week1 = rows[("weekly_phq9", 7)]
+    assert (week1.local_date, week1.local_time, week1.opens_at) == (date(2026, 3, 29), time(9), utc(2026, 3, 29, 8))
+    assert week1.closes_at == utc(2026, 3, 31, 8) and week1.grace_until == utc(2026, 3, 31, 10)
+    assert rows[("daily_mood", 6)].opens_at == utc(2026, 3, 28, 20)  # 20:00 GMT
+    assert rows[("daily_mood", 7)].opens_at == utc(2026, 3, 29, 19)  # 20:00 BST
+    # Emitting again (a retried hook) plans nothing twice.
+    hooks.emit("randomised", participant=london, now=at)
+    assert SurveyInstance.objects.filter(participant=london).count() == len(rows)
+
+
+def test_zone_change_replans_only_future_instances(london):
+    at = utc(2026, 10, 10, 12)
+    sign_consent(london, at=at - timedelta(days=2), now=at - timedelta(days=2))
+    randomise(london, at=at)
+    now = utc(2026, 10, 24, 20, 30)  # day 14: that evening's daily survey is open (20:00 BST = 19:00Z)
+    london.timezone = "America/New_York"
+    london.save(update_fields=["timezone"])
+    hooks.emit("timezone_changed", participant=london, old="Europe/London", new="America/New_York", now=now)
+    live = {
+        (r.schedule_key, r.study_day): r
+        for r in SurveyInstance.objects.filter(participant=london).exclude(status=InstanceStatus.CANCELLED)
+    }
+    opened = live[("daily_mood", 14)]
+    assert (opened.timezone, opened.opens_at) == ("Europe/London", utc(2026, 10, 24, 19))
+    nxt = live[("daily_mood", 15)]  # 2026-10-25 20:00 in New York (EDT) = 2026-10-26 00:00Z
+    assert (nxt.timezone, nxt.local_date, nxt.opens_at) == ("America/New_York", date(2026, 10, 25), utc(2026, 10, 26))
+    assert live[("daily_mood", 22)].opens_at == utc(2026, 11, 2, 1)  # 20:00 EST after New York's change
+    cancelled = SurveyInstance.objects.filter(participant=london, status=InstanceStatus.CANCELLED)
+    assert cancelled.count() == 42 + 6 + 6 + 2  # days 15..56 daily, weekly 21..56 x2, blinding 42, 56
+    assert set(cancelled.values_list("cancel_reason", flat=True)) == {"timezone_changed"}
+    assert not cancelled.filter(opens_at__lte=now).exists()
+
+
+def test_withdrawal_all_cancels_future_instances_intervention_keeps_them(trial, site_ldn):
+    at = utc(2026, 5, 1, 12)
+    now = utc(2026, 5, 10, 12)
+    keep, _ = make_participant(trial=trial, site=site_ldn)
+    stop, _ = make_participant(trial=trial, site=site_ldn)
+    for p in (keep, stop):
+        sign_consent(p, at=at - timedelta(days=1), now=at - timedelta(days=1))
+        randomise(p, at=at)
+    for p, scope in ((keep, WithdrawalScope.INTERVENTION), (stop, WithdrawalScope.ALL)):
+        p.status, p.withdrawal_scope, p.withdrawn_at = ParticipantStatus.WITHDRAWN, scope, now
+        p.save(update_fields=["status", "withdrawal_scope", "withdrawn_at"])
+        hooks.emit("withdrawn", participant=p, scope=scope, now=now)
+    assert not SurveyInstance.objects.filter(participant=keep, status=InstanceStatus.CANCELLED).exists()
+    future = SurveyInstance.objects.filter(participant=stop, grace_until__gt=now)
+    assert future.exists() and set(future.values_list("status", flat=True)) == {"cancelled"}
+    assert SurveyInstance.objects.filter(participant=stop, grace_until__lte=now, status="scheduled").exists()
+    # Dosing stops with either scope: planned dose days end at the withdrawal date.
+    assert planned_dose_days(participant=keep)[-1] == date(2026, 5, 10)
+
+
+def test_planned_dose_days_every_third_day_for_six_weeks(london):
+    randomise(london, at=utc(2026, 6, 1, 23, 30))  # 00:30 BST on 2 June: day 0 is the local date
+    days = planned_dose_days(participant=london)
+    assert len(days) == 14 and days[0] == date(2026, 6, 2) and days[1] == date(2026, 6, 5)
+    assert days[-1] == date(2026, 6, 2) + timedelta(days=39)
+
+
+def test_study_day_of_an_answer_is_the_local_date(trial, site_nyc):
+    participant, _ = make_participant(trial=trial, site=site_nyc)
+    randomise(participant, at=utc(2026, 2, 12, 15))
+    authored = datetime.fromisoformat("2026-02-19T23:30:00-05:00")  # UTC date is 2026-02-20
+    assert participant.study_day(authored) == 7
+
+
+def _amended(source: str) -> str:
+    return source.replace('time: "20:00"', 'time: "19:00"').replace(
+        '  - version: "1.0"',
+        '  - version: "2.0"\n    title: "v2"\n    valid_from: 2026-01-02\n'
+        '    requires_reconsent: true\n    body: "New text."\n  - version: "1.0"',
+        1,
+    )
+
+
+def test_amendment_replans_future_and_reconsent_blocks_new_instances(london, demo_protocol_source, trial, site_ldn):
+    from trialsite.protocol.services import protocol_load
+
+    # The loader re-plans against the wall clock, so this participant is randomised yesterday.
+    at = datetime.now(UTC) - timedelta(days=1)
+    sign_consent(london, at=at - timedelta(days=1), now=at - timedelta(days=1))
+    randomise(london, at=at)
+    fresh, _ = make_participant(trial=trial, site=site_ldn)  # enrolled, not yet consented
+    before = SurveyInstance.objects.filter(participant=london).count()
+    result = protocol_load(source=_amended(demo_protocol_source))
+    assert result.amended
+    # The 1.0 signature no longer covers the participant (2.0 requires re-consent), yet existing instances
+    # are re-planned to the amended time; none are added.
+    live = SurveyInstance.objects.filter(participant=london).exclude(status="cancelled")
+    assert live.count() == before
+    now = datetime.now(UTC)
+    future_daily = live.filter(schedule_key="daily_mood", opens_at__gt=now)
+    assert future_daily.count() >= 53
+    assert set(future_daily.values_list("local_time", flat=True)) == {time(19)}
+    assert set(live.filter(schedule_key="daily_mood", opens_at__lte=now).values_list("local_time", flat=True)) <= {
+        time(20)
+    }
+    assert set(
+        SurveyInstance.objects.filter(participant=london, status="cancelled").values_list("cancel_reason", flat=True)
+    ) == {"amendment"}
+    # A participant who signs only the superseded version gets nothing until they sign 2.0.
+    sign_consent(fresh, version="1.0")
+    assert not SurveyInstance.objects.filter(participant=fresh).exists()
+    sign_consent(fresh, version="2.0")
+    assert SurveyInstance.objects.filter(participant=fresh, schedule_key__startswith="baseline").count() == 2
