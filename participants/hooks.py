@@ -69,3 +69,11 @@ def baseline_score(*, participant, instrument: str, schedule: str, score: str) -
 def emit(event: str, *, participant, **details: Any) -> None:
     for fn in _handlers[event].values():
         fn(participant=participant, **details)
+
+
+def unregister(name: str) -> None:
+    """Remove every provider and handler registered under `name` (tests register and remove their own)."""
+    _baseline_checks.pop(name, None)
+    _baseline_scores.pop(name, None)
+    for handlers in _handlers.values():
+        handlers.pop(name, None)

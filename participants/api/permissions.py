@@ -35,7 +35,7 @@ class IsStaff(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated:
+        if user is None or not user.is_authenticated or not (user.is_staff or user.is_superuser):
             return False
         from participants.models import Participant
 

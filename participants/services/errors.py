@@ -33,5 +33,11 @@ class StratumExhausted(WorkflowError):
 
 
 class InvalidEnrolmentCode(WorkflowError):
+    """Unknown, used, expired or malformed: one answer for all, so it tells nothing about which codes exist."""
+
     code = "invalid_enrolment_code"
     status = 400
+    MESSAGE = "This enrolment code is not valid. Ask the study team for a new one."
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.MESSAGE)

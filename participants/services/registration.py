@@ -280,7 +280,7 @@ def participant_enrol(*, code: str, device: dict | None = None, now=None) -> tup
     """Exchange a code for a participant token. Unknown, used, expired (or otherwise dead) codes all get the
     same refusal, so the answer says nothing about which codes exist."""
     now = now or timezone.now()
-    refusal = InvalidEnrolmentCode("This enrolment code is not valid. Ask the study team for a new one.")
+    refusal = InvalidEnrolmentCode()
     normalised = enrolment_code_normalise(code)
     if normalised is None:
         raise refusal

@@ -1,0 +1,79 @@
+"""Shared pieces of the participants API: error mapping, throttles, pagination, schema helpers."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from trialsite.api.errors import ApiError
+
+from ..services.errors import WorkflowError
+
+
+class ParticipantsApiView(APIView):
+    """Turns workflow refusals from services into the contract's error body (409 unless stated)."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, WorkflowError):
+            api_exc = ApiError(exc.message, code=exc.code)
+            api_exc.status_code = exc.status
+            exc = api_exc
+        return super().handle_exception(exc)
+
+
+class ClientAddressThrottle(ScopedRateThrottle):
+    """Throttle per client address as seen by the server (REMOTE_ADDR). X-Forwarded-For is client-controlled,
+    so it is not trusted here; behind a proxy, the proxy sets REMOTE_ADDR (e.g. gunicorn --forwarded-allow-ips)."""
+
+    def get_ident(self, request):
+        return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+class ResultsPagination(LimitOffsetPagination):
+    """{"results": [...], "next": url|null} as in API.md."""
+
+    default_limit = 50
+    max_limit = 200
+
+    def get_paginated_response(self, data):
+        return Response({"results": data, "next": self.get_next_link()})
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": ["results", "next"],
+            "properties": {"results": schema, "next": {"type": "string", "nullable": True, "format": "uri"}},
+        }
+
+
+ErrorBody = inline_serializer(
+    name="ErrorBody",
+    fields={
+        "error": inline_serializer(
+            name="ErrorDetail",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(
+                    child=serializers.ListField(child=serializers.CharField()), required=False
+                ),
+            },
+        )
+    },
+)
+
+
+def errors(*codes: int) -> dict:
+    text = {
+        400: "validation_error (or invalid_enrolment_code)",
+        401: "not_authenticated",
+        403: "permission_denied",
+        404: "not_found",
+        409: "conflict / not_consented / withdrawn",
+        429: "throttled",
+    }
+    return {code: OpenApiResponse(ErrorBody, description=text.get(code, "")) for code in codes}
