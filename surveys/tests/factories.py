@@ -64,3 +64,32 @@ def randomise(participant: Participant, *, at: datetime, now=None) -> Participan
 def auth(client, key: str):
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
+
+
+def make_instance(
+    participant: Participant,
+    *,
+    slug: str,
+    opens_at: datetime,
+    window=timedelta(hours=4),
+    grace=timedelta(minutes=30),
+    schedule_key: str | None = None,
+    study_day: int | None = None,
+):
+    """An instance with explicit times (window tests), outside the protocol's schedule."""
+    from surveys.models import Instrument, SurveyInstance
+
+    instrument = Instrument.objects.filter(trial=participant.trial, slug=slug).order_by("-version").first()
+    n = next(_seq)
+    return SurveyInstance.objects.create(
+        participant=participant,
+        instrument=instrument,
+        schedule_key=schedule_key or f"test_{slug}",
+        study_day=n if study_day is None else study_day,
+        timezone=participant.timezone,
+        local_date=opens_at.astimezone(participant.zone).date(),
+        opens_at=opens_at,
+        closes_at=opens_at + window,
+        grace_until=opens_at + window + grace,
+        protocol_version=participant.trial.current_protocol,
+    )

@@ -1,0 +1,472 @@
+"""The participant phone API of the surveys app (API.md): surveys, instruments, responses, doses, side
+effects, prompt telemetry, offline sync and the FHIR views. One view per operation; business rules live in
+surveys.services and surveys.selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.http import Http404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from trialsite.api.errors import ApiError, flatten_fields
+
+from .. import fhir
+from ..errors import SurveyError
+from ..models import Severity
+from ..selectors import (
+    PHONE_STATUSES,
+    dose_list,
+    instance_phone_status,
+    instrument_current,
+    survey_instance_get,
+    survey_instance_list,
+)
+from ..services import dose_log_create, prompt_event_record, side_effect_report, survey_response_submit
+from .common import (
+    IDEMPOTENCY_HEADER,
+    AwareDateTimeField,
+    ParticipantApiView,
+    ResultsPagination,
+    as_api_error,
+    errors,
+    idempotency_key,
+    parse_key,
+)
+
+TAGS = ["participant: surveys"]
+
+
+class SubmitOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    instance = serializers.UUIDField()
+    received_at = serializers.DateTimeField()
+    late = serializers.BooleanField()
+
+
+class SurveyListApi(ParticipantApiView):
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=PHONE_STATUSES, required=False)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField(source="uuid")
+        instrument = inline_serializer(
+            name="SurveyInstrumentRef",
+            fields={
+                "slug": serializers.CharField(),
+                "version": serializers.IntegerField(),
+                "title": serializers.CharField(),
+            },
+        )
+        scheduled_local = serializers.SerializerMethodField()
+        timezone = serializers.CharField()
+        study_day = serializers.IntegerField()
+        opens_at = serializers.DateTimeField()
+        closes_at = serializers.DateTimeField()
+        late_until = serializers.DateTimeField(source="grace_until")
+        status = serializers.SerializerMethodField()
+
+        def get_scheduled_local(self, obj) -> str:
+            return obj.opens_at.astimezone(ZoneInfo(obj.timezone)).isoformat()
+
+        def get_status(self, obj) -> str:
+            return instance_phone_status(obj, self.context["now"])
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="surveys_list",
+        parameters=[FilterSerializer],
+        responses={200: OutputSerializer(many=True), **errors(400, 401, 403)},
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        now = timezone.now()
+        qs = survey_instance_list(participant=request.participant, status=filters.validated_data.get("status"), now=now)
+        paginator = ResultsPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        data = self.OutputSerializer(page, many=True, context={"now": now}).data
+        return paginator.get_paginated_response(data)
+
+    # drf-spectacular reads the paginated shape from here.
+    pagination_class = ResultsPagination
+
+
+class InstrumentDetailApi(ParticipantApiView):
+    class OutputSerializer(serializers.Serializer):
+        slug = serializers.CharField()
+        version = serializers.IntegerField()
+        title = serializers.CharField()
+        stem = serializers.CharField(allow_null=True)
+        items = inline_serializer(
+            name="InstrumentItem",
+            many=True,
+            fields={
+                "key": serializers.CharField(),
+                "text": serializers.CharField(),
+                "type": serializers.ChoiceField(
+                    choices=[
+                        "choice",
+                        "multi_choice",
+                        "integer",
+                        "decimal",
+                        "slider",
+                        "boolean",
+                        "text",
+                        "date",
+                        "time",
+                    ]
+                ),
+                "required": serializers.BooleanField(),
+                "options": inline_serializer(
+                    name="InstrumentOption",
+                    many=True,
+                    fields={"value": serializers.JSONField(), "label": serializers.CharField()},
+                ),
+                "min": serializers.FloatField(allow_null=True),
+                "max": serializers.FloatField(allow_null=True),
+                "step": serializers.FloatField(allow_null=True),
+                "max_length": serializers.IntegerField(allow_null=True),
+                "enable_when": serializers.JSONField(allow_null=True),
+            },
+        )
+
+    @extend_schema(
+        tags=TAGS, operation_id="instruments_retrieve", responses={200: OutputSerializer, **errors(401, 403, 404)}
+    )
+    def get(self, request, slug: str):
+        instrument = instrument_current(trial_id=request.participant.trial_id, slug=slug)
+        if instrument is None:
+            raise Http404
+        d = instrument.definition
+        from ..validation import item_choices
+
+        items = [
+            {
+                "key": i["key"],
+                "text": i["text"],
+                "type": i["type"],
+                "required": bool(i.get("required", True)),
+                "options": [{"value": c["value"], "label": c["label"]} for c in item_choices(d, i)],
+                "min": i.get("min"),
+                "max": i.get("max"),
+                "step": i.get("step"),
+                "max_length": i.get("max_length"),
+                "enable_when": i.get("enable_when"),
+            }
+            for i in d["items"]
+        ]
+        # Scoring rules are never sent to the phone.
+        body = {
+            "slug": instrument.slug,
+            "version": instrument.version,
+            "title": instrument.title,
+            "stem": d.get("stem"),
+            "items": items,
+        }
+        return Response(body)
+
+
+class ResponseInput(serializers.Serializer):
+    answers = serializers.DictField(child=serializers.JSONField(allow_null=True), allow_empty=True)
+    authored = AwareDateTimeField()
+
+
+class SurveyResponseSubmitApi(ParticipantApiView):
+    InputSerializer = ResponseInput
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="surveys_response_create",
+        parameters=[IDEMPOTENCY_HEADER],
+        request=InputSerializer,
+        responses={
+            201: SubmitOutput,
+            200: OpenApiResponse(SubmitOutput, description="a replay of an earlier identical request"),
+            **errors(400, 401, 403, 404, 409),
+        },
+    )
+    def post(self, request, instance_id):
+        key = idempotency_key(request)
+        status_code, body = perform_item(
+            request.participant, "response", request.data, key=key, instance_id=instance_id
+        )
+        return Response(body, status=status_code)
+
+
+class DoseInput(serializers.Serializer):
+    taken_at = AwareDateTimeField()
+    unit_code = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class DoseOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    taken_at = serializers.DateTimeField()
+    unit_code = serializers.CharField()
+    note = serializers.CharField()
+    study_day = serializers.IntegerField(allow_null=True)
+    received_at = serializers.DateTimeField()
+
+
+class DoseApi(ParticipantApiView):
+    pagination_class = ResultsPagination
+
+    class ListOutput(serializers.Serializer):
+        id = serializers.UUIDField(source="uuid")
+        taken_at = serializers.DateTimeField()
+        unit_code = serializers.CharField()
+        note = serializers.CharField()
+        study_day = serializers.IntegerField(allow_null=True)
+        received_at = serializers.DateTimeField()
+
+    @extend_schema(
+        tags=TAGS, operation_id="doses_list", responses={200: ListOutput(many=True), **errors(400, 401, 403)}
+    )
+    def get(self, request):
+        paginator = ResultsPagination()
+        page = paginator.paginate_queryset(dose_list(participant=request.participant), request, view=self)
+        return paginator.get_paginated_response(self.ListOutput(page, many=True).data)
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="doses_create",
+        parameters=[IDEMPOTENCY_HEADER],
+        request=DoseInput,
+        responses={
+            201: DoseOutput,
+            200: OpenApiResponse(DoseOutput, description="replay"),
+            **errors(400, 401, 403, 409),
+        },
+    )
+    def post(self, request):
+        key = idempotency_key(request)
+        status_code, body = perform_item(request.participant, "dose", request.data, key=key)
+        return Response(body, status=status_code)
+
+
+class SideEffectInput(serializers.Serializer):
+    started_on = serializers.DateField()
+    description = serializers.CharField(max_length=5000)
+    severity = serializers.ChoiceField(choices=Severity.values)
+    serious = serializers.BooleanField()
+    ongoing = serializers.BooleanField()
+
+
+class SideEffectOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    started_on = serializers.DateField()
+    description = serializers.CharField()
+    severity = serializers.ChoiceField(choices=Severity.values)
+    serious = serializers.BooleanField()
+    ongoing = serializers.BooleanField()
+    reported_at = serializers.DateTimeField()
+
+
+class SideEffectCreateApi(ParticipantApiView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="side_effects_create",
+        parameters=[IDEMPOTENCY_HEADER],
+        request=SideEffectInput,
+        responses={
+            201: SideEffectOutput,
+            200: OpenApiResponse(SideEffectOutput, description="replay"),
+            **errors(400, 401, 403, 409),
+        },
+    )
+    def post(self, request):
+        key = idempotency_key(request)
+        status_code, body = perform_item(request.participant, "side_effect", request.data, key=key)
+        return Response(body, status=status_code)
+
+
+class EventInput(serializers.Serializer):
+    instance = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=["delivered", "opened"])
+    at = AwareDateTimeField()
+
+
+class AcceptedOutput(serializers.Serializer):
+    status = serializers.CharField()
+
+
+class PromptEventCreateApi(ParticipantApiView):
+    @extend_schema(
+        tags=TAGS,
+        operation_id="events_create",
+        request=EventInput,
+        responses={202: AcceptedOutput, **errors(400, 401, 403, 404)},
+    )
+    def post(self, request):
+        status_code, body = perform_item(request.participant, "event", request.data, key=None)
+        return Response(body, status=status_code)
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def perform_item(participant, kind: str, data: Any, *, key, instance_id=None, source: str = "api") -> tuple[int, dict]:
+    """One phone write (used by the single endpoints and by each sync item). Raises on refusal."""
+    if not isinstance(data, dict):
+        raise ValidationError({"non_field_errors": ["A JSON object is expected."]})
+    try:
+        if kind == "response":
+            v = _validated(ResponseInput, data)
+            r = survey_response_submit(
+                participant=participant,
+                instance_id=instance_id,
+                idempotency_key=key,
+                answers=v["answers"],
+                authored=v["authored"],
+                source=source,
+            )
+            return r.status_code, r.body
+        if kind == "dose":
+            v = _validated(DoseInput, data)
+            r = dose_log_create(participant=participant, idempotency_key=key, **v)
+            return r.status_code, r.body
+        if kind == "side_effect":
+            v = _validated(SideEffectInput, data)
+            r = side_effect_report(participant=participant, idempotency_key=key, **v)
+            return r.status_code, r.body
+        if kind == "event":
+            v = _validated(EventInput, data)
+            prompt_event_record(participant=participant, instance_id=v["instance"], kind=v["kind"], at=v["at"])
+            return 202, {"status": "accepted"}
+    except SurveyError as exc:
+        raise as_api_error(exc)
+    raise ValidationError({"kind": [f"Unknown kind {kind!r}."]})
+
+
+class SyncApi(ParticipantApiView):
+    class InputSerializer(serializers.Serializer):
+        items = serializers.ListField(
+            child=serializers.DictField(child=serializers.JSONField(allow_null=True)),
+            max_length=500,
+            help_text=(
+                'Each item: {"kind": "response"|"dose"|"side_effect"|"event", "idempotency_key": uuid, ...}. '
+                "response: instance, answers, authored. dose: taken_at, unit_code?, note?. side_effect: "
+                "started_on, description, severity, serious, ongoing. event: instance, event (delivered|opened), at."
+            ),
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        results = inline_serializer(
+            name="SyncResult",
+            many=True,
+            fields={
+                "idempotency_key": serializers.CharField(allow_null=True),
+                "status": serializers.IntegerField(),
+                "id": serializers.UUIDField(required=False),
+                "error": serializers.DictField(required=False),
+            },
+        )
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="sync_create",
+        request=InputSerializer,
+        responses={200: OutputSerializer, **errors(400, 401, 403)},
+    )
+    def post(self, request):
+        items = _validated(self.InputSerializer, request.data)["items"]
+        participant = request.participant
+        results = []
+        # Each item is judged alone, in order: one failure does not undo or block the others.
+        for item in items:
+            raw_key = item.get("idempotency_key")
+            result: dict[str, Any] = {"idempotency_key": None if raw_key is None else str(raw_key)}
+            try:
+                key = parse_key(raw_key)
+                kind = item.get("kind")
+                data = {k: v for k, v in item.items() if k not in ("kind", "idempotency_key")}
+                instance_id = None
+                if kind == "response":
+                    instance_id = parse_key(data.pop("instance", None), field="instance")
+                if kind == "event":
+                    data["kind"] = data.pop("event", None)
+                status_code, body = perform_item(
+                    participant, kind, data, key=key, instance_id=instance_id, source="sync"
+                )
+                result["status"] = status_code
+                if "id" in body:
+                    result["id"] = body["id"]
+            except ApiError as exc:
+                result["status"] = exc.status_code
+                result["error"] = {"code": exc.error_code, "message": str(exc.detail), "fields": exc.fields}
+            except ValidationError as exc:
+                result["status"] = 400
+                result["error"] = {
+                    "code": "validation_error",
+                    "message": "The item is not valid.",
+                    "fields": flatten_fields(exc.detail),
+                }
+            results.append(result)
+        return Response({"results": results})
+
+
+class FhirQuestionnaireApi(ParticipantApiView):
+    @extend_schema(
+        tags=["participant: FHIR"],
+        operation_id="fhir_questionnaire_retrieve",
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="FHIR R4 Questionnaire"),
+            **errors(401, 403, 404),
+        },
+    )
+    def get(self, request, slug: str):
+        instrument = instrument_current(trial_id=request.participant.trial_id, slug=slug)
+        if instrument is None:
+            raise Http404
+        return Response(fhir.questionnaire(instrument=instrument, trial_slug=request.participant.trial.slug))
+
+
+class FhirQuestionnaireResponseApi(ParticipantApiView):
+    @extend_schema(
+        tags=["participant: FHIR"],
+        operation_id="fhir_questionnaire_response_create",
+        request=OpenApiTypes.OBJECT,
+        responses={
+            201: SubmitOutput,
+            200: OpenApiResponse(SubmitOutput, description="replay"),
+            **errors(400, 401, 403, 404, 409),
+        },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.UUID,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Ignored: the resource's id is the idempotency key.",
+            )
+        ],
+    )
+    def post(self, request):
+        participant = request.participant
+        try:
+            parsed = fhir.parse_questionnaire_response(request.data)
+            instance = survey_instance_get(participant=participant, uuid=parsed["instance"])
+            if instance is None:
+                raise Http404
+            answers = fhir.answers_from_items(instance.instrument.definition, parsed["items"])
+            result = survey_response_submit(
+                participant=participant,
+                instance_id=instance.uuid,
+                idempotency_key=parsed["key"],
+                answers=answers,
+                authored=parsed["authored"],
+                source="fhir",
+            )
+        except SurveyError as exc:
+            raise as_api_error(exc)
+        return Response(result.body, status=result.status_code)
