@@ -23,9 +23,13 @@ def api_client():
 
 
 @pytest.fixture
-def baseline():
-    """A test baseline provider: baseline[participant.pk] = PHQ-9 total (absent: baseline not done)."""
+def baseline(monkeypatch):
+    """A test baseline provider: baseline[participant.pk] = PHQ-9 total (absent: baseline not done).
+
+    It replaces the providers installed by other apps (the surveys app's real one) for the test's duration."""
     scores: dict[int, float] = {}
+    monkeypatch.setattr(hooks, "_baseline_checks", {})
+    monkeypatch.setattr(hooks, "_baseline_scores", {})
 
     def check(*, participant):
         return (participant.pk in scores), ([] if participant.pk in scores else ["baseline PHQ-9"])
