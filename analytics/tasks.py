@@ -1,0 +1,18 @@
+"""Thin Celery tasks of the analytics app."""
+
+from celery import shared_task
+
+from trialsite.audit import audit_context
+
+
+@shared_task(name="analytics.tasks.export_job_run", acks_late=True, reject_on_worker_lost=True)
+def export_job_run(job_id: int) -> str:
+    from .models import ExportJob
+    from .services import export_job_run as run
+
+    job = ExportJob.objects.filter(pk=job_id).select_related("requested_by").first()
+    if job is None:
+        return "missing"
+    with audit_context(user=job.requested_by, reason=f"export {job.uuid}"):
+        job = run(job_id=job_id)
+    return job.status if job else "missing"
