@@ -287,3 +287,101 @@ class Reminder(models.Model):
 
     def __str__(self) -> str:
         return f"reminder {self.stage} for {self.instance_id}"
+
+
+# --- Reminder delivery claims and coordinator tasks (surveys.reminders) ----------------------------------
+
+
+class ReminderDeliveryState(models.TextChoices):
+    SENDING = "sending", "sending (claimed; the provider may or may not have it)"
+    ERROR = "error", "error (the last attempt raised; will be retried)"
+    SENT = "sent", "sent"
+    FAILED = "failed", "failed (retries exhausted or a permanent error)"
+
+
+class ReminderDelivery(models.Model):
+    """The claim a worker commits BEFORE it calls the channel, one per reminder.
+
+    A redelivered or retried task finds this row and knows a send may already have happened: it then re-sends
+    only through a channel that de-duplicates on `idempotency_key` (the reminder's uuid), never otherwise.
+    """
+
+    reminder = models.ForeignKey(Reminder, on_delete=models.PROTECT, related_name="deliveries")
+    channel = models.CharField(max_length=16)
+    idempotency_key = models.UUIDField(help_text="given to the provider; equals the reminder's uuid")
+    state = models.CharField(
+        max_length=16, choices=ReminderDeliveryState.choices, default=ReminderDeliveryState.SENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=1)
+    claimed_at = models.DateTimeField(default=now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    provider_id = models.CharField(max_length=128, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reminder"], name="reminderdelivery_one_claim_per_reminder"),
+            models.CheckConstraint(
+                condition=models.Q(state__in=ReminderDeliveryState.values), name="reminderdelivery_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state__in=["sent", "failed"]) | models.Q(finished_at__isnull=False),
+                name="reminderdelivery_finished_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery of reminder {self.reminder_id} ({self.state})"
+
+
+class CoordinatorTaskKind(models.TextChoices):
+    MISSED_IN_A_ROW = "missed_in_a_row", "surveys missed in a row"
+
+
+class CoordinatorTaskStatus(models.TextChoices):
+    OPEN = "open", "open"
+    DONE = "done", "done"
+
+
+@tracked()
+class CoordinatorTask(models.Model):
+    """Work for the site coordinator (e.g. call a participant who missed several surveys in a row).
+
+    Raised once per participant, kind and triggering instance, so a second sweep never raises it twice.
+    """
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey(
+        "participants.Participant", on_delete=models.PROTECT, related_name="coordinator_tasks"
+    )
+    kind = models.CharField(max_length=32, choices=CoordinatorTaskKind.choices)
+    trigger_instance = models.ForeignKey(SurveyInstance, on_delete=models.PROTECT, related_name="coordinator_tasks")
+    title = models.CharField(max_length=255)
+    details = models.JSONField(default=dict, blank=True, help_text="what raised it; never an arm or a score")
+    status = models.CharField(max_length=16, choices=CoordinatorTaskStatus.choices, default=CoordinatorTaskStatus.OPEN)
+    created_at = models.DateTimeField(default=now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    resolution_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "kind", "trigger_instance"], name="coordinatortask_once_per_trigger"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=CoordinatorTaskKind.values), name="coordinatortask_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=CoordinatorTaskStatus.values), name="coordinatortask_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="done") | models.Q(resolved_at__isnull=False),
+                name="coordinatortask_done_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.participant_id} ({self.status})"

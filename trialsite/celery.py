@@ -15,4 +15,16 @@ app.autodiscover_tasks()
 # Apps add their sweeps here (never long countdown/ETA tasks).
 app.conf.beat_schedule = {
     "heartbeat": {"task": "trialsite.tasks.heartbeat", "schedule": crontab(minute="*")},
+    # Reminders due, instances whose window closed (missed), missed-in-a-row coordinator tasks.
+    "reminders-sweep": {
+        "task": "surveys.reminders.sweep",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55},  # a sweep that waited a whole minute is superseded by the next one
+    },
+    # Safety alerts nobody acknowledged in time → trial managers.
+    "safety-escalation-sweep": {
+        "task": "participants.tasks.safety_alerts_escalate_due",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55},
+    },
 }

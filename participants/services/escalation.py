@@ -1,0 +1,71 @@
+"""Escalation of safety alerts nobody acknowledged before their deadline (to the trial managers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from trialsite import roles
+from trialsite.models import RoleGrant
+
+from ..models import AlertStatus, SafetyAlert
+
+
+def safety_alert_recipients(*, alert: SafetyAlert, role_names) -> list[str]:
+    """E-mail addresses of active staff holding one of the roles for the alert's site (or all sites)."""
+    grants = RoleGrant.objects.filter(role__in=list(role_names)).select_related("user")
+    emails = set()
+    for grant in grants:
+        if grant.role in roles.SITE_SCOPED_ROLES and grant.site_id not in (None, alert.participant.site_id):
+            continue
+        if grant.user.email and grant.user.is_active:
+            emails.add(grant.user.email)
+    return sorted(emails)
+
+
+def safety_alerts_claim_overdue(*, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Ids of open, unacknowledged alerts past their deadline (SKIP LOCKED: an alert being escalated or
+    acknowledged right now is left to that transaction). Call inside a transaction; publish after commit."""
+    now = now or timezone.now()
+    return list(
+        SafetyAlert.objects.select_for_update(skip_locked=True)
+        .filter(status=AlertStatus.OPEN, acknowledged_at__isnull=True, due_at__lte=now)
+        .order_by("due_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+@transaction.atomic
+def safety_alert_escalate(*, alert_id: int, now: datetime | None = None) -> str:
+    """E-mail the trial managers and mark the alert escalated, once (state guard under the row lock).
+
+    The e-mail goes out while the lock is held and before the commit: a crash in between re-sends it on
+    redelivery (at least once — for a safety escalation a duplicate is better than silence).
+    """
+    now = now or timezone.now()
+    alert = SafetyAlert.objects.select_for_update().select_related("participant").get(pk=alert_id)
+    if alert.status != AlertStatus.OPEN or alert.acknowledged_at is not None:
+        return f"not open ({alert.status})"
+    if alert.due_at > now:
+        return "not due"
+    to = safety_alert_recipients(alert=alert, role_names=[roles.TRIAL_MANAGER])
+    if to:
+        send_mail(
+            subject=f"[trialsite] ESCALATED safety alert for {alert.participant.study_id}: {alert.title}",
+            message=(
+                f"The safety alert for participant {alert.participant.study_id} ({alert.severity}) was not "
+                f"acknowledged by its deadline, {alert.due_at:%Y-%m-%d %H:%M} UTC.\n"
+                f"Rule: {alert.title}\nRaised: {alert.raised_at:%Y-%m-%d %H:%M} UTC\n"
+                "Please make sure a clinician reviews it now and acknowledge it in the trialsite admin.\n"
+            ),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=to,
+        )
+    alert.status = AlertStatus.ESCALATED
+    alert.escalated_at = now
+    alert.save(update_fields=["status", "escalated_at"])
+    return f"escalated to {len(to)}"

@@ -1,0 +1,47 @@
+"""Quiet hours in the participant's own zone, across midnight and daylight-saving changes.
+
+Local wall-clock times are turned into instants with zoneinfo and fold=0:
+- a repeated local time (clocks go back) means its FIRST occurrence;
+- a local time that does not exist (clocks go forward) is read with the offset in force before the change,
+  i.e. shifted forward by the length of the gap (Europe/London 01:30 on the spring-forward day → 02:30 BST).
+Either way each quiet period ends exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+
+def local_instant(day: date, wall: time, zone: ZoneInfo) -> datetime:
+    """The UTC instant of a local wall-clock time on a local date (rule in the module docstring)."""
+    return datetime.combine(day, wall.replace(tzinfo=None), tzinfo=zone).astimezone(UTC)
+
+
+def in_quiet_hours(*, now: datetime, zone: ZoneInfo, start: time | None, end: time | None) -> bool:
+    return quiet_until(now=now, zone=zone, start=start, end=end) is not None
+
+
+def quiet_until(*, now: datetime, zone: ZoneInfo, start: time | None, end: time | None) -> datetime | None:
+    """When the quiet period containing `now` ends (UTC), or None when `now` is not in quiet hours.
+
+    `start` > `end` means the period runs across midnight (22:00–07:30). Equal or missing: no quiet hours.
+    """
+    if start is None or end is None or start == end:
+        return None
+    local = now.astimezone(zone)
+    wall = local.time().replace(tzinfo=None)
+    if start < end:
+        if not (start <= wall < end):
+            return None
+        end_day = local.date()
+    else:
+        if wall >= start:
+            end_day = local.date() + timedelta(days=1)
+        elif wall < end:
+            end_day = local.date()
+        else:
+            return None
+    until = local_instant(end_day, end, zone)
+    # A gap can shift the end before `now` only in pathological zones; never defer into the past.
+    return until if until > now else None
