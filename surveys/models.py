@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 
+import pgtrigger
+from django.conf import settings
 from django.db import models
 from django.utils.timezone import now
 
@@ -287,6 +289,68 @@ class Reminder(models.Model):
 
     def __str__(self) -> str:
         return f"reminder {self.stage} for {self.instance_id}"
+
+
+# --- Data quality: queries raised by data managers on a response or one item (append-only threads) -------------
+
+
+class DataQueryStatus(models.TextChoices):
+    OPEN = "open", "open (awaiting the site)"
+    ANSWERED = "answered", "answered by the site"
+    CLOSED = "closed", "closed by data management"
+
+
+@tracked()
+class DataQuery(models.Model):
+    """A data manager's question about a response (or one item of it). Site staff answer in the thread;
+    only a data manager closes it. Messages are append-only (DataQueryMessage)."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey("participants.Participant", on_delete=models.PROTECT, related_name="data_queries")
+    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="data_queries")
+    item_key = models.CharField(max_length=64, blank=True, help_text="empty: the whole response")
+    subject = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=DataQueryStatus.choices, default=DataQueryStatus.OPEN)
+    raised_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    raised_at = models.DateTimeField(default=now)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at"]
+        verbose_name_plural = "data queries"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=DataQueryStatus.values), name="dataquery_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="closed") | models.Q(closed_at__isnull=False, closed_by__isnull=False),
+                name="dataquery_closed_has_closer",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"query {self.uuid}: {self.subject}"
+
+
+class DataQueryMessage(models.Model):
+    """One message of a data query thread. Append-only: a database trigger refuses updates and deletes."""
+
+    query = models.ForeignKey(DataQuery, on_delete=models.PROTECT, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["query", "created_at", "id"]
+        triggers = [
+            pgtrigger.Protect(name="dataquerymessage_append_only", operation=pgtrigger.Update | pgtrigger.Delete),
+        ]
+
+    def __str__(self) -> str:
+        return f"message {self.pk} on {self.query_id}"
 
 
 # --- Reminder delivery claims and coordinator tasks (surveys.reminders) ----------------------------------
