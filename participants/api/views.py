@@ -284,9 +284,12 @@ class StaffTokenApi(ParticipantsApiView):
                 username=data.validated_data["username"],
                 password=data.validated_data["password"],
             )
-        except AxesBackendPermissionDenied as exc:
-            raise Forbidden("Too many failed sign-ins: this account is locked for a while.") from exc
+        except AxesBackendPermissionDenied:
+            user = None
         if getattr(request._request, "axes_locked_out", False):
+            # Answer in the API's error shape; clearing the flag stops AxesMiddleware from replacing this answer
+            # with its HTML lock-out page.
+            request._request.axes_locked_out = False
             raise Forbidden("Too many failed sign-ins: this account is locked for a while.")
         if user is None or not user.is_active or not (user.is_staff or user.is_superuser):
             raise refusal
