@@ -1,0 +1,148 @@
+"""Staff API of the analytics app: export jobs and the trial summary. Thin: parse, call, shape."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from participants.api.common import errors
+from participants.api.permissions import IsStaff
+from trialsite import roles
+from trialsite.api.errors import Forbidden, NotFound
+from trialsite.audit import audit_context
+from trialsite.models import Trial
+
+from .. import selectors, services
+from ..export import FORMATS
+from ..models import ExportStatus
+
+
+class ExportCreateApi(APIView):
+    permission_classes = [IsStaff]
+
+    class InputSerializer(serializers.Serializer):
+        trial = serializers.SlugField()
+        blinded = serializers.BooleanField(default=True)
+        formats = serializers.ListField(
+            child=serializers.ChoiceField(choices=FORMATS), default=lambda: ["csv"], allow_empty=False
+        )
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField(source="uuid")
+        status = serializers.ChoiceField(choices=ExportStatus.choices)
+
+    @extend_schema(
+        operation_id="staff_export_create",
+        request=InputSerializer,
+        responses={202: OutputSerializer, **errors(400, 401, 403, 404)},
+        description="Statistician roles. `blinded: false` needs unblinded_statistician and a reason (else 403).",
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        trial = Trial.objects.filter(slug=v["trial"]).first()
+        if trial is None:
+            raise NotFound("No such trial.")
+        try:
+            with audit_context(user=request.user, reason=v["reason"] or "export"):
+                job = services.export_job_create(
+                    trial=trial, user=request.user, blinded=v["blinded"], formats=v["formats"], reason=v["reason"]
+                )
+        except PermissionDenied as exc:
+            raise Forbidden(str(exc)) from exc
+        return Response(self.OutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportStatusOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="uuid")
+    status = serializers.ChoiceField(choices=ExportStatus.choices)
+    progress = serializers.FloatField()
+    blinded = serializers.BooleanField()
+    formats = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    sha256 = serializers.CharField(allow_blank=True)
+    download_url = serializers.SerializerMethodField()
+
+    def get_download_url(self, job) -> str | None:
+        if job.status != ExportStatus.DONE:
+            return None
+        request = self.context.get("request")
+        url = reverse("analytics:staff-export-download", kwargs={"pk": job.uuid})
+        return request.build_absolute_uri(url) if request else url
+
+
+class ExportDetailApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(operation_id="staff_export_get", responses={200: ExportStatusOutput, **errors(401, 403, 404)})
+    def get(self, request, pk):
+        job = selectors.export_job_get(user=request.user, job_uuid=pk)
+        if job is None:
+            raise NotFound("No such export.")
+        return Response(ExportStatusOutput(job, context={"request": request}).data)
+
+
+class ExportDownloadApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        operation_id="staff_export_download",
+        responses={
+            (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="the zip bundle"),
+            **errors(401, 403, 404, 409),
+        },
+    )
+    def get(self, request, pk):
+        job = selectors.export_job_get(user=request.user, job_uuid=pk)
+        if job is None:
+            raise NotFound("No such export.")
+        if job.status != ExportStatus.DONE:
+            from trialsite.api.errors import Conflict
+
+            raise Conflict(f"The export is {job.status}, not ready.")
+        response = FileResponse(
+            open(job.file_path, "rb"),  # noqa: SIM115 - FileResponse closes it
+            as_attachment=True,
+            filename=f"{job.trial.slug}-export-{job.uuid}.zip",
+            content_type="application/zip",
+        )
+        response["X-Checksum-SHA256"] = job.sha256
+        return response
+
+
+class TrialSummaryApi(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        operation_id="staff_analytics_summary",
+        responses={200: OpenApiTypes.OBJECT, **errors(401, 403, 404)},
+        description=(
+            "CONSORT counts, completion and adherence by site and study week, response latency, safety and the "
+            "overall blinding-guess distribution. Per-arm Bang and overall James indices only for unblinded roles. "
+            "Site-scoped staff see their sites only."
+        ),
+    )
+    def get(self, request, trial):
+        obj = Trial.objects.filter(slug=trial).first()
+        if obj is None:
+            raise NotFound("No such trial.")
+        if not (request.user.is_superuser or roles.roles_of(request.user)):
+            raise Forbidden("You hold no role in this trial.")
+        site_ids = roles.site_ids(request.user)
+        trial_sites = set(obj.sites.values_list("id", flat=True))
+        if site_ids is not None:
+            site_ids = site_ids & trial_sites
+            if not site_ids:
+                raise Forbidden("You reach no site of this trial.")
+        return Response(
+            selectors.trial_summary(trial=obj, site_ids=site_ids, unblinded=roles.is_unblinded(request.user))
+        )

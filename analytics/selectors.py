@@ -1,0 +1,302 @@
+# ruff: noqa: S608 - SQL here is built from model table names and constants; values are bound parameters.
+"""Reusable figures of a trial (admin dashboard and the summary API). Every function runs a fixed number of
+queries whatever the trial's size, and takes `site_ids` (None = all sites) so callers can narrow to the sites
+a user reaches.
+
+Definitions:
+- completion = instances answered within their window ÷ instances planned and due so far (grace passed,
+  not cancelled); `answered_any` also counts late answers;
+- adherence = doses logged on dosing days ÷ dosing days planned so far (from day 0, up to today in the
+  participant's zone, stopping at withdrawal);
+- study week = planned study day // 7 (baseline instances, anchored on consent, are week 0);
+- latency = seconds from an instance's opening to the participant's answer.
+
+Blinding: `blinding_guess_distribution` is for everyone; `blinding_indices` reads the allocation (arm) and
+must only be called for unblinded users (`trialsite.roles.is_unblinded`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from trialsite.models import Trial
+from trialsite.protocol.schema import Protocol
+
+from .blinding import bang, guess_table, james
+from .export import T
+
+
+def _rows(sql: str, params: list) -> list[dict]:
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        cols = [c.name for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def _site_filter(site_ids) -> tuple[str, list]:
+    if site_ids is None:
+        return "", []
+    return " AND p.site_id = ANY(%s)", [list(site_ids)]
+
+
+def _ratio(num, den) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def consort_counts(*, trial: Trial, site_ids=None) -> dict:
+    """CONSORT flow: screened, screen_failed, eligible, consented, randomised, completed, withdrawn (overall and
+    by site)."""
+    extra, params = _site_filter(site_ids)
+    rows = _rows(
+        f"""
+        SELECT s.code AS site,
+          count(*) AS screened,
+          count(*) FILTER (WHERE p.status = 'screen_failed') AS screen_failed,
+          count(*) FILTER (WHERE p.eligible) AS eligible,
+          count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {T["signature"]} c WHERE c.participant_id = p.id)) AS consented,
+          count(*) FILTER (WHERE p.randomised_at IS NOT NULL) AS randomised,
+          count(*) FILTER (WHERE p.status = 'completed') AS completed,
+          count(*) FILTER (WHERE p.withdrawn_at IS NOT NULL
+                           OR EXISTS (SELECT 1 FROM {T["withdrawal"]} w WHERE w.participant_id = p.id)) AS withdrawn
+        FROM {T["participant"]} p JOIN {T["site"]} s ON s.id = p.site_id
+        WHERE p.trial_id = %s{extra}
+        GROUP BY s.code ORDER BY s.code
+        """,
+        [trial.pk, *params],
+    )
+    keys = ["screened", "screen_failed", "eligible", "consented", "randomised", "completed", "withdrawn"]
+    overall = {k: sum(r[k] for r in rows) for k in keys}
+    return {**overall, "by_site": rows}
+
+
+def completion(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
+    """Completion grouped by "site", "week" or "participant": planned, answered (in window), answered_any, rate."""
+    group = {
+        "site": ("s.code", "site"),
+        "week": ("(CASE WHEN i.study_day < 0 THEN 0 ELSE i.study_day / 7 END)", "week"),
+        "participant": ("p.study_id", "study_id"),
+    }[by]
+    extra, params = _site_filter(site_ids)
+    rows = _rows(
+        f"""
+        SELECT {group[0]} AS "{group[1]}",
+          count(*) AS planned,
+          count(r.id) FILTER (WHERE NOT r.late) AS answered,
+          count(r.id) AS answered_any
+        FROM {T["instance"]} i
+          JOIN {T["participant"]} p ON p.id = i.participant_id JOIN {T["site"]} s ON s.id = p.site_id
+          LEFT JOIN {T["response"]} r ON r.instance_id = i.id
+        WHERE p.trial_id = %s{extra} AND i.status <> 'cancelled' AND i.grace_until <= %s
+        GROUP BY 1 ORDER BY 1
+        """,
+        [trial.pk, *params, now or timezone.now()],
+    )
+    for r in rows:
+        r["rate"] = _ratio(r["answered"], r["planned"])
+    return rows
+
+
+def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
+    """Adherence grouped by "site", "week" or "participant": planned dose days so far, doses logged, rate."""
+    protocol = Protocol.model_validate(trial.current_protocol.definition)
+    d = protocol.dosing
+    if d is None:
+        return []
+    group = {"site": ("s.code", "site"), "week": ("(g.day / 7)", "week"), "participant": ("p.study_id", "study_id")}[by]
+    extra, params = _site_filter(site_ids)
+    rows = _rows(
+        f"""
+        WITH planned AS (
+          SELECT p.id AS pid, g.day
+          FROM {T["participant"]} p CROSS JOIN LATERAL generate_series(%s, %s, %s) AS g(day)
+          WHERE p.trial_id = %s{extra} AND p.day0 IS NOT NULL
+            AND p.day0 + g.day <= (%s::timestamptz AT TIME ZONE p.timezone)::date
+            AND (p.withdrawn_at IS NULL OR p.day0 + g.day < (p.withdrawn_at AT TIME ZONE p.timezone)::date)
+        ), logged AS (
+          SELECT DISTINCT d.participant_id AS pid, ((d.taken_at AT TIME ZONE p.timezone)::date - p.day0) AS day
+          FROM {T["dose"]} d JOIN {T["participant"]} p ON p.id = d.participant_id
+          WHERE p.trial_id = %s{extra}
+        )
+        SELECT {group[0]} AS "{group[1]}", count(*) AS planned, count(l.pid) AS logged
+        FROM planned g JOIN {T["participant"]} p ON p.id = g.pid JOIN {T["site"]} s ON s.id = p.site_id
+          LEFT JOIN logged l ON l.pid = g.pid AND l.day = g.day
+        GROUP BY 1 ORDER BY 1
+        """,
+        [d.start_day, d.end_day, d.every_n_days, trial.pk, *params, now or timezone.now(), trial.pk, *params],
+    )
+    for r in rows:
+        r["rate"] = _ratio(r["logged"], r["planned"])
+    return rows
+
+
+def response_latency(*, trial: Trial, site_ids=None) -> list[dict]:
+    """Per instrument: answered, median and 90th percentile seconds from opening to answer, share late."""
+    extra, params = _site_filter(site_ids)
+    rows = _rows(
+        f"""
+        SELECT ins.slug AS instrument, count(*) AS answered,
+          percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.authored_at - i.opens_at)) AS median_seconds,
+          percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM r.authored_at - i.opens_at)) AS p90_seconds,
+          avg(r.late::int) AS late_share
+        FROM {T["response"]} r JOIN {T["instance"]} i ON i.id = r.instance_id
+          JOIN {T["instrument"]} ins ON ins.id = r.instrument_id JOIN {T["participant"]} p ON p.id = r.participant_id
+        WHERE p.trial_id = %s{extra}
+        GROUP BY ins.slug ORDER BY ins.slug
+        """,
+        [trial.pk, *params],
+    )
+    for r in rows:
+        for k in ("median_seconds", "p90_seconds", "late_share"):
+            r[k] = round(float(r[k]), 4) if r[k] is not None else None
+    return rows
+
+
+def safety_summary(*, trial: Trial, site_ids=None, now: datetime | None = None) -> dict:
+    """Alerts by rule and status (with overdue open alerts and time to acknowledge), side effects by severity,
+    adverse events (serious or not)."""
+    extra, params = _site_filter(site_ids)
+    now = now or timezone.now()
+    alerts = _rows(
+        f"""
+        SELECT sa.rule, count(*) AS raised,
+          count(*) FILTER (WHERE sa.status = 'acknowledged') AS acknowledged,
+          count(*) FILTER (WHERE sa.status <> 'acknowledged' AND sa.due_at < %s) AS overdue,
+          count(*) FILTER (WHERE sa.escalated_at IS NOT NULL) AS escalated,
+          percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM sa.acknowledged_at - sa.raised_at) / 3600)
+            AS median_hours_to_acknowledge
+        FROM {T["alert"]} sa JOIN {T["participant"]} p ON p.id = sa.participant_id
+        WHERE p.trial_id = %s{extra}
+        GROUP BY sa.rule ORDER BY sa.rule
+        """,
+        [now, trial.pk, *params],
+    )
+    for a in alerts:
+        v = a["median_hours_to_acknowledge"]
+        a["median_hours_to_acknowledge"] = round(float(v), 2) if v is not None else None
+    effects = _rows(
+        f"""
+        SELECT se.severity, count(*) AS reported, count(*) FILTER (WHERE se.serious) AS serious
+        FROM {T["side_effect"]} se JOIN {T["participant"]} p ON p.id = se.participant_id
+        WHERE p.trial_id = %s{extra}
+        GROUP BY se.severity ORDER BY se.severity
+        """,
+        [trial.pk, *params],
+    )
+    ae = _rows(
+        f"""
+        SELECT count(*) AS reports, count(*) FILTER (WHERE ae.serious) AS serious,
+          count(DISTINCT ae.participant_id) AS participants
+        FROM {T["ae"]} ae JOIN {T["participant"]} p ON p.id = ae.participant_id
+        WHERE p.trial_id = %s{extra}
+        """,
+        [trial.pk, *params],
+    )[0]
+    return {"alerts": alerts, "side_effects": effects, "adverse_events": ae}
+
+
+def blinding_guess_distribution(*, trial: Trial, site_ids=None) -> list[dict]:
+    """Overall counts of guesses (active / placebo / don't know) per time point: no arm involved."""
+    extra, params = _site_filter(site_ids)
+    return _rows(
+        f"""
+        SELECT i.schedule_key, i.study_day AS planned_day,
+          count(*) FILTER (WHERE r.answers->>'guess' = 'active') AS active,
+          count(*) FILTER (WHERE r.answers->>'guess' = 'placebo') AS placebo,
+          count(*) FILTER (WHERE r.answers->>'guess' = 'dont_know') AS dont_know
+        FROM {T["response"]} r JOIN {T["instance"]} i ON i.id = r.instance_id
+          JOIN {T["participant"]} p ON p.id = r.participant_id
+        WHERE p.trial_id = %s{extra} AND r.answers ? 'guess'
+        GROUP BY 1, 2 ORDER BY 2, 1
+        """,
+        [trial.pk, *params],
+    )
+
+
+def _placebo_arm_code(protocol: Protocol) -> str | None:
+    """The arm playing 'placebo' in the guess table: the one named placebo, else the last of two arms."""
+    if len(protocol.arms) != 2:
+        return None
+    named = [a.code for a in protocol.arms if "placebo" in a.name.lower()]
+    return named[0] if named else protocol.arms[-1].code
+
+
+def blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0.95) -> list[dict]:
+    """UNBLINDED: per time point, the guess table by actual arm with Bang (per arm) and James (overall).
+
+    Callers must check `trialsite.roles.is_unblinded(user)` first. Needs exactly two arms.
+    """
+    protocol = Protocol.model_validate(trial.current_protocol.definition)
+    placebo = _placebo_arm_code(protocol)
+    if placebo is None:
+        return []
+    extra, params = _site_filter(site_ids)
+    rows = _rows(
+        f"""
+        SELECT i.schedule_key, i.study_day AS planned_day, r.answers->>'guess' AS guess,
+          CASE WHEN arm.code = %s THEN 'placebo' ELSE 'active' END AS actual, count(*) AS n
+        FROM {T["response"]} r JOIN {T["instance"]} i ON i.id = r.instance_id
+          JOIN {T["participant"]} p ON p.id = r.participant_id
+          JOIN {T["allocation"]} al ON al.participant_id = p.id
+          JOIN {T["slot"]} sl ON sl.id = al.slot_id JOIN {T["arm"]} arm ON arm.id = sl.arm_id
+        WHERE p.trial_id = %s{extra} AND r.answers ? 'guess'
+        GROUP BY 1, 2, 3, 4 ORDER BY 2, 1
+        """,
+        [placebo, trial.pk, *params],
+    )
+    points: dict[tuple, list] = {}
+    for r in rows:
+        points.setdefault((r["planned_day"], r["schedule_key"]), []).extend([(r["guess"], r["actual"])] * r["n"])
+    out = []
+    for (day, key), pairs in sorted(points.items()):
+        table = guess_table(pairs)
+        b = bang(table, conf=conf)
+        out.append(
+            {
+                "schedule_key": key,
+                "planned_day": day,
+                "table": table,
+                "bang": {arm: est.as_dict() for arm, est in b.items()},
+                "james": james(table, conf=conf).as_dict(),
+            }
+        )
+    return out
+
+
+def trial_summary(*, trial: Trial, site_ids=None, unblinded: bool = False, now: datetime | None = None) -> dict:
+    """Everything the summary API and the dashboard show, in a fixed number of queries."""
+    now = now or timezone.now()
+    summary = {
+        "trial": trial.slug,
+        "generated_at": now.isoformat(),
+        "consort": consort_counts(trial=trial, site_ids=site_ids),
+        "completion": {
+            "by_site": completion(trial=trial, site_ids=site_ids, by="site", now=now),
+            "by_week": completion(trial=trial, site_ids=site_ids, by="week", now=now),
+        },
+        "adherence": {
+            "by_site": adherence(trial=trial, site_ids=site_ids, by="site", now=now),
+            "by_week": adherence(trial=trial, site_ids=site_ids, by="week", now=now),
+        },
+        "latency": response_latency(trial=trial, site_ids=site_ids),
+        "safety": safety_summary(trial=trial, site_ids=site_ids, now=now),
+        "blinding": {"guesses": blinding_guess_distribution(trial=trial, site_ids=site_ids)},
+    }
+    for key in ("completion", "adherence"):
+        rows = summary[key]["by_site"]
+        num = "answered" if key == "completion" else "logged"
+        planned = sum(r["planned"] for r in rows)
+        done = sum(r[num] for r in rows)
+        summary[key]["overall"] = {"planned": planned, num: done, "rate": _ratio(done, planned)}
+    if unblinded:
+        summary["blinding"]["indices"] = blinding_indices(trial=trial, site_ids=site_ids)
+    return summary
+
+
+def export_job_get(*, user, job_uuid):
+    """The export job if `user` requested it, else None (another user's job is 'not found')."""
+    from .models import ExportJob
+
+    return ExportJob.objects.select_related("trial").filter(uuid=job_uuid, requested_by=user).first()
