@@ -1,0 +1,213 @@
+"""Reminders through real Celery worker processes and a real Redis: end to end, and the fault cases.
+
+The sweep runs in the test process (it is what beat's task calls) with the test's private queue; the sends run
+in separate worker processes that read the real clock, so instances here are placed around the real now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from participants.services import participant_withdraw
+from surveys.models import Reminder, ReminderDelivery, Response
+from surveys.tasks import reminders_sweep
+from trialsite.celery import app
+from trialsite.localstack import RedisProcess, free_port
+
+from .reminder_helpers import make_instance, make_participant
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def awake(zone_name: str):
+    """Quiet hours (a one-minute period six hours away) that cannot cover the real now of the test."""
+    from zoneinfo import ZoneInfo
+
+    local = timezone.now().astimezone(ZoneInfo(zone_name))
+    return ((local + timedelta(hours=6)).time().replace(microsecond=0), (local + timedelta(hours=6, minutes=1)).time())
+
+
+def outbox_lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def rworker(celery_worker_process, worker_env, tmp_path):
+    """(queue, start, stop, env, outbox dir, mail dir): a worker with file e-mail and a private outbox."""
+    queue, start, stop = celery_worker_process
+    outbox = tmp_path / "outbox"
+    maildir = tmp_path / "mail"
+    outbox.mkdir()
+    maildir.mkdir()
+    worker_env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "trialsite.settings.development",  # file-based e-mail
+            "EMAIL_FILE_PATH": str(maildir),
+            "REMINDER_OUTBOX_DIR": str(outbox),
+            "REMINDER_RETRY_BACKOFF": "1",
+        }
+    )
+    return queue, start, stop, worker_env, outbox, maildir
+
+
+def test_end_to_end_one_email_per_stage_answer_stops_withdrawal_cancels(trial, site_ldn, rworker):
+    queue, start, _stop, _env, _outbox, maildir = rworker
+    start()
+    now = timezone.now()
+    p = make_participant(trial, site_ldn, email="ann@example.org", quiet=awake("Europe/London"))
+    inst = make_instance(p, opens_at=now - timedelta(minutes=1), window=timedelta(hours=4))
+
+    reminders_sweep(now=timezone.now(), queue=queue)
+    reminder = Reminder.objects.get(instance=inst, stage="at_open")
+    wait_for(lambda: Reminder.objects.get(pk=reminder.pk).status == "sent", what="the at_open e-mail")
+    reminders_sweep(now=timezone.now(), queue=queue)  # the second sweep finds nothing new
+    time.sleep(0.5)
+    files = list(maildir.iterdir())
+    assert len(files) == 1
+    text = files[0].read_text()
+    assert "To: ann@example.org" in text and f"<{reminder.uuid}@trialsite.reminders>" in text
+    assert "Your study questionnaire is open" in text
+    reminder.refresh_from_db()
+    assert reminder.channel == "email" and reminder.provider_id == f"<{reminder.uuid}@trialsite.reminders>"
+
+    # Answering stops the later stages.
+    Response.objects.create(
+        instance=inst,
+        participant=p,
+        instrument=inst.instrument,
+        idempotency_key=uuid.uuid4(),
+        request_hash="x",
+        answers={},
+        authored_at=timezone.now(),
+        received_at=timezone.now(),
+    )
+    assert reminders_sweep(now=timezone.now() + timedelta(hours=2, minutes=1), queue=queue)["planned"] == 0
+
+    # Withdrawal cancels a pending reminder before it is sent.
+    q = make_participant(trial, site_ldn, email="bob@example.org", quiet=awake("Europe/London"))
+    other = make_instance(q, opens_at=timezone.now() - timedelta(minutes=1))
+    from surveys.reminders.services import reminders_plan_due
+
+    reminders_plan_due(now=timezone.now())
+    participant_withdraw(participant=q, scope="all", reason="no longer wishes", by_participant=True)
+    reminders_sweep(now=timezone.now(), queue=queue)
+    pending = Reminder.objects.get(instance=other)
+    assert pending.status == "cancelled"
+    time.sleep(0.5)
+    assert len(list(maildir.iterdir())) == 1
+    assert not ReminderDelivery.objects.filter(reminder=pending).exists()
+
+
+def test_worker_killed_mid_send_delivers_exactly_once(trial, site_ldn, rworker, tmp_path):
+    queue, start, _stop, env, outbox, _maildir = rworker
+    flag = tmp_path / "slow.flag"
+    flag.touch()
+    env.update(
+        {
+            "REMINDER_PUSH_BACKEND": "surveys.tests.reminder_channels.SlowOutboxBackend",
+            "REMINDER_SLOW_FLAG": str(flag),
+            "CELERY_VISIBILITY_TIMEOUT": "2",
+            "REMINDER_CLAIM_STALE_AFTER": "1",
+        }
+    )
+    p = make_participant(trial, site_ldn, channels=["push"], push="device-token-1", quiet=awake("Europe/London"))
+    inst = make_instance(p, opens_at=timezone.now() - timedelta(minutes=1))
+    first = start(pool="solo")
+    reminders_sweep(now=timezone.now(), queue=queue)
+    reminder = Reminder.objects.get(instance=inst)
+
+    # The provider has accepted the message; the worker sleeps before recording it. Kill it there.
+    wait_for(lambda: Path(f"{flag}.sleeping").exists(), what="the worker to be mid-send")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    flag.unlink()
+    assert len(outbox_lines(outbox / "push.jsonl")) == 1
+    reminder.refresh_from_db()
+    claim = ReminderDelivery.objects.get(reminder=reminder)
+    assert reminder.status == "queued" and claim.state == "sending"
+
+    time.sleep(2.5)  # past the (test-short) visibility timeout, so the broker hands the message out again
+    start(pool="solo")
+    wait_for(lambda: Reminder.objects.get(pk=reminder.pk).status == "sent", what="the redelivered send")
+    lines = outbox_lines(outbox / "push.jsonl")
+    assert [line["key"] for line in lines] == [str(reminder.uuid)]
+    assert lines[0]["to"] == "device-token-1"
+    claim.refresh_from_db()
+    assert claim.state == "sent" and claim.attempts == 2
+
+
+def test_transient_failures_retry_with_backoff_then_send_once(trial, site_ldn, rworker):
+    queue, start, _stop, env, outbox, _maildir = rworker
+    env.update(
+        {"REMINDER_PUSH_BACKEND": "surveys.tests.reminder_channels.FlakyOutboxBackend", "REMINDER_FLAKY_FAILURES": "2"}
+    )
+    p = make_participant(trial, site_ldn, channels=["push"], push="device-token-2", quiet=awake("Europe/London"))
+    inst = make_instance(p, opens_at=timezone.now() - timedelta(minutes=1))
+    start()
+    reminders_sweep(now=timezone.now(), queue=queue)
+    reminder = Reminder.objects.get(instance=inst)
+    wait_for(lambda: Reminder.objects.get(pk=reminder.pk).status == "sent", what="the send after two retries")
+    assert [line["key"] for line in outbox_lines(outbox / "push.jsonl")] == [str(reminder.uuid)]
+    assert ReminderDelivery.objects.get(reminder=reminder).attempts == 3
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A restartable Redis on a fixed port; the test process publishes to it while the fixture is active."""
+    redis = RedisProcess(tmp_path / "redis", port=free_port())
+    redis.start()
+    old = app.conf.broker_url, app._pool, app.amqp._producer_pool
+    app.conf.broker_url = redis.url
+    app._pool = app.amqp._producer_pool = None
+    yield redis
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app.conf.broker_url, app._pool, app.amqp._producer_pool = old
+    redis.stop()
+
+
+def test_redis_restarted_while_reminders_are_due_all_delivered_once(trial, site_ldn, rworker, own_redis):
+    queue, start, _stop, env, outbox, _maildir = rworker
+    env["REDIS_URL"] = own_redis.url
+    people = [
+        make_participant(trial, site_ldn, channels=["push"], push=f"tok-{i}", quiet=awake("Europe/London"))
+        for i in range(6)
+    ]
+    for p in people[:3]:
+        make_instance(p, opens_at=timezone.now() - timedelta(minutes=1))
+    # Published while Redis is up, not yet consumed (no worker): kept across the restart.
+    assert reminders_sweep(now=timezone.now(), queue=queue)["claimed"] == 3
+    own_redis.stop()
+    for p in people[3:]:
+        make_instance(p, opens_at=timezone.now() - timedelta(minutes=1))
+    # Due while Redis is down: publishing fails, the rows go back to pending.
+    assert reminders_sweep(now=timezone.now(), queue=queue)["claimed"] == 0
+    assert Reminder.objects.filter(status="pending").count() == 3
+    own_redis.start()
+    start()
+    assert reminders_sweep(now=timezone.now(), queue=queue)["claimed"] == 3
+    wait_for(lambda: Reminder.objects.filter(status="sent").count() == 6, what="all six reminders")
+    keys = [line["key"] for line in outbox_lines(outbox / "push.jsonl")]
+    assert sorted(keys) == sorted(str(u) for u in Reminder.objects.values_list("uuid", flat=True))
+    assert all(d.attempts == 1 for d in ReminderDelivery.objects.all())
