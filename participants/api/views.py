@@ -91,10 +91,16 @@ class EnrolApi(ParticipantsApiView):
     throttle_scope = "enrol"
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EnrolInput"
+
         code = serializers.CharField(max_length=32, help_text="XXXX-XXXX; dash and case do not matter")
         device = serializers.DictField(required=False, help_text="platform, app_version, timezone")
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "EnrolOutput"
+
         token = serializers.CharField()
         participant = MeOutputSerializer()
 
@@ -127,6 +133,9 @@ class MeApi(ParticipantsApiView):
     permission_classes = [IsParticipant]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "MeInput"
+
         timezone = serializers.CharField(required=False, help_text="IANA zone name")
         quiet_hours = QuietHoursSerializer(required=False, allow_null=True)
         channels = serializers.ListField(child=serializers.CharField(), required=False)
@@ -157,6 +166,9 @@ class ConsentApi(ParticipantsApiView):
     permission_classes = [IsParticipant]
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ConsentOutput"
+
         version = serializers.CharField()
         title = serializers.CharField()
         body = serializers.CharField()
@@ -164,12 +176,18 @@ class ConsentApi(ParticipantsApiView):
         signed_at = serializers.DateTimeField(allow_null=True)
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ConsentInput"
+
         version = serializers.CharField(max_length=32)
         sha256 = serializers.CharField(max_length=64)
         agree = serializers.BooleanField()
         typed_name = serializers.CharField(max_length=255)
 
     class SignedSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "ConsentSigned"
+
         id = serializers.UUIDField(source="uuid")
         version = serializers.CharField(source="document.version")
         sha256 = serializers.CharField()
@@ -256,11 +274,17 @@ class StaffTokenApi(ParticipantsApiView):
     throttle_scope = "staff_token"
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StaffTokenInput"
+
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(max_length=256, trim_whitespace=False)
         otp = serializers.CharField(required=False, allow_blank=True, max_length=16)
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StaffTokenOutput"
+
         token = serializers.CharField()
         expires_at = serializers.DateTimeField()
 
@@ -338,6 +362,9 @@ class StaffParticipantsApi(ParticipantsApiView):
     pagination_class = ResultsPagination
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StaffParticipantsInput"
+
         trial = serializers.SlugField(max_length=64)
         site = serializers.CharField(max_length=16)
         timezone = serializers.CharField(max_length=64)
@@ -345,6 +372,9 @@ class StaffParticipantsApi(ParticipantsApiView):
         contact = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
 
     class CreatedSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StaffParticipantsCreated"
+
         id = serializers.UUIDField()
         study_id = serializers.CharField()
         status = serializers.CharField()
@@ -353,6 +383,9 @@ class StaffParticipantsApi(ParticipantsApiView):
 
     class ListItemSerializer(serializers.Serializer):
         """No arm, no dose-unit contents, no contact details. Adherence is computed by analytics (not here)."""
+
+        class Meta:
+            ref_name = "StaffParticipantsListItem"
 
         id = serializers.UUIDField(source="uuid")
         study_id = serializers.CharField()
@@ -444,6 +477,9 @@ class StaffEnrolmentCodeApi(ParticipantsApiView):
     permission_classes = [IsStaff]
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StaffEnrolmentCodeOutput"
+
         enrolment_code = serializers.CharField()
         enrolment_qr_url = serializers.URLField()
 
@@ -484,6 +520,9 @@ class StaffRandomiseApi(ParticipantsApiView):
     permission_classes = [IsStaff]
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StaffRandomiseOutput"
+
         study_id = serializers.CharField()
         randomised_at = serializers.DateTimeField()
         unit_codes = serializers.ListField(child=serializers.CharField(), help_text="labels, not contents")
