@@ -7,4 +7,5 @@ class TrialsiteConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from . import staff_security  # noqa: F401 - connects the staff login audit signals
+        from .api import schema  # noqa: F401 - registers the OpenAPI bearer-auth extension
