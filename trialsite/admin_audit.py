@@ -35,7 +35,9 @@ def visible_event_models(user) -> list:
     for event_model in pgh_core.event_models():
         tracked = getattr(event_model, "pgh_tracked_model", None)
         label = tracked._meta.label.lower() if tracked is not None else ""
-        if not unblinded and label in registry and registry[label] is None:
+        # Blinded users see no event of any table in the blinding registry: even a field-level entry
+        # (a slot's arm, an allocation's slot) would let rows be grouped by arm.
+        if not unblinded and label in registry:
             continue
         if not label or label.startswith("pghistory."):
             continue
@@ -46,7 +48,9 @@ def visible_event_models(user) -> list:
 def hidden_keys(user, table_label: str) -> set[str]:
     if user_is_unblinded(user):
         return set()
-    fields = blinding_registry().get(table_label.lower()) or set()
+    fields = set(blinding_registry().get(table_label.lower()) or set())
+    if table_label.lower() == "trialsite.protocolversion":
+        fields |= {"definition", "source"}  # the full protocol lists arm names; the admin never shows it either
     return fields | {f"{f}_id" for f in fields}
 
 
