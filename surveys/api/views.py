@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -51,9 +57,11 @@ class SubmitOutput(serializers.Serializer):
 
 
 class SurveyListApi(ParticipantApiView):
+    @extend_schema_serializer(component_name="SurveyListFilter")
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=PHONE_STATUSES, required=False)
 
+    @extend_schema_serializer(component_name="SurveyInstance")
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField(source="uuid")
         instrument = inline_serializer(
@@ -99,6 +107,7 @@ class SurveyListApi(ParticipantApiView):
 
 
 class InstrumentDetailApi(ParticipantApiView):
+    @extend_schema_serializer(component_name="InstrumentDefinition")
     class OutputSerializer(serializers.Serializer):
         slug = serializers.CharField()
         version = serializers.IntegerField()
@@ -218,6 +227,7 @@ class DoseOutput(serializers.Serializer):
 class DoseApi(ParticipantApiView):
     pagination_class = ResultsPagination
 
+    @extend_schema_serializer(component_name="DoseListItem")
     class ListOutput(serializers.Serializer):
         id = serializers.UUIDField(source="uuid")
         taken_at = serializers.DateTimeField()
@@ -349,6 +359,7 @@ def perform_item(participant, kind: str, data: Any, *, key, instance_id=None, so
 
 
 class SyncApi(ParticipantApiView):
+    @extend_schema_serializer(component_name="SyncBatch")
     class InputSerializer(serializers.Serializer):
         items = serializers.ListField(
             child=serializers.DictField(child=serializers.JSONField(allow_null=True)),
@@ -360,6 +371,7 @@ class SyncApi(ParticipantApiView):
             ),
         )
 
+    @extend_schema_serializer(component_name="SyncResults")
     class OutputSerializer(serializers.Serializer):
         results = inline_serializer(
             name="SyncResult",
