@@ -398,7 +398,6 @@ class ParticipantAdmin(ScopedAdmin):
         def apply(participant, data):
             service("consent_record_paper")(
                 participant=participant,
-                document=data["document"],
                 version=data["document"].version,
                 signed_at=data["signed_on"],
                 paper_reference=data["paper_reference"],

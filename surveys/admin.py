@@ -14,7 +14,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, DateTimeField, F, FloatField, Max, Min, OuterRef, Subquery, Value
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast, Coalesce, NullIf
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import format_html
@@ -98,7 +98,7 @@ def dashboard_annotations(queryset, *, now=None):
         ),
     )
     return queryset.annotate(
-        adherence_7=Cast(F("done_7"), FloatField()) * 100.0 / Cast(F("due_7"), FloatField()),
+        adherence_7=Cast(F("done_7"), FloatField()) * 100.0 / NullIf(Cast(F("due_7"), FloatField()), Value(0.0)),
     )
 
 
