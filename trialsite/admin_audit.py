@@ -121,6 +121,63 @@ class ParticipantFilter(admin.SimpleListFilter):
         return queryset.references(found)
 
 
+class ObjectFilter(admin.SimpleListFilter):
+    """`?obj=<app_label.Model>:<pk>[&method=tracks|references]`: the "Events" button of every change page."""
+
+    title = "object"
+    parameter_name = "obj"
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        from django.apps import apps
+
+        label, _, pk = value.partition(":")
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            return queryset.none()
+        owner = admin.site._registry.get(model)
+        # The object must be one the user may open (site scoping and blinding of its own admin).
+        if (
+            owner is None
+            or not owner.has_view_permission(request)
+            or not owner.get_queryset(request).filter(pk=pk).exists()
+        ):
+            return queryset.none()
+        obj = owner.get_queryset(request).get(pk=pk)
+        if request.GET.get("method") == "references":
+            return queryset.references(obj)
+        return queryset.tracks(obj)
+
+
+class _IgnoredParam(admin.SimpleListFilter):
+    """Accept pghistory's navigation parameters (method, back) without filtering on them."""
+
+    template = "pghistory_admin/hidden_filter.html"
+
+    def lookups(self, request, model_admin):
+        return []
+
+    def queryset(self, request, queryset):
+        return queryset
+
+
+class MethodParam(_IgnoredParam):
+    title = "method"
+    parameter_name = "method"
+
+
+class BackParam(_IgnoredParam):
+    title = "back"
+    parameter_name = "back"
+
+
 class AuditTrailAdmin(EventsAdmin):
     """Read-only; replaces pghistory's events admin (trialsite.admin_site.TrialsiteAdminSite.register)."""
 
@@ -159,14 +216,24 @@ class AuditTrailAdmin(EventsAdmin):
         return self.list_display
 
     def get_list_filter(self, request):
-        return [("pgh_created_at", admin.DateFieldListFilter), TableFilter, UserFilter, ParticipantFilter]
+        return [
+            ("pgh_created_at", admin.DateFieldListFilter),
+            TableFilter,
+            UserFilter,
+            ParticipantFilter,
+            ObjectFilter,
+            MethodParam,
+            BackParam,
+        ]
 
     def get_queryset(self, request):
         from pghistory.models import Events
 
         queryset = Events.objects.order_by("-pgh_created_at", "-pgh_id").across(*self._visible(request))
         ids = R.site_ids(request.user)
-        if ids is not None:
+        # ObjectFilter checks the object against its own admin's scoping, and pghistory cannot combine
+        # tracks() with references(); every other view of site-scoped staff is narrowed here.
+        if ids is not None and not request.GET.get("obj"):
             from participants.models import Participant
 
             queryset = queryset.references(Participant.objects.filter(site_id__in=ids))
@@ -203,8 +270,13 @@ class AuditTrailAdmin(EventsAdmin):
 
     def changelist_view(self, request, extra_context=None):
         _current_request.set(request)
-        extra_context = {**(extra_context or {}), "export_query": request.GET.urlencode()}
-        return super().changelist_view(request, extra_context=extra_context)
+        extra_context = {
+            **(extra_context or {}),
+            "title": "Audit trail",
+            "export_query": request.GET.urlencode(),
+        }
+        # Not pghistory's changelist_view: it loads the ?obj= row unscoped to print it as a subtitle.
+        return admin.ModelAdmin.changelist_view(self, request, extra_context=extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         from django.shortcuts import redirect

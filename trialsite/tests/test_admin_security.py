@@ -167,3 +167,16 @@ def test_site_staff_audit_trail_only_covers_their_sites(client, audited):
     rows = _csv(client.get(reverse("admin:pghistory_events_export")))
     ids = {r["object_id"] for r in rows if r["table"] == "participants.Participant"}
     assert str(audited["ldn"].pk) in ids and str(audited["nyc"].pk) not in ids
+
+
+def test_events_button_of_a_change_page_is_scoped(client, audited):
+    client.force_login(audited["coordinator"])
+    url = reverse("admin:pghistory_events_changelist")
+    own = client.get(url, {"method": "tracks", "obj": f"participants.Participant:{audited['ldn'].pk}", "back": "/x"})
+    assert own.status_code == 200
+    assert "Europe/London" in own.content.decode()  # the participant's insert event
+    other = client.get(url, {"method": "tracks", "obj": f"participants.Participant:{audited['nyc'].pk}"})
+    assert other.status_code == 200 and "America/New_York" not in other.content.decode()
+    assert audited["nyc"].study_id not in other.content.decode()
+    arm = client.get(url, {"obj": "participants.Arm:1"})
+    assert arm.status_code == 200 and "placebo" not in arm.content.decode().split("<tbody>")[-1]
