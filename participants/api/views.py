@@ -9,7 +9,7 @@ from django.db.models import Max
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
@@ -35,9 +35,21 @@ class ConsentStateSerializer(serializers.Serializer):
     needs_consent = serializers.BooleanField()
 
 
+@extend_schema_field(
+    {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "example": "22:00", "nullable": True}
+)
+class LocalTimeField(serializers.TimeField):
+    """A local wall-clock time written HH:MM (the participant's zone), not an ISO time with an offset."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("format", "%H:%M")
+        kwargs.setdefault("input_formats", ["%H:%M"])
+        super().__init__(**kwargs)
+
+
 class QuietHoursSerializer(serializers.Serializer):
-    start = serializers.TimeField(allow_null=True, format="%H:%M")
-    end = serializers.TimeField(allow_null=True, format="%H:%M")
+    start = LocalTimeField(allow_null=True)
+    end = LocalTimeField(allow_null=True)
 
 
 class MeOutputSerializer(serializers.Serializer):
