@@ -69,14 +69,14 @@ def build(answers: int) -> None:
         trial = protocol_load(source=text).trial
         site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
         site_create(code="NYC", name="New York", timezone="America/New_York", trials=[trial])
-    # About 300 item answers per participant over 56 days of follow-up.
+    # About 275 item answers per simulated participant over 56 days of follow-up (some screen-fail).
     for slug, target in ((BIG, answers), (SMALL, answers // 10)):
         trial = Trial.objects.get(slug=slug)
         have = ItemAnswer.objects.filter(response__participant__trial=trial).count()
         if have >= target:
             continue
         started = time.monotonic()
-        n = int((target - have) / 290) + 10
+        n = int((target - have) / 250) + 10
         result = simulate_trial(trial=trial, participants=n, days=56, seed=2026 if slug == BIG else 7)
         print(
             f"simulated {slug}: {result.participants} participants, {result.item_answers} item answers "
