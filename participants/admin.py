@@ -115,6 +115,10 @@ class RegisterForm(forms.Form):
         return {key: bool(self.cleaned_data.get(name)) for key, name in self.criteria}
 
 
+class ContactPurposeForm(forms.Form):
+    purpose = forms.CharField(max_length=255, help_text="why you need them (recorded), e.g. safety follow-up call")
+
+
 class WithdrawForm(forms.Form):
     scope = forms.ChoiceField(choices=m.WithdrawalScope.choices)
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
@@ -279,6 +283,9 @@ class ParticipantAdmin(ScopedAdmin):
             path(
                 "<int:pk>/enrolment-code/", self.admin_site.admin_view(self.code_view), name=f"{info[0]}_{info[1]}_code"
             ),
+            path(
+                "<int:pk>/contact/", self.admin_site.admin_view(self.contact_view), name=f"{info[0]}_{info[1]}_contact"
+            ),
         ] + super().get_urls()
 
     def add_view(self, request, form_url="", extra_context=None):
@@ -344,6 +351,29 @@ class ParticipantAdmin(ScopedAdmin):
             and participant.status == m.ParticipantStatus.REGISTERED,
         }
         return TemplateResponse(request, "admin/participants/participant/code.html", context)
+
+    def contact_view(self, request, pk: int):
+        """Contact details (PII): only for the site's coordinators and safety physicians, with a purpose that is
+        recorded (participants.services.contact_view)."""
+        participant = get_object_or_404(self.get_queryset(request), pk=pk)
+        form = ContactPurposeForm(request.POST or None)
+        details = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                details = service("contact_view")(
+                    participant=participant, user=request.user, purpose=form.cleaned_data["purpose"]
+                )
+            except ValidationError as exc:
+                form.add_error("purpose", error_text(exc))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Contact details of {participant.study_id}",
+            "participant": participant,
+            "form": form,
+            "details": details,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/participants/participant/contact.html", context)
 
     # --- actions (each calls one service) ----------------------------------------------------------------------
     @admin.action(description="Issue / re-issue enrolment code")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, InternalError, ProgrammingError, transaction
 from django.urls import reverse
 
@@ -353,3 +354,25 @@ def test_trial_dashboard_plots_and_tables_for_own_sites(client, trial, site_ldn,
     client.force_login(make_staff("trial_manager"))
     consort = client.get(reverse("admin:trial_dashboard")).content.decode().split('id="consort"')[1]
     assert "<td>LDN</td>" in consort and "<td>NYC</td>" in consort
+
+
+def test_contact_details_need_a_purpose_are_recorded_and_stay_with_the_site(
+    client, trial, site_ldn, coordinator, make_staff
+):
+    from participants.models import ContactAccess
+
+    participant = add_participant(trial=trial, site=site_ldn, coordinator=coordinator, n_instances=1)
+    url = reverse("admin:participants_participant_contact", args=[participant.pk])
+    client.force_login(coordinator)
+    assert "A Person" not in client.get(url).content.decode()
+    assert "A Person" not in client.post(url, {"purpose": ""}).content.decode()
+    shown = client.post(url, {"purpose": "safety follow-up call"}).content.decode()
+    assert "A Person" in shown
+    assert ContactAccess.objects.get().purpose == "safety follow-up call"
+    client.force_login(make_staff("monitor"))
+    with pytest.raises(PermissionDenied):
+        from participants.services import contact_view
+
+        contact_view(participant=participant, user=make_staff("statistician"), purpose="curious")
+    response = client.post(url, {"purpose": "source data verification"})
+    assert response.status_code == 403 and ContactAccess.objects.count() == 1
