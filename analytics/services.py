@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from celery import current_app
@@ -81,7 +82,8 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
         )
     except Exception as exc:  # noqa: BLE001 - the job records the failure; nothing is half-delivered
         logger.exception("export %s failed", job.uuid)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
         ExportJob.objects.filter(pk=job.pk).update(
             status=ExportStatus.FAILED, finished_at=timezone.now(), error=str(exc)[:2000]
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse
 from django.urls import reverse
@@ -14,7 +16,7 @@ from rest_framework.views import APIView
 from participants.api.common import errors
 from participants.api.permissions import IsStaff
 from trialsite import roles
-from trialsite.api.errors import Forbidden, NotFound
+from trialsite.api.errors import Conflict, Forbidden, NotFound
 from trialsite.audit import audit_context
 from trialsite.models import Trial
 
@@ -106,9 +108,9 @@ class ExportDownloadApi(APIView):
         if job is None:
             raise NotFound("No such export.")
         if job.status != ExportStatus.DONE:
-            from trialsite.api.errors import Conflict
-
             raise Conflict(f"The export is {job.status}, not ready.")
+        if not os.path.exists(job.file_path):
+            raise NotFound("The bundle file is no longer available; request the export again.")
         response = FileResponse(
             open(job.file_path, "rb"),  # noqa: SIM115 - FileResponse closes it
             as_attachment=True,

@@ -86,6 +86,21 @@ def test_export_request_runs_and_downloads(sim_trial, make_staff, as_user, djang
     _error(other.get(f"/api/v1/staff/exports/{job.uuid}/download"), 404, "not_found")
 
 
+def test_a_failed_export_is_recorded(sim_trial, make_staff, as_user, settings, tmp_path):
+    from analytics.services import export_job_run
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    settings.EXPORT_ROOT = blocker / "exports"
+    client = as_user(make_staff("statistician"))
+    job_id = client.post("/api/v1/staff/exports", {"trial": sim_trial.slug}, format="json").json()["id"]
+    job = export_job_run(job_id=ExportJob.objects.get(uuid=job_id).pk)
+    assert job.status == "failed" and job.error and not job.sha256
+    body = client.get(f"/api/v1/staff/exports/{job_id}").json()
+    assert body["status"] == "failed" and body["download_url"] is None
+    _error(client.get(f"/api/v1/staff/exports/{job_id}/download"), 409, "conflict")
+
+
 def test_download_before_done_is_a_conflict(sim_trial, make_staff, as_user):
     client = as_user(make_staff("statistician"))
     with_id = client.post("/api/v1/staff/exports", {"trial": sim_trial.slug}, format="json").json()["id"]

@@ -33,7 +33,7 @@ TABLES = [
 def sim_trial(trial):
     from analytics.simulation import simulate_trial
 
-    simulate_trial(trial=trial, participants=40, days=45, seed=11, now=NOW)
+    simulate_trial(trial=trial, participants=25, days=45, seed=11, now=NOW)
     return trial
 
 

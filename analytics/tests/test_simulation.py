@@ -86,3 +86,11 @@ def test_command_adds_participants_and_reports(trial, call):
 def test_command_unknown_trial(db, call):
     with pytest.raises(CommandError):
         call("simulate_trial", "--trial", "nope", "--participants", "1", "--days", "1")
+
+
+def test_demo_command_simulates_once(db, call):
+    call("demo", "--participants", "6", "--days", "5")
+    count = Participant.objects.count()
+    assert count == 6
+    call("demo", "--participants", "6", "--days", "5")
+    assert Participant.objects.count() == count
