@@ -742,3 +742,18 @@ class DoseUnitAdmin(UnblindedOnlyAdmin):
 
 
 __all__ = ["ParticipantAdmin", "STAFF_ROLES", "qr_svg"]
+
+
+@admin.register(m.ContactAccess)
+class ContactAccessAdmin(ScopedAdmin):
+    """Who viewed which participant's contact details, and why (append-only)."""
+
+    site_field = SITE
+    view_roles = (R.TRIAL_MANAGER, R.MONITOR, R.DATA_MANAGER)
+    list_display = ["accessed_at", "participant", "user", "purpose"]
+    list_select_related = ["participant", "user"]
+    list_filter = [site_filter(SITE)]
+    search_fields = ["participant__study_id", "user__username"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]

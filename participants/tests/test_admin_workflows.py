@@ -376,3 +376,19 @@ def test_contact_details_need_a_purpose_are_recorded_and_stay_with_the_site(
         contact_view(participant=participant, user=make_staff("statistician"), purpose="curious")
     response = client.post(url, {"purpose": "source data verification"})
     assert response.status_code == 403 and ContactAccess.objects.count() == 1
+
+
+def test_randomise_action_refuses_without_consent_and_says_why(client, trial, site_ldn, coordinator):
+    from participants.services import participant_register
+
+    participant, _ = participant_register(
+        trial=trial, site=site_ldn, tz="Europe/London", eligibility={k[5:]: True for k in ELIGIBLE}, user=coordinator
+    )
+    client.force_login(coordinator)
+    url = reverse("admin:participants_participant_changelist")
+    response = client.post(url, {"action": "randomise", ACTION_CHECKBOX_NAME: [participant.pk]}, follow=True)
+    assert response.status_code == 200
+    messages = [str(m) for m in response.context["messages"]]
+    assert any(participant.study_id in m for m in messages)
+    participant.refresh_from_db()
+    assert participant.status == ParticipantStatus.REGISTERED and not hasattr(participant, "allocation")
