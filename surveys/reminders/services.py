@@ -100,7 +100,7 @@ def reminders_plan_due(*, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     open_now = SurveyInstance.objects.filter(status=InstanceStatus.SCHEDULED, opens_at__lte=now, closes_at__gt=now)
-    version_ids = list(open_now.values_list("protocol_version_id", flat=True).distinct())
+    version_ids = sorted(set(open_now.order_by().values_list("protocol_version_id", flat=True).distinct()))
     created = 0
     for version_id in version_ids:
         protocol = _protocol_of_version(version_id)
@@ -115,7 +115,7 @@ def reminders_plan_due(*, now: datetime | None = None) -> int:
                 .values_list("pk", "opens_at", "closes_at")
             )
             rows = []
-            for pk, opens_at, closes_at in candidates.iterator(chunk_size=2000):
+            for pk, opens_at, closes_at in list(candidates):
                 due = (opens_at if stage.at == "open" else closes_at) + offset
                 if opens_at <= due < closes_at:
                     rows.append(Reminder(instance_id=pk, stage=stage.key, due_at=due))

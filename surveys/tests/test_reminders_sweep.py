@@ -365,3 +365,18 @@ def test_timeline_planned_sent_delivered_opened_answered(trial, site_nyc, queue,
         timelines = prompt_timelines(instance_ids=[i.pk for i in instances])
     assert len(timelines) == 3
     assert [e.kind for e in timelines[instances[1].pk]] == ["planned", "window_opens", "queued"]
+
+
+@pytest.mark.django_db
+def test_sweep_query_count_does_not_grow_with_due_reminders(trial, site_ldn, sweep):
+    from django.test.utils import CaptureQueriesContext
+
+    def count(n, at):
+        for _ in range(n):
+            make_instance(make_participant(trial, site_ldn), opens_at=at)
+        with CaptureQueriesContext(connection) as ctx:
+            assert sweep(at + timedelta(seconds=1))["claimed"] == n
+        return len(ctx.captured_queries)
+
+    count(1, NOON)  # warms the per-process protocol cache
+    assert count(3, NOON + timedelta(minutes=3)) == count(40, NOON + timedelta(minutes=6))
