@@ -174,8 +174,9 @@ class ScopedAdmin(_PermissionMixin, admin.ModelAdmin):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         # Dropdowns and raw-id lookups offer only rows the user may reach.
         related = self.admin_site._registry.get(db_field.related_model)
-        if related is not None and "queryset" not in kwargs:
-            kwargs["queryset"] = related.get_queryset(request)
+        if isinstance(related, _PermissionMixin) and "queryset" not in kwargs:
+            # Scoped like the related admin, without its changelist annotations.
+            kwargs["queryset"] = related.scope_queryset(request, db_field.related_model._default_manager.all())
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 

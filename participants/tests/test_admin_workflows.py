@@ -392,3 +392,24 @@ def test_randomise_action_refuses_without_consent_and_says_why(client, trial, si
     assert any(participant.study_id in m for m in messages)
     participant.refresh_from_db()
     assert participant.status == ParticipantStatus.REGISTERED and not hasattr(participant, "allocation")
+
+
+def test_participant_dropdowns_offer_only_own_sites(client, trial, site_ldn, site_nyc, coordinator):
+    ldn = add_participant(trial=trial, site=site_ldn, coordinator=coordinator, n_instances=1)
+    nyc = add_participant(trial=trial, site=site_nyc, coordinator=coordinator, n_instances=1)
+    client.force_login(coordinator)
+    form = client.get(reverse("admin:participants_adverseevent_add")).content.decode()
+    assert ldn.study_id in form and nyc.study_id not in form
+    response = client.post(
+        reverse("admin:participants_adverseevent_add"),
+        {
+            "participant": nyc.pk,
+            "onset": "2026-01-10",
+            "description": "x",
+            "severity_grade": 1,
+            "relatedness": "unlikely",
+            "action_taken": "none",
+            "outcome": "unknown",
+        },
+    )
+    assert response.status_code == 200 and not nyc.adverse_events.exists()
