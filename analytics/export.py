@@ -752,10 +752,10 @@ def copy_to(sql: str, sink, *, threaded: bool = True) -> int:
                 for data in copy:
                     sink.write(data)
             return cur.rowcount
-        chunks: queue.Queue = queue.Queue(maxsize=4)  # bounded: at most ~1 MB in flight
+        chunks: queue.Queue = queue.Queue(maxsize=2)  # bounded: at most ~0.4 MB in flight
         failure: list[BaseException] = []
         done = object()
-        buffer_size = 1 << 18
+        buffer_size = 1 << 17
 
         def pump() -> None:
             try:

@@ -66,6 +66,8 @@ def build(answers: int) -> None:
     source = (ROOT / "protocols" / "microdose-mood.yaml").read_text(encoding="utf-8")
     for slug in (BIG, SMALL):
         text = source.replace(f"slug: {BIG}", f"slug: {slug}")
+        if slug == SMALL:  # dose-unit labels are unique across trials: give the second trial its own prefix
+            text = text.replace("prefix: MD", "prefix: MS")
         trial = protocol_load(source=text).trial
         site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
         site_create(code="NYC", name="New York", timezone="America/New_York", trials=[trial])
