@@ -17,7 +17,7 @@ def load_compose() -> dict:
 
 def test_compose_file_is_valid_compose_spec():
     schema = json.loads((DATA / "compose_spec.json").read_text())
-    jsonschema.validate(load_compose(), schema)
+    jsonschema.Draft201909Validator(schema).validate(load_compose())
 
 
 def test_compose_runs_the_production_shape():
