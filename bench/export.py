@@ -1,6 +1,6 @@
 """Export benchmark: CSV bundle time vs. a bare PostgreSQL COPY of the same rows, and memory vs. data size.
 
-Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/export.py [--reuse] [--answers N]
+Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/export.py [--fresh] [--answers N]
 
 Builds its own database (`<db>_bench`) with a simulated trial of >= 1,000,000 item answers and a second trial
 of about a tenth of that, then prints:
@@ -146,7 +146,8 @@ def run_child(url: str, slug: str, out: Path, traced: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--reuse", action="store_true", help="keep an existing bench database")
+    parser.add_argument("--fresh", action="store_true", help="drop and rebuild the bench database")
+    parser.add_argument("--reuse", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     parser.add_argument("--answers", type=int, default=1_000_000)
     parser.add_argument("--child")
     parser.add_argument("--out")
@@ -157,7 +158,8 @@ def main() -> None:
         child(args.child, args.out, args.traced)
         return
     url = bench_url(os.environ["DATABASE_URL"])
-    ensure_database(url, fresh=not args.reuse)
+    # An existing bench database is migrated and topped up, not rebuilt (building 1M answers takes minutes).
+    ensure_database(url, fresh=args.fresh)
     setup_django(url)
     build(args.answers)
     out_dir = ROOT / ".local" / "bench"
