@@ -4,6 +4,8 @@ Numbers copied from the checked reference (Bang, Ni & Davis 2004 Table 7 — CRI
 """
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics.blinding import bang, guess_table, james
 
@@ -86,3 +88,25 @@ def test_bad_options_are_rejected():
 def test_guess_table_counts_pairs():
     pairs = [("active", "active"), ("placebo", "active"), ("dont_know", "placebo"), ("placebo", "placebo")]
     assert guess_table(pairs) == [[1, 0], [1, 1], [0, 1]]
+
+
+cells = st.integers(min_value=0, max_value=500)
+tables_3x2 = st.lists(st.lists(cells, min_size=2, max_size=2), min_size=3, max_size=3)
+
+
+@given(tables_3x2)
+@settings(max_examples=300, deadline=None)
+def test_indices_stay_in_range_and_mirror(table):
+    j = james(table)
+    if j.index is not None:
+        assert -1e-9 <= j.index <= 1 + 1e-9 and j.se >= 0 and j.lower <= j.index <= j.upper
+    b = bang(table)
+    for est in b.values():
+        if est.index is not None:
+            assert -1 - 1e-9 <= est.index <= 1 + 1e-9 and est.se >= 0
+    # Swapping the arms (columns) and the active/placebo guesses (rows) swaps the Bang indices.
+    mirrored = [[table[1][1], table[1][0]], [table[0][1], table[0][0]], [table[2][1], table[2][0]]]
+    m = bang(mirrored)
+    assert m["active"].index == b["placebo"].index or (
+        m["active"].index is not None and m["active"].index == pytest.approx(b["placebo"].index)
+    )
