@@ -43,7 +43,10 @@ _loaders: list[tuple[str, LoaderFn]] = []
 
 
 def register_protocol_loader(name: str, fn: LoaderFn) -> None:
-    """fn(*, trial, version, protocol, previous) runs inside the loading transaction."""
+    """fn(*, trial, version, protocol, previous) runs inside the loading transaction.
+
+    Loaders must be idempotent: they also run when an unchanged protocol is loaded again (previous=None).
+    """
     if name not in {n for n, _ in _loaders}:
         _loaders.append((name, fn))
 
@@ -97,6 +100,10 @@ def protocol_load(*, source: str, source_path: str = "", user=None) -> LoadResul
     existing = trial.protocol_versions.filter(sha256=digest).first()
     latest = trial.protocol_versions.order_by("-version").first()
     if existing is not None:
+        # Same content: no new version. Loaders are idempotent, so running them again only fills in what an
+        # app installed after that version was loaded has never materialised (e.g. a new app's rows).
+        for _name, loader in _loaders:
+            loader(trial=trial, version=existing, protocol=protocol, previous=None)
         return LoadResult(trial=trial, version=existing, created=False, amended=False)
     if trial.title != protocol.trial.title:
         trial.title = protocol.trial.title
