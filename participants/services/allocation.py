@@ -111,10 +111,11 @@ def allocation_generate_rows(
     seed: int,
     units_per_allocation: int,
     unit_prefix: str,
+    taken_codes: frozenset[str] = frozenset(),
 ) -> list[SlotRow]:
     """Permuted blocks of sizes drawn at random from `block_sizes`, per stratum, until each stratum has at
     least `per_stratum` slots (only whole blocks). Reproducible from the seed. Dose-unit codes are random
-    labels unrelated to the arm."""
+    labels unrelated to the arm, and never one of `taken_codes` (codes already printed for other lists)."""
     total = sum(r for _, r in arms)
     if any(size % total for size in block_sizes):
         raise ValueError("every block size must be a multiple of the arms' ratio total")
@@ -122,11 +123,13 @@ def allocation_generate_rows(
         raise ValueError("per_stratum must be at least 1")
     rng = random.Random(seed)
     rows: list[SlotRow] = []
-    used_codes: set[str] = set()
+    used_codes: set[str] = set(taken_codes)
+    # Labels come from their own stream, so skipping a taken label never changes the arm sequence.
+    label_rng = random.Random(f"{seed}:unit-labels")
 
     def unit_code() -> str:
         while True:
-            code = f"{unit_prefix}-" + "".join(rng.choice(UNIT_ALPHABET) for _ in range(UNIT_LENGTH))
+            code = f"{unit_prefix}-" + "".join(label_rng.choice(UNIT_ALPHABET) for _ in range(UNIT_LENGTH))
             if code not in used_codes:
                 used_codes.add(code)
                 return code
@@ -242,6 +245,11 @@ def allocation_list_generate(*, trial, seed: int, per_stratum: int) -> Allocatio
         seed=seed,
         units_per_allocation=protocol.randomisation.dose_units.per_allocation,
         unit_prefix=protocol.randomisation.dose_units.prefix,
+        taken_codes=frozenset(
+            DoseUnit.objects.filter(code__startswith=f"{protocol.randomisation.dose_units.prefix}-").values_list(
+                "code", flat=True
+            )
+        ),
     )
     return allocation_list_store(trial=trial, rows=rows, source=AllocationList.GENERATED, seed=seed)
 
