@@ -379,4 +379,8 @@ def test_sweep_query_count_does_not_grow_with_due_reminders(trial, site_ldn, swe
         return len(ctx.captured_queries)
 
     count(1, NOON)  # warms the per-process protocol cache
-    assert count(3, NOON + timedelta(minutes=3)) == count(40, NOON + timedelta(minutes=6))
+    few = count(3, NOON + timedelta(minutes=3))
+    many = count(40, NOON + timedelta(minutes=6))
+    # One query per reminder would add ~37 here; warm-up effects (caches filled by earlier tests in the same
+    # process) may make the first measured sweep a few queries heavier, never the larger one.
+    assert many <= few, (few, many)
