@@ -1,0 +1,181 @@
+"""The blinding leak test across every interface: API responses (phone and staff), admin pages, export
+bundles and notifications (e-mail, SMS/push outbox), rendered as every blinded role, find no arm.
+
+The trial is the demo protocol with distinctive arm names and codes, so that any occurrence is a leak
+(the demo's "placebo" also appears, legitimately, in the consent text and the blinding-guess options).
+A positive control shows the same probes do find the arm where it is allowed (the unblinded statistician).
+"""
+
+import re
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core import mail
+from django.test import override_settings
+from django.urls import reverse
+
+from participants.blinding import REGISTRY
+from participants.models import Allocation, DoseUnit, Participant, SafetyAlert
+from trialsite.api.auth import token_issue
+from trialsite.protocol.services import protocol_load
+from trialsite.services import site_create
+
+NOW = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
+SECRET_ARMS = {"A": "Zetaquin active arm", "B": "Zetaquin control arm"}
+SECRET_CODES = {"ZQACT", "ZQCTL"}
+BLINDED_ROLES = ["coordinator", "trial_manager", "safety_physician", "data_manager", "monitor", "statistician"]
+
+
+def leaks(text: str) -> list[str]:
+    found = [name for name in SECRET_ARMS.values() if name.lower() in text.lower()]
+    found += [code for code in SECRET_CODES if re.search(rf"(?<![A-Za-z0-9]){code}(?![A-Za-z0-9])", text)]
+    return found
+
+
+@pytest.fixture
+def secret_trial(db, demo_protocol_source):
+    data = yaml.safe_load(demo_protocol_source)
+    data["arms"][0].update(code="ZQACT", name=SECRET_ARMS["A"])
+    data["arms"][1].update(code="ZQCTL", name=SECRET_ARMS["B"])
+    trial = protocol_load(source=yaml.safe_dump(data, sort_keys=False)).trial
+    site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
+    site_create(code="NYC", name="New York", timezone="America/New_York", trials=[trial])
+    from analytics.simulation import simulate_trial
+
+    simulate_trial(trial=trial, participants=16, days=21, seed=5, now=NOW)
+    assert Allocation.objects.filter(participant__trial=trial).exists()
+    return trial
+
+
+def staff_get(api_client, user, path):
+    key, _ = token_issue(user=user, kind="staff", ttl=timedelta(hours=1))
+    return api_client.get(path, HTTP_AUTHORIZATION=f"Bearer {key}")
+
+
+def test_registry_names_the_arm_bearing_models():
+    assert {
+        "participants.Arm",
+        "participants.AllocationSlot",
+        "participants.Allocation",
+        "participants.DoseUnit",
+    } <= set(REGISTRY)
+
+
+def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_staff, api_client, site_ldn):
+    sample = Participant.objects.filter(trial=secret_trial, status="randomised").first()
+    paths = [
+        "/api/v1/staff/participants",
+        "/api/v1/staff/participants?site=LDN&status=randomised",
+        f"/api/v1/staff/analytics/{secret_trial.slug}/summary",
+        "/api/schema/",
+    ]
+    for role in BLINDED_ROLES:
+        user = make_staff(role, site=site_ldn if role in ("coordinator", "safety_physician") else None)
+        for path in paths:
+            response = staff_get(api_client, user, path)
+            assert response.status_code in (200, 403), (role, path, response.status_code)
+            assert not leaks(response.content.decode()), (role, path)
+    # Randomising shows unit codes (labels), never what they contain.
+    assert sample is not None
+    unblinded = make_staff("unblinded_statistician")
+    summary = staff_get(api_client, unblinded, f"/api/v1/staff/analytics/{secret_trial.slug}/summary")
+    assert summary.status_code == 200
+
+
+def test_phone_api_responses_carry_no_arm(secret_trial, api_client):
+    participants = Participant.objects.filter(trial=secret_trial, status="randomised", user__isnull=False)[:4]
+    assert participants
+    for participant in participants:
+        key, _ = token_issue(user=participant.user, kind="participant", ttl=timedelta(hours=1))
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+        for path in [
+            "/api/v1/me",
+            "/api/v1/consent",
+            "/api/v1/doses",
+            "/api/v1/surveys?status=completed",
+            "/api/v1/surveys?status=missed",
+            "/api/v1/surveys?status=upcoming",
+            "/api/v1/instruments/blinding-guess",
+            "/api/v1/fhir/Questionnaire/phq9",
+        ]:
+            response = api_client.get(path, **auth)
+            assert response.status_code == 200, (path, response.status_code)
+            assert not leaks(response.content.decode()), path
+
+
+def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, client, site_ldn):
+    participant = Participant.objects.filter(trial=secret_trial, status="randomised", site=site_ldn).first()
+    pages = [
+        "/admin/",
+        reverse("admin:participants_participant_changelist"),
+        reverse("admin:participants_participant_change", args=[participant.pk]),
+        "/admin/dashboard/",
+    ]
+    for role in BLINDED_ROLES:
+        user = make_staff(role, site=site_ldn if role in ("coordinator", "safety_physician") else None)
+        client.force_login(user)
+        for page in pages:
+            response = client.get(page, follow=True)
+            assert response.status_code in (200, 403), (role, page, response.status_code)
+            assert not leaks(response.content.decode()), (role, page)
+        client.logout()
+    # Positive control: the same probe finds the arms where the unblinded statistician may look.
+    client.force_login(make_staff("unblinded_statistician"))
+    response = client.get(reverse("admin:participants_arm_changelist"))
+    assert response.status_code == 200 and leaks(response.content.decode())
+
+
+def test_blinded_export_bundle_carries_no_arm(secret_trial, tmp_path):
+    from analytics.export import write_bundle
+
+    result = write_bundle(trial=secret_trial, out=tmp_path / "b.zip", formats=["csv", "parquet", "spss", "stata"])
+    with zipfile.ZipFile(result.path) as zf:
+        assert "allocation.csv" not in zf.namelist()
+        for name in zf.namelist():
+            text = zf.read(name).decode("latin-1")
+            assert not leaks(text), name
+        # Dose-unit labels are printed on envelopes; the blinded bundle never maps them to anything.
+        everything = "".join(zf.read(n).decode("latin-1") for n in zf.namelist())
+    some_unit = DoseUnit.objects.first()
+    assert some_unit.code not in everything
+    unblinded = write_bundle(trial=secret_trial, out=tmp_path / "u.zip", blinded=False, reason="DSMB")
+    with zipfile.ZipFile(unblinded.path) as zf:
+        assert leaks(zf.read("allocation.csv").decode())
+
+
+def test_notifications_carry_no_arm(secret_trial, tmp_path, make_staff, site_ldn):
+    from participants.services.escalation import safety_alert_escalate
+    from participants.tasks import safety_alert_notify
+    from surveys.models import Reminder, ReminderStatus
+    from surveys.tasks import reminder_send
+
+    make_staff("safety_physician", site=site_ldn)
+    make_staff("coordinator", site=site_ldn)
+    make_staff("trial_manager")
+    mail.outbox.clear()
+    with override_settings(REMINDER_OUTBOX_DIR=str(tmp_path)):
+        for alert in SafetyAlert.objects.filter(participant__trial=secret_trial)[:5]:
+            SafetyAlert.objects.filter(pk=alert.pk).update(notified_at=None)
+            safety_alert_notify(alert.pk)
+            safety_alert_escalate(alert_id=alert.pk, now=alert.due_at + timedelta(minutes=1))
+        reminders = list(Reminder.objects.filter(instance__participant__trial=secret_trial)[:10])
+        for reminder in reminders:
+            Reminder.objects.filter(pk=reminder.pk).update(status=ReminderStatus.QUEUED)
+            reminder_send(reminder.pk)
+        outbox = "".join(p.read_text() for p in Path(tmp_path).glob("*.jsonl"))
+    # Reminder texts as rendered for each participant (the sends above may skip closed windows).
+    from surveys.models import SurveyInstance
+    from surveys.reminders.services import protocol_of, reminder_message
+
+    rendered = [
+        "\n".join(reminder_message(protocol=protocol_of(i), instance=i, zone=i.participant.zone))
+        for i in SurveyInstance.objects.filter(participant__trial=secret_trial).select_related("participant")[:20]
+    ]
+    assert rendered
+    texts = [f"{m.subject}\n{m.body}" for m in mail.outbox] + [outbox] + rendered
+    assert mail.outbox, "the notifications under test were not sent"
+    for text in texts:
+        assert not leaks(text)
