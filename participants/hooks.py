@@ -20,6 +20,7 @@ BaselineScore = Callable[..., float | None]
 EventHandler = Callable[..., None]
 
 _baseline_checks: dict[str, BaselineCheck] = {}
+_adherence: dict[str, Callable[..., dict]] = {}
 _baseline_scores: dict[str, BaselineScore] = {}
 _handlers: dict[str, dict[str, EventHandler]] = {
     "consented": {},
@@ -71,8 +72,23 @@ def emit(event: str, *, participant, **details: Any) -> None:
         fn(participant=participant, **details)
 
 
+def register_adherence(name: str, fn: Callable[..., dict]) -> None:
+    """fn(*, participants, now) -> {participant pk: {figure: value}} in a constant number of queries."""
+    _adherence[name] = fn
+
+
+def adherence(*, participants, now) -> dict:
+    """Adherence figures for a page of participants (empty dicts when no provider is installed)."""
+    out: dict = {p.pk: {} for p in participants}
+    for fn in _adherence.values():
+        for pk, figures in fn(participants=participants, now=now).items():
+            out.setdefault(pk, {}).update(figures)
+    return out
+
+
 def unregister(name: str) -> None:
     """Remove every provider and handler registered under `name` (tests register and remove their own)."""
+    _adherence.pop(name, None)
     _baseline_checks.pop(name, None)
     _baseline_scores.pop(name, None)
     for handlers in _handlers.values():

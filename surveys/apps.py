@@ -16,6 +16,7 @@ class SurveysConfig(AppConfig):
         register_protocol_loader("surveys", load_surveys_part)
         hooks.register_baseline_check("surveys", selectors.baseline_status)
         hooks.register_baseline_score("surveys", selectors.baseline_score)
+        hooks.register_adherence("surveys", selectors.participants_adherence)
         hooks.register("consented", "surveys.plan", schedule.on_consented)
         hooks.register("randomised", "surveys.plan", schedule.on_randomised)
         hooks.register("timezone_changed", "surveys.plan", schedule.on_timezone_changed)

@@ -102,3 +102,60 @@ def baseline_score(*, participant: Participant, instrument: str, schedule: str, 
         .first()
     )
     return row
+
+
+def participants_adherence(*, participants, now: datetime) -> dict[int, dict]:
+    """Survey completion and dose adherence for a page of participants, in a constant number of queries
+    (two aggregates plus one protocol look-up per trial).
+
+    completion = answered ÷ due (instances whose window has closed, or answered early; cancelled ones
+    excluded); dose adherence = doses logged ÷ dose days planned up to the participant's local today.
+    """
+    from django.db.models import Count, Q
+
+    participants = list(participants)
+    ids = [p.pk for p in participants]
+    if not ids:
+        return {}
+    due = Q(status=InstanceStatus.COMPLETED) | Q(
+        status__in=[InstanceStatus.SCHEDULED, InstanceStatus.MISSED], grace_until__lte=now
+    )
+    counts = {
+        row["participant_id"]: row
+        for row in SurveyInstance.objects.filter(participant_id__in=ids)
+        .exclude(status=InstanceStatus.CANCELLED)
+        .values("participant_id")
+        .annotate(
+            due=Count("id", filter=due),
+            answered=Count("id", filter=Q(status=InstanceStatus.COMPLETED)),
+        )
+    }
+    doses = dict(
+        DoseLog.objects.filter(participant_id__in=ids)
+        .values("participant_id")
+        .annotate(n=Count("id"))
+        .values_list("participant_id", "n")
+    )
+    protocols = {trial_id: protocol_of_trial(trial_id) for trial_id in {p.trial_id for p in participants}}
+    out: dict[int, dict] = {}
+    for p in participants:
+        row = counts.get(p.pk, {"due": 0, "answered": 0})
+        dosing = protocols[p.trial_id].dosing
+        planned = 0
+        if dosing is not None and p.day0 is not None:
+            today = now.astimezone(p.zone).date()
+            if p.withdrawn_at is not None:
+                today = min(today, p.withdrawn_at.astimezone(p.zone).date())
+            last = min((today - p.day0).days, dosing.end_day)
+            if last >= dosing.start_day:
+                planned = (last - dosing.start_day) // dosing.every_n_days + 1
+        logged = doses.get(p.pk, 0)
+        out[p.pk] = {
+            "surveys_due": row["due"],
+            "surveys_answered": row["answered"],
+            "completion": round(row["answered"] / row["due"], 3) if row["due"] else None,
+            "doses_planned": planned,
+            "doses_logged": logged,
+            "dose_adherence": round(min(logged, planned) / planned, 3) if planned else None,
+        }
+    return out

@@ -8,6 +8,7 @@ from django.contrib.auth import authenticate
 from django.db.models import Max
 from django.http import HttpResponse
 from django.urls import reverse
+from django.utils.timezone import now as utc_now
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -20,7 +21,7 @@ from trialsite.api.errors import ApiError, Forbidden, NotFound, ValidationFailed
 from trialsite.models import ApiToken, Site, Trial
 from trialsite.protocol.services import protocol_current
 
-from .. import services
+from .. import hooks, services
 from ..models import Participant, ParticipantStatus, WithdrawalScope
 from ..selectors import consent_status
 from .common import ClientAddressThrottle, ParticipantsApiView, ResultsPagination, errors
@@ -369,6 +370,18 @@ def _qr_url(request, participant: Participant) -> str:
     return request.build_absolute_uri(reverse("participants:staff-enrolment-qr", kwargs={"pk": participant.uuid}))
 
 
+class StaffAdherenceSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "StaffParticipantsAdherence"
+
+    surveys_due = serializers.IntegerField(help_text="instances whose window has closed, or answered early")
+    surveys_answered = serializers.IntegerField()
+    completion = serializers.FloatField(allow_null=True, help_text="answered ÷ due")
+    doses_planned = serializers.IntegerField(help_text="dose days planned up to the participant's local today")
+    doses_logged = serializers.IntegerField()
+    dose_adherence = serializers.FloatField(allow_null=True, help_text="min(logged, planned) ÷ planned")
+
+
 class StaffParticipantsApi(ParticipantsApiView):
     permission_classes = [IsStaff]
     pagination_class = ResultsPagination
@@ -394,7 +407,8 @@ class StaffParticipantsApi(ParticipantsApiView):
         enrolment_qr_url = serializers.URLField(allow_null=True)
 
     class ListItemSerializer(serializers.Serializer):
-        """No arm, no dose-unit contents, no contact details. Adherence is computed by analytics (not here)."""
+        """No arm, no dose-unit contents, no contact details. Adherence comes from the installed providers
+        (participants.hooks.adherence: the surveys app), computed for the whole page at once."""
 
         class Meta:
             ref_name = "StaffParticipantsListItem"
@@ -413,6 +427,12 @@ class StaffParticipantsApi(ParticipantsApiView):
         randomised_at = serializers.DateTimeField(allow_null=True)
         day0 = serializers.DateField(allow_null=True)
         withdrawn_at = serializers.DateTimeField(allow_null=True)
+        adherence = serializers.SerializerMethodField()
+
+        @extend_schema_field(StaffAdherenceSerializer(allow_null=True))
+        def get_adherence(self, obj):
+            figures = self.context.get("adherence", {}).get(obj.pk)
+            return figures or None
 
     @extend_schema(
         operation_id="staff_participant_create",
@@ -480,7 +500,9 @@ class StaffParticipantsApi(ParticipantsApiView):
             qs = qs.filter(trial__slug=params["trial"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(self.ListItemSerializer(page, many=True).data)
+        figures = hooks.adherence(participants=page, now=utc_now())
+        data = self.ListItemSerializer(page, many=True, context={"adherence": figures}).data
+        return paginator.get_paginated_response(data)
 
 
 class StaffEnrolmentCodeApi(ParticipantsApiView):

@@ -11,7 +11,7 @@ from participants.models import SafetyAlert
 from surveys.models import DoseLog, PromptEvent, Response, SideEffect, SurveyInstance
 
 from .conftest import PHQ9_MILD
-from .factories import make_instance
+from .factories import make_instance, make_participant
 
 
 def test_survey_list_by_status(phone):
@@ -255,3 +255,50 @@ def test_fhir_questionnaire_response_submission(phone):
         "/api/v1/fhir/QuestionnaireResponse", {"resourceType": "QuestionnaireResponse", "status": 5}, format="json"
     )
     assert broken.status_code == 400
+
+
+def test_staff_participant_list_shows_adherence_in_constant_queries(trial, site_ldn, make_staff, api_client):
+    """Completion and dose adherence per participant for coordinators, never growing with the page."""
+    from datetime import UTC, datetime
+    from datetime import timedelta as td
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from participants.models import Participant
+    from surveys.models import DoseLog, InstanceStatus, SurveyInstance
+    from trialsite.api.auth import token_issue
+
+    coordinator = make_staff("coordinator", site=site_ldn)
+    key, _ = token_issue(user=coordinator, kind="staff", ttl=td(hours=1))
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+    def list_queries():
+        with CaptureQueriesContext(connection) as ctx:
+            response = api_client.get("/api/v1/staff/participants", **auth)
+        assert response.status_code == 200
+        return response.json()["results"], len(ctx.captured_queries)
+
+    participant, _ = make_participant(trial=trial, site=site_ldn)
+    now = datetime.now(UTC)
+    day0 = (now - td(days=7)).astimezone(participant.zone).date()
+    Participant.objects.filter(pk=participant.pk).update(status="randomised", randomised_at=now - td(days=7), day0=day0)
+    done = make_instance(participant, slug="daily-mood", opens_at=now - td(days=2))
+    SurveyInstance.objects.filter(pk=done.pk).update(status=InstanceStatus.COMPLETED)
+    make_instance(participant, slug="daily-mood", opens_at=now - td(days=1, hours=10))  # closed, unanswered
+    make_instance(participant, slug="daily-mood", opens_at=now + td(hours=3))  # not yet due
+    for n in range(2):
+        DoseLog.objects.create(participant=participant, taken_at=now - td(days=n * 3), idempotency_key=uuid.uuid4())
+
+    list_queries()  # warms the per-process protocol cache
+    rows, one = list_queries()
+    figures = rows[0]["adherence"]
+    assert (figures["surveys_due"], figures["surveys_answered"], figures["completion"]) == (2, 1, 0.5)
+    # Dose days 0, 3, 6 of the protocol's every-third-day schedule have come by study day 7.
+    assert (figures["doses_planned"], figures["doses_logged"]) == (3, 2)
+    assert figures["dose_adherence"] == round(2 / 3, 3)
+    for _ in range(30):
+        make_participant(trial=trial, site=site_ldn)
+    rows, many = list_queries()
+    assert len(rows) == 31
+    assert many == one
