@@ -83,7 +83,9 @@ class ConsoleBackend:
         self.channel = channel
 
     def send(self, *, key: str, to: str, subject: str, body: str) -> str:
-        print(f"[{self.channel}] to={to} key={key}: {body}")  # noqa: T201 - the development console channel
+        # Contact details never reach logs: only the last two characters of the address are shown.
+        masked = "…" + to[-2:] if len(to) > 2 else "…"
+        print(f"[{self.channel}] to={masked} key={key}: {body}")  # noqa: T201 - the development console channel
         return f"console-{key}"
 
 
