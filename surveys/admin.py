@@ -33,6 +33,8 @@ from trialsite.admin_scoping import (
 
 from . import data_queries
 from .models import (
+    CoordinatorTask,
+    CoordinatorTaskStatus,
     DataQuery,
     DataQueryMessage,
     DataQueryStatus,
@@ -413,12 +415,75 @@ class SideEffectAdmin(ReasonRequiredAdmin):
 @admin.register(Reminder)
 class ReminderAdmin(ScopedAdmin):
     site_field = "instance__participant__site"
-    list_display = ["instance", "stage", "due_at", "status", "channel", "attempts", "sent_at", "skip_reason"]
+    list_display = [
+        "instance",
+        "stage",
+        "due_at",
+        "status",
+        "channel",
+        "attempts",
+        "sent_at",
+        "skip_reason",
+        "last_error",
+    ]
     list_select_related = ["instance"]
     list_filter = [site_filter("instance__participant__site"), "status", "channel", "stage"]
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+
+class CoordinatorTaskForm(forms.ModelForm):
+    class Meta:
+        model = CoordinatorTask
+        fields = ["resolution_note"]
+        widgets = {"resolution_note": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_resolution_note(self):
+        note = (self.cleaned_data.get("resolution_note") or "").strip()
+        if len(note) < 3:
+            raise forms.ValidationError("Say what was done: a reason for closing the task is required.")
+        return note
+
+
+@admin.register(CoordinatorTask)
+class CoordinatorTaskAdmin(ScopedAdmin):
+    """The coordinator's to-do list (e.g. a participant who missed several surveys in a row)."""
+
+    site_field = "participant__site"
+    change_roles = (R.COORDINATOR, R.TRIAL_MANAGER)
+    form = CoordinatorTaskForm
+    list_display = ["participant", "title", "status", "created_at", "resolved_at", "resolved_by"]
+    list_select_related = ["participant", "resolved_by"]
+    list_filter = ["status", site_filter("participant__site"), "kind"]
+    search_fields = ["participant__study_id"]
+    readonly_fields = [
+        "participant",
+        "kind",
+        "title",
+        "details",
+        "trigger_instance",
+        "status",
+        "created_at",
+        "resolved_at",
+        "resolved_by",
+    ]
+    fields = readonly_fields[:5] + ["resolution_note"] + readonly_fields[5:]
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.status == CoordinatorTaskStatus.DONE:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        from .reminders.services import coordinator_task_resolve
+
+        try:
+            coordinator_task_resolve(task_id=obj.pk, user=request.user, note=form.cleaned_data["resolution_note"])
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), level=messages.ERROR)
+        else:
+            self.message_user(request, "Task closed.")
 
 
 @admin.register(PromptEvent)

@@ -31,6 +31,7 @@ from trialsite.protocol.schema import Protocol, parse_duration
 from ..models import (
     CoordinatorTask,
     CoordinatorTaskKind,
+    CoordinatorTaskStatus,
     InstanceStatus,
     Reminder,
     ReminderDelivery,
@@ -458,4 +459,21 @@ def coordinator_task_raise_for_missed(*, instance_id: int, now: datetime | None 
             "created_at": now,
         },
     )
+    return task
+
+
+@transaction.atomic
+def coordinator_task_resolve(*, task_id: int, user, note: str, now: datetime | None = None) -> CoordinatorTask:
+    """Close a coordinator task with what was done (e.g. "called, phone was broken, re-enrolled")."""
+    from trialsite.audit import require_reason
+
+    task = CoordinatorTask.objects.select_for_update().get(pk=task_id)
+    if task.status == CoordinatorTaskStatus.DONE:
+        return task
+    task.resolution_note = require_reason(note, field="resolution_note")
+    task.status = CoordinatorTaskStatus.DONE
+    task.resolved_at = now or timezone.now()
+    task.resolved_by = user
+    task.full_clean()
+    task.save(update_fields=["resolution_note", "status", "resolved_at", "resolved_by"])
     return task
