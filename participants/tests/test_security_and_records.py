@@ -55,6 +55,17 @@ def test_encryption_round_trip_and_key_rotation(register, settings):
         crypto.decrypt(stored.phone_encrypted)
 
 
+def test_contact_rotate_keys_command(register, settings, call):
+    old = settings.FIELD_ENCRYPTION_KEY
+    participant, _ = register(contact={"name": "Ada Lovelace", "email": "ada@example.org"})
+    new_key = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEY = f"{new_key},{old}"
+    assert "re-encrypted contact details of 1 participants" in call("contact_rotate_keys")
+    settings.FIELD_ENCRYPTION_KEY = new_key
+    stored = ContactDetails.objects.get(participant=participant)
+    assert crypto.decrypt(stored.email_encrypted) == "ada@example.org"
+
+
 def test_contact_view_is_recorded_and_site_scoped(register, make_staff, site_ldn, site_nyc):
     participant, _ = register(contact={"email": "ada@example.org"})
     coordinator = make_staff("coordinator", site=site_ldn)
