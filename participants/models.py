@@ -555,3 +555,50 @@ class UnblindingRequest(models.Model):
 
     def __str__(self) -> str:
         return f"unblinding request {self.uuid} ({self.status})"
+
+
+# --- Coordinators' blinding guesses -----------------------------------------------------------------------
+
+
+class BlindingGuess(models.TextChoices):
+    ACTIVE = "active", "active"
+    PLACEBO = "placebo", "placebo"
+    DONT_KNOW = "dont_know", "don't know"
+
+
+@tracked()
+class StaffBlindingGuess(models.Model):
+    """A coordinator's guess of a randomised participant's arm at one of the protocol's blinding-guess time
+    points (`day_<study day>`, the days of the schedule event of the blinding-guess instrument). It holds a
+    guess and a confidence, never the arm; the indices compare it with the allocation for unblinded users only."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="staff_blinding_guesses")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    time_point = models.CharField(max_length=16, help_text="day_<n>: a day of the blinding-guess schedule")
+    guess = models.CharField(max_length=16, choices=BlindingGuess.choices)
+    confidence = models.PositiveSmallIntegerField(help_text="0 (pure guess) to 100 (certain)")
+    recorded_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["participant", "time_point", "recorded_at"]
+        verbose_name = "coordinator blinding guess"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(guess__in=BlindingGuess.values), name="staffguess_guess_valid"),
+            models.CheckConstraint(
+                condition=models.Q(confidence__gte=0, confidence__lte=100), name="staffguess_confidence_0_100"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(time_point__regex=r"^day_-?[0-9]+$"), name="staffguess_time_point_format"
+            ),
+            models.UniqueConstraint(
+                fields=["participant", "rater", "time_point"], name="staffguess_once_per_rater_time_point"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"guess of {self.participant_id} at {self.time_point}"  # never the value: it is data
+
+    @property
+    def study_day(self) -> int:
+        return int(self.time_point.removeprefix("day_"))

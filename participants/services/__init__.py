@@ -7,6 +7,7 @@ from .allocation import (
     allocation_simulate,
     participant_stratum,
 )
+from .blinding_guesses import blinding_time_points, staff_blinding_guess_record
 from .consent import consent_record_paper, consent_sign
 from .errors import InvalidEnrolmentCode, NotConsented, StratumExhausted, Withdrawn, WorkflowError
 from .randomisation import allocation_exhausted_alert, participant_randomise, unit_codes_of
@@ -36,6 +37,7 @@ __all__ = [
     "allocation_list_generate",
     "allocation_list_import",
     "allocation_simulate",
+    "blinding_time_points",
     "consent_record_paper",
     "consent_sign",
     "contact_for_delivery",
@@ -52,6 +54,7 @@ __all__ = [
     "participant_withdraw",
     "safety_alert_acknowledge",
     "safety_alert_raise",
+    "staff_blinding_guess_record",
     "unblinding_decide",
     "unblinding_request",
     "unblinding_reveal",
