@@ -17,6 +17,7 @@ from django.db.models.functions import TruncWeek  # noqa: E402
 from django.template.response import TemplateResponse  # noqa: E402
 from django.utils.safestring import mark_safe  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from participants.models import AlertStatus, Participant, SafetyAlert  # noqa: E402
 from trialsite import roles as R  # noqa: E402
@@ -47,6 +48,7 @@ def enrolment_plot(rows: list[dict]) -> str:
         ax.plot(xs, ys, "o", color="#417690", markersize=3)
     ax.set_title("Participants registered (cumulative, by week)")
     ax.set_ylabel("participants")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.autofmt_xdate()
     return _svg(fig)
 
@@ -58,6 +60,7 @@ def completion_plot(by_site_week: dict[str, list[dict]]) -> str:
         ax.plot([r["week"] for r in rows], [100 * (r["rate"] or 0) for r in rows], marker="o", label=site)
     ax.set_title("Survey completion by site and study week")
     ax.set_xlabel("study week")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("% answered in window")
     ax.set_ylim(0, 105)
     if by_site_week:
