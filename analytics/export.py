@@ -41,6 +41,7 @@ from participants.models import (
     DoseUnit,
     Participant,
     SafetyAlert,
+    StaffBlindingGuess,
     Withdrawal,
 )
 from surveys.models import (
@@ -82,6 +83,7 @@ T = {
     "document": ConsentDocument._meta.db_table,
     "reminder": Reminder._meta.db_table,
     "event": PromptEvent._meta.db_table,
+    "staff_guess": StaffBlindingGuess._meta.db_table,
 }
 
 
@@ -147,6 +149,7 @@ _INSTANCE_STATUS = {"scheduled": "scheduled", "completed": "completed", "missed"
 _SEVERITY = {"mild": "mild", "moderate": "moderate", "severe": "severe"}
 _SCOPE = {"intervention": "stop intervention only", "all": "stop all further contact and data collection"}
 _GUESS = {"active": "Active", "placebo": "Placebo", "dont_know": "I don't know"}
+_RATER = {"participant": "participant", "coordinator": "coordinator (site coordinator or trial manager)"}
 _BOOL = {"true": "true", "false": "false"}
 
 
@@ -538,28 +541,59 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
         ),
         Table(
             "blinding_guesses",
-            "One row per blinding-guess answer (which arm the respondent believes)",
+            "One row per blinding guess (which arm the rater believes): the participants' blinding-guess answers "
+            "and the coordinators' guesses at the same time points",
             [
                 *_WHO,
-                Column("response_id", "r.uuid", "string", "Response id (UUID)"),
-                Column("schedule_key", "i.schedule_key", "string", "Schedule event of the protocol"),
-                Column("planned_day", "i.study_day", "integer", "Planned study day"),
-                Column("respondent", "'participant'", "string", "Who guessed", {"participant": "participant"}),
-                Column("guess", "r.answers->>'guess'", "string", "Guess", _GUESS),
+                Column(
+                    "response_id",
+                    "g.response_id",
+                    "string",
+                    "Id (UUID) of the participant's response or of the coordinator's guess",
+                ),
+                Column(
+                    "schedule_key",
+                    "g.schedule_key",
+                    "string",
+                    "Schedule event of the protocol",
+                    missing="empty: coordinator guess (see time_point)",
+                ),
+                Column("planned_day", "g.planned_day", "integer", "Planned study day of the time point"),
+                Column("time_point", "g.time_point", "string", "Blinding-guess time point: day_<planned study day>"),
+                Column("rater", "g.rater", "string", "Who guessed", _RATER),
+                Column(
+                    "respondent", "g.rater", "string", "Who guessed (same as rater; kept for compatibility)", _RATER
+                ),
+                Column("guess", "g.guess", "string", "Guess", _GUESS),
                 Column(
                     "confidence",
-                    "(r.answers->>'confidence')::numeric",
+                    "g.confidence",
                     "float",
                     "Confidence in the guess",
                     unit="0-100",
                     missing="empty: not answered",
                 ),
-                Column("authored_at", _ts("r.authored_at"), "timestamp", "Answered at, UTC"),
-                Column("study_day", _day("r.authored_at"), "integer", "Study day answered", missing=_MISSING_DAY),
+                Column(
+                    "authored_at",
+                    _ts("g.authored_at"),
+                    "timestamp",
+                    "Answered (participant) or recorded (coordinator) at, UTC",
+                ),
+                Column("study_day", _day("g.authored_at"), "integer", "Study day answered", missing=_MISSING_DAY),
             ],
-            resp_from,
-            "p.study_id, r.authored_at, r.id",
-            where="r.answers ? 'guess'",
+            f"""(
+              SELECT r.participant_id, r.id AS row_id, r.uuid AS response_id, i.schedule_key,
+                i.study_day AS planned_day, 'day_' || i.study_day AS time_point, 'participant' AS rater,
+                r.answers->>'guess' AS guess, (r.answers->>'confidence')::numeric AS confidence, r.authored_at
+              FROM {T["response"]} r JOIN {T["instance"]} i ON i.id = r.instance_id
+              WHERE r.answers ? 'guess'
+              UNION ALL
+              SELECT sg.participant_id, sg.id, sg.uuid, NULL,
+                substr(sg.time_point, 5)::integer, sg.time_point, 'coordinator',
+                sg.guess, sg.confidence::numeric, sg.recorded_at
+              FROM {T["staff_guess"]} sg
+            ) g JOIN {pf} ON p.id = g.participant_id""",
+            "p.study_id, g.authored_at, g.rater, g.row_id",
         ),
         Table(
             "withdrawals",

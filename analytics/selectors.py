@@ -11,8 +11,9 @@ Definitions:
 - study week = planned study day // 7 (baseline instances, anchored on consent, are week 0);
 - latency = seconds from an instance's opening to the participant's answer.
 
-Blinding: `blinding_guess_distribution` is for everyone; `blinding_indices` reads the allocation (arm) and
-must only be called for unblinded users (`trialsite.roles.is_unblinded`).
+Blinding: `blinding_guess_distribution` (participants) and `coordinator_guess_distribution` (coordinators) are
+for everyone; `blinding_indices` and `coordinator_blinding_indices` read the allocation (arm) and must only be
+called for unblinded users (`trialsite.roles.is_unblinded`).
 """
 
 from __future__ import annotations
@@ -246,23 +247,70 @@ def blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0.95) -> list
         """,
         [placebo, trial.pk, *params],
     )
+    return _indices(rows, keys=("planned_day", "schedule_key"), conf=conf)
+
+
+def _indices(rows: list[dict], *, keys: tuple[str, str], conf: float) -> list[dict]:
+    """Rows of (time point keys…, guess, actual, n) → per time point the guess table, Bang and James."""
     points: dict[tuple, list] = {}
     for r in rows:
-        points.setdefault((r["planned_day"], r["schedule_key"]), []).extend([(r["guess"], r["actual"])] * r["n"])
+        points.setdefault((r[keys[0]], r[keys[1]]), []).extend([(r["guess"], r["actual"])] * r["n"])
     out = []
-    for (day, key), pairs in sorted(points.items()):
+    for (first, second), pairs in sorted(points.items()):
         table = guess_table(pairs)
         b = bang(table, conf=conf)
         out.append(
             {
-                "schedule_key": key,
-                "planned_day": day,
+                keys[1]: second,
+                keys[0]: first,
                 "table": table,
                 "bang": {arm: est.as_dict() for arm, est in b.items()},
                 "james": james(table, conf=conf).as_dict(),
             }
         )
     return out
+
+
+def coordinator_guess_distribution(*, trial: Trial, site_ids=None) -> list[dict]:
+    """Overall counts of the coordinators' guesses per time point (day_<n>): no arm involved."""
+    extra, params = _site_filter(site_ids)
+    return _rows(
+        f"""
+        SELECT sg.time_point, substr(sg.time_point, 5)::integer AS planned_day,
+          count(*) FILTER (WHERE sg.guess = 'active') AS active,
+          count(*) FILTER (WHERE sg.guess = 'placebo') AS placebo,
+          count(*) FILTER (WHERE sg.guess = 'dont_know') AS dont_know
+        FROM {T["staff_guess"]} sg JOIN {T["participant"]} p ON p.id = sg.participant_id
+        WHERE p.trial_id = %s{extra}
+        GROUP BY 1, 2 ORDER BY 2, 1
+        """,
+        [trial.pk, *params],
+    )
+
+
+def coordinator_blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0.95) -> list[dict]:
+    """UNBLINDED: per time point, the coordinators' guess table by actual arm with Bang (per arm) and James.
+
+    Callers must check `trialsite.roles.is_unblinded(user)` first. Needs exactly two arms.
+    """
+    protocol = Protocol.model_validate(trial.current_protocol.definition)
+    placebo = _placebo_arm_code(protocol)
+    if placebo is None:
+        return []
+    extra, params = _site_filter(site_ids)
+    rows = _rows(
+        f"""
+        SELECT sg.time_point, substr(sg.time_point, 5)::integer AS planned_day, sg.guess,
+          CASE WHEN arm.code = %s THEN 'placebo' ELSE 'active' END AS actual, count(*) AS n
+        FROM {T["staff_guess"]} sg JOIN {T["participant"]} p ON p.id = sg.participant_id
+          JOIN {T["allocation"]} al ON al.participant_id = p.id
+          JOIN {T["slot"]} sl ON sl.id = al.slot_id JOIN {T["arm"]} arm ON arm.id = sl.arm_id
+        WHERE p.trial_id = %s{extra}
+        GROUP BY 1, 2, 3, 4 ORDER BY 2, 1
+        """,
+        [placebo, trial.pk, *params],
+    )
+    return _indices(rows, keys=("planned_day", "time_point"), conf=conf)
 
 
 def trial_summary(*, trial: Trial, site_ids=None, unblinded: bool = False, now: datetime | None = None) -> dict:
@@ -282,7 +330,10 @@ def trial_summary(*, trial: Trial, site_ids=None, unblinded: bool = False, now: 
         },
         "latency": response_latency(trial=trial, site_ids=site_ids),
         "safety": safety_summary(trial=trial, site_ids=site_ids, now=now),
-        "blinding": {"guesses": blinding_guess_distribution(trial=trial, site_ids=site_ids)},
+        "blinding": {
+            "guesses": blinding_guess_distribution(trial=trial, site_ids=site_ids),
+            "coordinator_guesses": coordinator_guess_distribution(trial=trial, site_ids=site_ids),
+        },
     }
     for key in ("completion", "adherence"):
         rows = summary[key]["by_site"]
@@ -292,6 +343,7 @@ def trial_summary(*, trial: Trial, site_ids=None, unblinded: bool = False, now: 
         summary[key]["overall"] = {"planned": planned, num: done, "rate": _ratio(done, planned)}
     if unblinded:
         summary["blinding"]["indices"] = blinding_indices(trial=trial, site_ids=site_ids)
+        summary["blinding"]["coordinator_indices"] = coordinator_blinding_indices(trial=trial, site_ids=site_ids)
     return summary
 
 

@@ -12,6 +12,8 @@ still record every row. The model of the trial:
 - PHQ-9 / GAD-7 / daily mood improve with time (placebo response), a little more on the active arm (small
   effect), and more for those who believe they take the active dose (expectancy bias);
 - blinding guesses are partly broken: the active arm guesses "active" more often as the trial goes on;
+  the site coordinators guess too at the same time points, a little better than chance (drawn from their own
+  random stream, so adding them changed none of the participants' data);
 - some answers are late (within grace) or synced offline hours later; misses are realistic; reminders
   respect quiet hours; a few answers raise safety alerts; a few participants withdraw.
 
@@ -41,9 +43,11 @@ from participants.models import (
     ConsentSignature,
     Participant,
     SafetyAlert,
+    StaffBlindingGuess,
     Withdrawal,
 )
 from participants.services.allocation import allocation_list_generate
+from participants.services.blinding_guesses import blinding_time_points
 from surveys.models import (
     DoseLog,
     Instrument,
@@ -87,6 +91,7 @@ class SimulationResult:
     doses: int = 0
     side_effects: int = 0
     safety_alerts: int = 0
+    staff_guesses: int = 0
     skipped: bool = False
 
 
@@ -279,6 +284,8 @@ class TrialSimulator:
         rules = self.protocol.safety.rules if self.protocol.safety else []
         self.rules = {r.key: r for r in rules}
         self._reporter = None
+        self.guess_points = [(tp, int(tp.removeprefix("day_"))) for tp in blinding_time_points(self.protocol)]
+        self.staff_rng = random.Random(f"coordinator-guesses-{seed}")
         self.ack_within = parse_duration(self.protocol.safety.acknowledge_within) if self.protocol.safety else None
 
     # -- set-up ---------------------------------------------------------------------------------------
@@ -560,6 +567,7 @@ class TrialSimulator:
             result.side_effects += self._side_effects(p, w)
         result.safety_alerts += len(w.rows.get("alert", []))
         w.flush(_SPEC)
+        result.staff_guesses += self._staff_guesses(randomised)
 
     def _plan(self, p: _Person) -> list[dict]:
         out = []
@@ -953,13 +961,49 @@ class TrialSimulator:
                 self._adverse_event(p, started, desc, reported)
         return n
 
-    def _adverse_event(self, p: _Person, onset: date, description: str, reported: datetime) -> None:
-        """The coordinator's follow-up of a serious side effect: a staff-entered adverse event report."""
+    def _coordinator(self):
+        """The (inactive) user standing for the sites' coordinators in simulated staff records."""
         if self._reporter is None:
             User = get_user_model()
             self._reporter, _ = User.objects.get_or_create(
                 username="simulated-coordinator", defaults={"is_active": False, "password": "!", "is_staff": False}
             )
+        return self._reporter
+
+    def _staff_guesses(self, people: list[_Person]) -> int:
+        """The coordinator's blinding guess at each time point a participant reached (before any full
+        withdrawal): a little better than chance, with a modest confidence. COPYed like the survey data."""
+        rng = self.staff_rng
+        rows = []
+        for p in people:
+            for time_point, day in self.guess_points:
+                at = datetime.combine(p.day0 + timedelta(days=day), time(15, 0), tzinfo=p.zone).astimezone(UTC)
+                at += timedelta(hours=rng.uniform(0, 48))
+                if at > self.now or (
+                    p.withdrawn_at is not None and p.withdrawal_scope == "all" and at > p.withdrawn_at
+                ):
+                    continue
+                if rng.random() < 0.1:
+                    continue  # not every visit has a guess recorded
+                weights = (0.42, 0.24, 0.34) if p.arm_active else (0.26, 0.40, 0.34)
+                guess = rng.choices(["active", "placebo", "dont_know"], weights=weights)[0]
+                mean = 25 if guess == "dont_know" else 50
+                confidence = int(_clip(round(rng.gauss(mean, 15)), 0, 100))
+                rows.append(
+                    (uuid.UUID(int=rng.getrandbits(128), version=4), p.pk, None, time_point, guess, confidence, at)
+                )
+        if not rows:
+            return 0
+        rater = self._coordinator().pk
+        return copy_rows(
+            StaffBlindingGuess,
+            ["uuid", "participant_id", "rater_id", "time_point", "guess", "confidence", "recorded_at"],
+            [(*r[:2], rater, *r[3:]) for r in rows],
+        )
+
+    def _adverse_event(self, p: _Person, onset: date, description: str, reported: datetime) -> None:
+        """The coordinator's follow-up of a serious side effect: a staff-entered adverse event report."""
+        self._coordinator()
         AdverseEvent.objects.create(
             uuid=self._uuid(),
             participant_id=p.pk,

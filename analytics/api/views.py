@@ -121,15 +121,85 @@ class ExportDownloadApi(APIView):
         return response
 
 
+class GuessCountsOutput(serializers.Serializer):
+    active = serializers.IntegerField()
+    placebo = serializers.IntegerField()
+    dont_know = serializers.IntegerField()
+
+
+class ParticipantGuessesOutput(GuessCountsOutput):
+    schedule_key = serializers.CharField()
+    planned_day = serializers.IntegerField()
+
+
+class CoordinatorGuessesOutput(GuessCountsOutput):
+    time_point = serializers.CharField(help_text="day_<planned study day>")
+    planned_day = serializers.IntegerField()
+
+
+class EstimateOutput(serializers.Serializer):
+    index = serializers.FloatField(allow_null=True)
+    se = serializers.FloatField(allow_null=True)
+    lower = serializers.FloatField(allow_null=True)
+    upper = serializers.FloatField(allow_null=True)
+    n = serializers.IntegerField()
+
+
+class BangOutput(serializers.Serializer):
+    active = EstimateOutput(help_text="Bang's index among those actually on the active arm")
+    placebo = EstimateOutput(help_text="Bang's index among those actually on placebo")
+
+
+class IndicesOutput(serializers.Serializer):
+    planned_day = serializers.IntegerField()
+    table = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField()),
+        help_text="guess rows (active, placebo, don't know) × actual columns (active, placebo)",
+    )
+    bang = BangOutput()
+    james = EstimateOutput()
+
+
+class ParticipantIndicesOutput(IndicesOutput):
+    schedule_key = serializers.CharField()
+
+
+class CoordinatorIndicesOutput(IndicesOutput):
+    time_point = serializers.CharField()
+
+
+class BlindingSummaryOutput(serializers.Serializer):
+    guesses = ParticipantGuessesOutput(many=True, help_text="participants' guesses per time point (no arm)")
+    coordinator_guesses = CoordinatorGuessesOutput(many=True, help_text="coordinators' guesses per time point (no arm)")
+    indices = ParticipantIndicesOutput(
+        many=True, required=False, help_text="unblinded roles only: participants' Bang and James indices"
+    )
+    coordinator_indices = CoordinatorIndicesOutput(
+        many=True, required=False, help_text="unblinded roles only: coordinators' Bang and James indices"
+    )
+
+
+class TrialSummaryOutput(serializers.Serializer):
+    trial = serializers.SlugField()
+    generated_at = serializers.DateTimeField()
+    consort = serializers.DictField()
+    completion = serializers.DictField()
+    adherence = serializers.DictField()
+    latency = serializers.ListField(child=serializers.DictField())
+    safety = serializers.DictField()
+    blinding = BlindingSummaryOutput()
+
+
 class TrialSummaryApi(APIView):
     permission_classes = [IsStaff]
 
     @extend_schema(
         operation_id="staff_analytics_summary",
-        responses={200: OpenApiTypes.OBJECT, **errors(401, 403, 404)},
+        responses={200: TrialSummaryOutput, **errors(401, 403, 404)},
         description=(
             "CONSORT counts, completion and adherence by site and study week, response latency, safety and the "
-            "overall blinding-guess distribution. Per-arm Bang and overall James indices only for unblinded roles. "
+            "overall blinding-guess distribution of the participants and of the coordinators. Per-arm Bang and "
+            "overall James indices (participants' and coordinators') only for unblinded roles. "
             "Site-scoped staff see their sites only."
         ),
     )
