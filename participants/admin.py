@@ -779,12 +779,14 @@ class StaffBlindingGuessForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         from .services.blinding_guesses import blinding_time_points
 
+        self.recorded = None
+        if "time_point" not in self.fields:
+            return  # the change page: every field is read-only
         points: list[str] = []
         for trial in Trial.objects.filter(participants__randomised_at__isnull=False).distinct().order_by("slug"):
             points += [p for p in blinding_time_points(protocol_current(trial)) if p not in points]
         self.fields["time_point"].choices = [(p, p.replace("_", " ")) for p in points]
         self.fields["confidence"].help_text = "0 (pure guess) to 100 (certain)"
-        self.recorded = None
 
     def clean(self):
         data = super().clean()

@@ -561,8 +561,10 @@ class UnblindingRequest(models.Model):
 
 
 class BlindingGuess(models.TextChoices):
+    # Stored values match the participants' blinding-guess answers. The label says "inactive": a guess is
+    # not an allocation, and the admin pages must never show an arm's name next to a participant.
     ACTIVE = "active", "active"
-    PLACEBO = "placebo", "placebo"
+    PLACEBO = "placebo", "inactive"
     DONT_KNOW = "dont_know", "don't know"
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from participants.models import Participant, StaffBlindingGuess
 from participants.services import WorkflowError, blinding_time_points, staff_blinding_guess_record
 from trialsite.protocol.services import protocol_current
+from trialsite.tests.admin_data import arm_leaks
 
 NOW = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 
@@ -180,6 +181,11 @@ def test_coordinator_records_a_guess_in_the_admin_for_own_site_only(client, peop
     # The list shows it; the recorded guess is read-only.
     listing = client.get(reverse("admin:participants_staffblindingguess_changelist"))
     assert listing.status_code == 200 and "LDN-90001" in listing.content.decode()
+    # A "placebo" guess is shown as "inactive": no arm name next to a participant on the admin pages.
+    change = client.get(reverse("admin:participants_staffblindingguess_change", args=[guess.pk]))
+    for html in (listing.content.decode(), change.content.decode()):
+        assert "inactive" in html
+        assert arm_leaks(html, benign=[people["ldn"].trial.title]) == []
     # A different guess for the same time point: a form error, nothing changed.
     again = client.post(add, {**data, "guess": "active"})
     assert again.status_code == 200 and "already recorded a different guess" in again.content.decode()
