@@ -312,19 +312,15 @@ class TrialSimulator:
     # -- main -----------------------------------------------------------------------------------------
     def run(self, *, participants: int, days: int, batch: int = 100) -> SimulationResult:
         result = SimulationResult()
-        # Study ids are unique across trials: continue after any existing id of the site.
-        existing = set(Participant.objects.filter(site__in=self.sites).values_list("study_id", flat=True))
-        seq = {s.code: 0 for s in self.sites}
-        people = []
-        for _ in range(participants):
-            site = self.sites[self.rng.randrange(len(self.sites))]
-            while True:
-                seq[site.code] += 1
-                study_id = f"{site.code}-{seq[site.code]:05d}"
-                if study_id not in existing:
-                    break
-            existing.add(study_id)
-            people.append(self._person(site=site, study_id=study_id, days=days))
+        # Study ids come from the sites' own sequences, exactly as registration takes them (never reused).
+        from participants.services.registration import study_ids_reserve
+
+        chosen = [self.sites[self.rng.randrange(len(self.sites))] for _ in range(participants)]
+        ids = {
+            site.code: iter(study_ids_reserve(site=site, count=sum(1 for c in chosen if c.code == site.code)))
+            for site in self.sites
+        }
+        people = [self._person(site=site, study_id=next(ids[site.code]), days=days) for site in chosen]
         self._allocate(people)
         for start in range(0, len(people), batch):
             with transaction.atomic(), audit_context(reason="simulate_trial"):

@@ -94,3 +94,20 @@ def test_demo_command_simulates_once(db, call):
     assert count == 6
     call("demo", "--participants", "6", "--days", "5")
     assert Participant.objects.count() == count
+
+
+def test_simulated_study_ids_come_from_the_site_sequence(simulated, site_ldn):
+    trial, _ = simulated
+    """Simulated participants take study ids exactly as registration does: a coordinator registering next
+    gets the following number at that site, in the same format, never a reused one."""
+    from participants.services.registration import participant_register
+
+    ldn = sorted(Participant.objects.filter(site=site_ldn).values_list("study_id", flat=True))
+    assert ldn == [f"LDN-{n:04d}" for n in range(1, len(ldn) + 1)]
+    eligibility = dict.fromkeys(
+        ["adult", "no_psychosis_history", "no_lithium_or_tramadol", "not_pregnant", "no_cardiac_condition"], True
+    )
+    participant, _ = participant_register(
+        trial=trial, site=site_ldn, tz="Europe/London", eligibility=eligibility, contact=None, user=None
+    )
+    assert participant.study_id == f"LDN-{len(ldn) + 1:04d}"

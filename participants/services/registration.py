@@ -46,13 +46,20 @@ def _validate_zone(value: str, field: str = "timezone") -> str:
     return value
 
 
-def study_id_next(*, site: Site) -> str:
-    """LDN-0001, LDN-0002, ...: taken under a row lock so concurrent registrations never share or reuse one."""
+@transaction.atomic
+def study_ids_reserve(*, site: Site, count: int) -> list[str]:
+    """The next `count` study ids of the site (LDN-0001, LDN-0002, ...), taken under a row lock so that
+    concurrent registrations (and bulk simulation) never share or reuse one."""
     seq, _ = StudyIdSequence.objects.get_or_create(site=site)
     seq = StudyIdSequence.objects.select_for_update().get(pk=seq.pk)
-    seq.last_number += 1
+    first = seq.last_number + 1
+    seq.last_number += count
     seq.save(update_fields=["last_number"])
-    return f"{site.code}-{seq.last_number:04d}"
+    return [f"{site.code}-{n:04d}" for n in range(first, first + count)]
+
+
+def study_id_next(*, site: Site) -> str:
+    return study_ids_reserve(site=site, count=1)[0]
 
 
 def _default_channels(*, email: str, phone: str, push_token: str = "") -> list[str]:
