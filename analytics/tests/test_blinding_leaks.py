@@ -147,14 +147,27 @@ def test_blinded_export_bundle_carries_no_arm(secret_trial, tmp_path):
 
 
 def test_notifications_carry_no_arm(secret_trial, tmp_path, make_staff, site_ldn):
+    import uuid
+
+    from participants.services import safety_alert_raise
     from participants.services.escalation import safety_alert_escalate
     from participants.tasks import safety_alert_notify
     from surveys.models import Reminder, ReminderStatus
     from surveys.tasks import reminder_send
 
-    make_staff("safety_physician", site=site_ldn)
-    make_staff("coordinator", site=site_ldn)
+    make_staff("safety_physician")
+    make_staff("coordinator")
     make_staff("trial_manager")
+    # At least one alert whatever the simulation drew (it also raises its own from the protocol's rules).
+    participant = Participant.objects.filter(trial=secret_trial, status="randomised").first()
+    safety_alert_raise(
+        participant=participant,
+        rule="phq9_item9",
+        title="PHQ-9 item 9 (thoughts of self-harm) above 0",
+        severity="urgent",
+        source_kind="response",
+        source_id=str(uuid.uuid4()),
+    )
     mail.outbox.clear()
     with override_settings(REMINDER_OUTBOX_DIR=str(tmp_path)):
         for alert in SafetyAlert.objects.filter(participant__trial=secret_trial)[:5]:
