@@ -109,7 +109,7 @@ def _pct(done: int, due: int) -> str:
 
 
 class AdherenceFilter(admin.SimpleListFilter):
-    title = "adherence (last 7 days)"
+    title = "survey completion (last 7 days)"
     parameter_name = "adherence"
 
     def lookups(self, request, model_admin):
@@ -166,11 +166,11 @@ class ParticipantDashboardAdmin(ParticipantAdmin):
     def get_queryset(self, request):
         return dashboard_annotations(super().get_queryset(request))
 
-    @admin.display(description="adherence 7 d", ordering="adherence_7")
+    @admin.display(description="surveys answered, 7 d", ordering="adherence_7")
     def adherence_7d(self, obj):
         return _pct(obj.done_7, obj.due_7)
 
-    @admin.display(description="adherence")
+    @admin.display(description="surveys answered, all")
     def adherence_all(self, obj):
         return _pct(obj.done_all, obj.due_all)
 
