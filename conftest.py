@@ -8,6 +8,15 @@ from django.core.management import call_command
 DEMO_PROTOCOL = Path(__file__).resolve().parent / "protocols" / "microdose-mood.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty cache (Redis db 1: throttle counters), so rate limits are per test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def demo_protocol_source() -> str:
     return DEMO_PROTOCOL.read_text(encoding="utf-8")

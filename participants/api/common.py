@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
@@ -26,10 +27,13 @@ class ParticipantsApiView(APIView):
 
 
 class ClientAddressThrottle(ScopedRateThrottle):
-    """Throttle per client address as seen by the server (REMOTE_ADDR). X-Forwarded-For is client-controlled,
-    so it is not trusted here; behind a proxy, the proxy sets REMOTE_ADDR (e.g. gunicorn --forwarded-allow-ips)."""
+    """Throttle per client address. X-Forwarded-For is client-controlled, so it is trusted only for the
+    number of proxies the deployment declares (TRUSTED_PROXY_COUNT → DRF's NUM_PROXIES): then the address
+    that the outermost trusted proxy saw counts. Without proxies, REMOTE_ADDR counts."""
 
     def get_ident(self, request):
+        if api_settings.NUM_PROXIES:
+            return super().get_ident(request)
         return request.META.get("REMOTE_ADDR") or "unknown"
 
 

@@ -156,7 +156,25 @@ def test_enrol_is_throttled_per_client_address(api_client, trial, settings):
     forged = api_client.post("/api/v1/enrol", {"code": "AAAA-AAAA"}, format="json", HTTP_X_FORWARDED_FOR="1.2.3.4")
     assert forged.status_code == 429
     other = api_client.post("/api/v1/enrol", {"code": "AAAA-AAAA"}, format="json", REMOTE_ADDR="10.250.250.250")
-    assert other.status_code in (400, 429)  # 429 only if another run used this address within the minute
+    assert other.status_code == 400
+
+
+def test_enrol_throttle_behind_a_trusted_proxy_counts_the_client_address(api_client, trial, settings):
+    # TRUSTED_PROXY_COUNT=1: one load balancer (REMOTE_ADDR 10.0.0.2) appends the address it saw.
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+
+    def enrol(client_address):
+        return api_client.post(
+            "/api/v1/enrol",
+            {"code": "AAAA-AAAA"},
+            format="json",
+            REMOTE_ADDR="10.0.0.2",
+            HTTP_X_FORWARDED_FOR=f"6.6.6.6, {client_address}",  # the first entry is the client's own claim
+        )
+
+    assert [enrol("203.0.113.7").status_code for _ in range(11)] == [400] * 10 + [429]
+    # Another client behind the same proxy is counted on its own.
+    assert enrol("203.0.113.8").status_code == 400
 
 
 def test_logout_revokes_the_token(staff_client, api_client):

@@ -193,6 +193,9 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {"enrol": os.environ.get("ENROL_THROTTLE_RATE", "10/min"), "staff_token": "20/min"},
     "DATETIME_FORMAT": "iso-8601",
+    # How many proxies (load balancers) in front of the web processes append to X-Forwarded-For; unset: none,
+    # and the header is ignored for throttling (clients could forge it).
+    "NUM_PROXIES": int(os.environ["TRUSTED_PROXY_COUNT"]) if os.environ.get("TRUSTED_PROXY_COUNT") else None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "trialsite API",
