@@ -4,6 +4,7 @@ import uuid
 import pghistory
 from django.conf import settings
 from django.contrib.auth import logout
+from django.http import JsonResponse
 
 
 class RequestIdMiddleware:
@@ -21,6 +22,29 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
+
+
+class NulGuardMiddleware:
+    """A NUL character in the URL or query string is bad input (PostgreSQL text cannot hold it): answer 400
+    in the API's error shape before any view can pass it to the database."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if self.has_nul(request):
+            from trialsite.api.errors import error_body
+
+            return JsonResponse(
+                error_body("validation_error", "The URL may not contain NUL (%00) characters."), status=400
+            )
+        return self.get_response(request)
+
+    @staticmethod
+    def has_nul(request) -> bool:
+        if "\x00" in request.path:
+            return True
+        return any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists())
 
 
 class AuditContextMiddleware:
