@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from trialsite.models import Trial
 from trialsite.protocol.schema import Protocol
+from trialsite.protocol.services import ProtocolError, protocol_current
 
 from .blinding import bang, guess_table, james
 from .export import T
@@ -41,6 +42,14 @@ def _site_filter(site_ids) -> tuple[str, list]:
     if site_ids is None:
         return "", []
     return " AND p.site_id = ANY(%s)", [list(site_ids)]
+
+
+def _protocol(trial: Trial) -> Protocol | None:
+    """The trial's current protocol, or None when none is loaded yet (a trial just added in the admin)."""
+    try:
+        return protocol_current(trial)
+    except ProtocolError:
+        return None
 
 
 def _ratio(num, den) -> float | None:
@@ -102,8 +111,8 @@ def completion(*, trial: Trial, site_ids=None, by: str = "site", now: datetime |
 
 def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
     """Adherence grouped by "site", "week" or "participant": planned dose days so far, doses logged, rate."""
-    protocol = Protocol.model_validate(trial.current_protocol.definition)
-    d = protocol.dosing
+    protocol = _protocol(trial)
+    d = protocol.dosing if protocol else None
     if d is None:
         return []
     group = {"site": ("s.code", "site"), "week": ("(g.day / 7)", "week"), "participant": ("p.study_id", "study_id")}[by]
@@ -216,9 +225,9 @@ def blinding_guess_distribution(*, trial: Trial, site_ids=None) -> list[dict]:
     )
 
 
-def _placebo_arm_code(protocol: Protocol) -> str | None:
+def _placebo_arm_code(protocol: Protocol | None) -> str | None:
     """The arm playing 'placebo' in the guess table: the one named placebo, else the last of two arms."""
-    if len(protocol.arms) != 2:
+    if protocol is None or len(protocol.arms) != 2:
         return None
     named = [a.code for a in protocol.arms if "placebo" in a.name.lower()]
     return named[0] if named else protocol.arms[-1].code
@@ -229,8 +238,7 @@ def blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0.95) -> list
 
     Callers must check `trialsite.roles.is_unblinded(user)` first. Needs exactly two arms.
     """
-    protocol = Protocol.model_validate(trial.current_protocol.definition)
-    placebo = _placebo_arm_code(protocol)
+    placebo = _placebo_arm_code(_protocol(trial))
     if placebo is None:
         return []
     extra, params = _site_filter(site_ids)
@@ -293,8 +301,7 @@ def coordinator_blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0
 
     Callers must check `trialsite.roles.is_unblinded(user)` first. Needs exactly two arms.
     """
-    protocol = Protocol.model_validate(trial.current_protocol.definition)
-    placebo = _placebo_arm_code(protocol)
+    placebo = _placebo_arm_code(_protocol(trial))
     if placebo is None:
         return []
     extra, params = _site_filter(site_ids)
