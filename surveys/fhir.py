@@ -20,7 +20,7 @@ from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import InvalidInput
-from .validation import item_choices
+from .validation import instant_in_range, item_choices
 
 EXT = "http://hl7.org/fhir/StructureDefinition/"
 ITEM_CONTROL = "http://hl7.org/fhir/questionnaire-item-control"
@@ -200,6 +200,8 @@ def parse_questionnaire_response(data: Any) -> dict:
     authored = qr.authored
     if authored is None or not hasattr(authored, "tzinfo") or getattr(authored, "tzinfo", None) is None:
         fields["authored"] = ["A timestamp with an offset is needed."]
+    elif not instant_in_range(authored):
+        fields["authored"] = ["The timestamp is out of range."]
     if fields:
         raise InvalidInput("The QuestionnaireResponse cannot be submitted.", fields=fields)
     items = []

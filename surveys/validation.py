@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:([0-5]\d))?$")
@@ -32,6 +32,20 @@ class ValidationResult:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+# Instants within a day of datetime's limits cannot be shown in every zone (Python raises OverflowError), and
+# PostgreSQL stores ones past them that can then no longer be read back: such a timestamp is refused on input.
+_INSTANT_MIN = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+_INSTANT_MAX = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+
+def instant_in_range(value: datetime) -> bool:
+    """True when an aware timestamp can be stored, read back and shown in any zone."""
+    try:
+        return _INSTANT_MIN <= value.astimezone(UTC) <= _INSTANT_MAX
+    except (OverflowError, ValueError):
+        return False
 
 
 def item_choices(definition: dict, item: dict) -> list[dict]:

@@ -15,6 +15,7 @@ from participants.api.permissions import IsParticipant
 from trialsite.api.errors import ApiError
 
 from ..errors import SurveyError
+from ..validation import instant_in_range
 
 __all__ = ["ErrorBody", "ResultsPagination"]
 
@@ -62,6 +63,7 @@ class AwareDateTimeField(serializers.DateTimeField):
     default_error_messages = {
         "invalid": "An ISO 8601 timestamp with an offset is expected, e.g. 2026-03-01T20:15:00+00:00.",
         "naive": "The timestamp needs an offset (e.g. +01:00 or Z).",
+        "range": "The timestamp is out of range.",
     }
 
     def to_internal_value(self, value):
@@ -80,6 +82,8 @@ class AwareDateTimeField(serializers.DateTimeField):
             parsed.timestamp()
         except (OverflowError, ValueError):
             self.fail("invalid")
+        if not instant_in_range(parsed):
+            self.fail("range")
         return parsed
 
 

@@ -96,6 +96,33 @@ def test_doses_logged_once_and_listed(phone):
     assert listed["next"] is None and [d["id"] for d in listed["results"]] == [first.json()["id"]]
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"])
+def test_timestamps_beyond_the_storable_range_are_400_not_a_poisoned_list(phone, stamp):
+    """An instant that PostgreSQL would store but Python could not read back (UTC year 0 or 10000) is refused,
+    so it never turns every later read of the list, the admin or the timeline into a 500."""
+    instance = SurveyInstance.objects.filter(participant=phone.participant, schedule_key="baseline_phq9").get()
+
+    def post(path, body):
+        return phone.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()))
+
+    dose = post("/api/v1/doses", {"taken_at": stamp})
+    assert dose.status_code == 400 and "taken_at" in dose.json()["error"]["fields"]
+    event = post("/api/v1/events", {"instance": str(instance.uuid), "kind": "opened", "at": stamp})
+    assert event.status_code == 400 and "at" in event.json()["error"]["fields"]
+    answer = post(f"/api/v1/surveys/{instance.uuid}/response", {"answers": PHQ9_MILD, "authored": stamp})
+    assert answer.status_code == 400 and "authored" in answer.json()["error"]["fields"]
+    fhir = phone.post(
+        "/api/v1/fhir/QuestionnaireResponse", _qr(instance, {"phq9_1": 1}) | {"authored": stamp}, format="json"
+    )
+    assert fhir.status_code == 400 and "authored" in fhir.json()["error"]["fields"]
+    synced = post(
+        "/api/v1/sync", {"items": [{"kind": "dose", "idempotency_key": str(uuid.uuid4()), "taken_at": stamp}]}
+    )
+    assert synced.json()["results"][0]["status"] == 400
+    assert not DoseLog.objects.exists() and not PromptEvent.objects.exists() and not Response.objects.exists()
+    assert phone.get("/api/v1/doses").status_code == 200
+
+
 def test_serious_side_effect_raises_a_safety_alert(phone):
     body = {
         "started_on": timezone.now().date().isoformat(),
