@@ -13,6 +13,7 @@ import csv
 import json
 
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.http import StreamingHttpResponse
 from django.urls import path
 from django.utils.html import format_html_join
@@ -144,13 +145,14 @@ class ObjectFilter(admin.SimpleListFilter):
             return queryset.none()
         owner = admin.site._registry.get(model)
         # The object must be one the user may open (site scoping and blinding of its own admin).
-        if (
-            owner is None
-            or not owner.has_view_permission(request)
-            or not owner.get_queryset(request).filter(pk=pk).exists()
-        ):
+        if owner is None or not owner.has_view_permission(request):
             return queryset.none()
-        obj = owner.get_queryset(request).get(pk=pk)
+        try:
+            obj = owner.get_queryset(request).filter(pk=pk).first()
+        except (ValueError, ValidationError):  # a pk of the wrong type (?obj=trialsite.Trial:abc)
+            return queryset.none()
+        if obj is None:
+            return queryset.none()
         if request.GET.get("method") == "references":
             return queryset.references(obj)
         return queryset.tracks(obj)

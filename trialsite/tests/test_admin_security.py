@@ -182,3 +182,5 @@ def test_events_button_of_a_change_page_is_scoped(client, audited):
     assert audited["nyc"].study_id not in other.content.decode()
     arm = client.get(url, {"obj": "participants.Arm:1"})
     assert arm.status_code == 200 and "placebo" not in arm.content.decode().split("<tbody>")[-1]
+    for bad in ("participants.Participant:abc", "participants.Participant:", "trialsite.Trial:1.5"):
+        assert client.get(url, {"obj": bad}).status_code == 200  # a malformed id finds nothing, not a 500
