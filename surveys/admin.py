@@ -540,7 +540,7 @@ class DataQueryAdmin(ScopedAdmin):
 
             return HttpResponseRedirect(request.path)
         if query is not None:
-            extra_context["can_reply"] = query.status != DataQueryStatus.CLOSED
+            extra_context["can_reply"] = data_queries.data_query_can_reply(query=query, user=request.user)
             extra_context["can_close"] = query.status != DataQueryStatus.CLOSED and R.has_role(
                 request.user, R.DATA_MANAGER
             )

@@ -13,6 +13,18 @@ from trialsite import roles as R
 
 from .models import DataQuery, DataQueryMessage, DataQueryStatus, Response
 
+# "Site staff answer": the clinical staff of the participant's site (PRODUCT.md), not the read-only roles.
+SITE_ANSWER_ROLES = (R.COORDINATOR, R.TRIAL_MANAGER)
+
+
+def data_query_can_reply(*, query: DataQuery, user) -> bool:
+    """Data managers follow up; the site's coordinators and trial managers answer. Nobody writes to a closed one."""
+    if query.status == DataQueryStatus.CLOSED:
+        return False
+    return R.has_role(user, R.DATA_MANAGER) or R.can_reach_site(
+        user, query.participant.site_id, roles=SITE_ANSWER_ROLES
+    )
+
 
 def _body(text: str, field: str = "body") -> str:
     text = (text or "").strip()
@@ -46,9 +58,9 @@ def data_query_reply(*, query: DataQuery, user, body: str) -> DataQueryMessage:
     query = DataQuery.objects.select_for_update().select_related("participant").get(pk=query.pk)
     if query.status == DataQueryStatus.CLOSED:
         raise ValidationError({"body": ["The query is closed."]})
+    if not data_query_can_reply(query=query, user=user):
+        raise PermissionDenied("Only the site's coordinators, trial managers and data managers answer data queries.")
     data_manager = R.has_role(user, R.DATA_MANAGER)
-    if not data_manager and not R.can_reach_site(user, query.participant.site_id):
-        raise PermissionDenied("Not your site.")
     message = DataQueryMessage(query=query, author=user, body=_body(body))
     message.full_clean()
     message.save()
