@@ -605,9 +605,27 @@ class AdverseEventAdmin(ScopedAdmin):
 
 
 class UnblindRequestForm(forms.ModelForm):
+    """`clean` files the request through the service, so a refusal (reason too short, participant not
+    randomised, no requesting role) is a form error rather than a 500 from save_model."""
+
     class Meta:
         model = m.UnblindingRequest
         fields = ["participant", "reason"]
+
+    request = None  # set by the admin's get_form
+    recorded = None
+
+    def clean(self):
+        data = super().clean()
+        if self.errors or self.request is None or "participant" not in data:
+            return data
+        try:
+            self.recorded = service("unblinding_request")(
+                participant=data["participant"], user=self.request.user, reason=data.get("reason", "")
+            )
+        except (ValidationError, PermissionDenied, WorkflowError) as exc:
+            raise ValidationError(error_text(exc)) from exc
+        return data
 
 
 @admin.register(m.UnblindingRequest)
@@ -637,11 +655,12 @@ class UnblindingRequestAdmin(ScopedAdmin):
             actions.pop("reject", None)
         return actions
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"request": request})
+
     def save_model(self, request, obj, form, change):
-        created = service("unblinding_request")(
-            participant=form.cleaned_data["participant"], user=request.user, reason=form.cleaned_data["reason"]
-        )
-        obj.pk = created.pk
+        obj.pk = form.recorded.pk  # filed by the service in form.clean (same transaction)
 
     def save_related(self, request, form, formsets, change):
         return None
@@ -674,7 +693,7 @@ class UnblindingRequestAdmin(ScopedAdmin):
         if obj is not None and request.method == "POST" and "_reveal" in request.POST:
             try:
                 extra_context["revealed"] = service("unblinding_reveal")(request=obj, user=request.user)
-            except (ValidationError, PermissionDenied) as exc:
+            except (ValidationError, PermissionDenied, WorkflowError) as exc:
                 self.message_user(request, error_text(exc), messages.ERROR)
             request.method = "GET"
         extra_context["can_reveal"] = (

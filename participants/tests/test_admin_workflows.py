@@ -224,6 +224,37 @@ def test_emergency_unblinding_request_approve_reveal(client, trial, site_ldn, co
     assert ("placebo" in revealed) or ("psilocybin micro-dose" in revealed)
 
 
+def test_unblinding_request_refusals_are_form_errors_not_500(client, trial, site_ldn, coordinator, make_staff):
+    randomised = add_participant(trial=trial, site=site_ldn, coordinator=coordinator, n_instances=1)
+    allocate(randomised, trial=trial)
+    not_randomised = add_participant(trial=trial, site=site_ldn, coordinator=coordinator, n_instances=1)
+    client.force_login(make_staff("safety_physician", site=site_ldn))
+    url = reverse("admin:participants_unblindingrequest_add")
+    short = client.post(url, {"participant": randomised.pk, "reason": "urgent"})
+    assert short.status_code == 200 and "clinical reason" in short.content.decode()
+    early = client.post(url, {"participant": not_randomised.pk, "reason": "serious reaction, clinician must know"})
+    assert early.status_code == 200 and "not randomised" in early.content.decode()
+    assert not UnblindingRequest.objects.exists()
+
+
+def test_reveal_before_approval_is_a_message_not_500(client, trial, site_ldn, coordinator, make_staff):
+    participant = add_participant(trial=trial, site=site_ldn, coordinator=coordinator, n_instances=1)
+    allocate(participant, trial=trial)
+    physician = make_staff("safety_physician", site=site_ldn)
+    client.force_login(physician)
+    client.post(
+        reverse("admin:participants_unblindingrequest_add"),
+        {"participant": participant.pk, "reason": "serious reaction, treating clinician needs to know"},
+    )
+    req = UnblindingRequest.objects.get()
+    page = client.post(reverse("admin:participants_unblindingrequest_change", args=[req.pk]), {"_reveal": "1"})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "not been approved" in body and "unblinding-revealed" not in body
+    req.refresh_from_db()
+    assert req.status == "requested"
+
+
 # --- data quality -------------------------------------------------------------------------------------------
 
 
