@@ -98,6 +98,7 @@ class ExportDownloadApi(APIView):
 
     @extend_schema(
         operation_id="staff_export_download",
+        description="The requester only; an unblinded bundle also needs the unblinded_statistician role now (403).",
         responses={
             (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="the zip bundle"),
             **errors(401, 403, 404, 409),
@@ -107,6 +108,9 @@ class ExportDownloadApi(APIView):
         job = selectors.export_job_get(user=request.user, job_uuid=pk)
         if job is None:
             raise NotFound("No such export.")
+        if not job.blinded and not roles.is_unblinded(request.user):
+            # The requester held the role then; a revoked role no longer reaches the arms.
+            raise Forbidden("An unblinded bundle is only for the unblinded_statistician role.")
         if job.status != ExportStatus.DONE:
             raise Conflict(f"The export is {job.status}, not ready.")
         if not os.path.exists(job.file_path):

@@ -120,6 +120,21 @@ def test_unblinded_export_needs_the_role_and_a_reason(trial, make_staff, as_user
     assert not ExportJob.objects.filter(blinded=False, reason="").exists()
 
 
+def test_an_unblinded_bundle_is_not_downloaded_once_the_role_is_revoked(sim_trial, make_staff, as_user):
+    from analytics.services import export_job_run
+    from trialsite.models import RoleGrant
+
+    user = make_staff("unblinded_statistician")
+    client = as_user(user)
+    body = {"trial": sim_trial.slug, "blinded": False, "reason": "DSMB meeting"}
+    job_id = client.post("/api/v1/staff/exports", body, format="json").json()["id"]
+    export_job_run(job_id=ExportJob.objects.get(uuid=job_id).pk)
+    assert client.get(f"/api/v1/staff/exports/{job_id}/download").status_code == 200
+    RoleGrant.objects.filter(user=user).delete()
+    user.groups.clear()
+    _error(client.get(f"/api/v1/staff/exports/{job_id}/download"), 403, "permission_denied")
+
+
 def test_export_refusals(trial, make_staff, as_user, site_ldn):
     _error(
         as_user(make_staff("coordinator", site=site_ldn)).post(
