@@ -507,6 +507,9 @@ class MessageInline(ReadOnlyInline):
     show_change_link = False
     verbose_name_plural = "thread"
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("author")
+
 
 @admin.register(DataQuery)
 class DataQueryAdmin(ScopedAdmin):

@@ -54,3 +54,24 @@ def test_the_sites_coordinator_answers(client, query, make_staff, site_ldn):
     assert "Send reply" in client.get(url).content.decode()
     client.post(url, {"_reply": "1", "body": "confirmed with the participant"})
     assert DataQuery.objects.get(pk=query.pk).status == "answered"
+
+
+def test_the_thread_costs_the_same_queries_however_long(client, query, make_staff, site_ldn):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    manager = make_staff("data_manager")
+    client.force_login(manager)
+    url = reverse("admin:surveys_dataquery_change", args=[query.pk])
+
+    def count():
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    client.get(url)
+    one = count()
+    for n in range(5):
+        author = make_staff("coordinator", site=site_ldn) if n % 2 else manager
+        data_queries.data_query_reply(query=query, user=author, body=f"message {n}")
+    assert count() == one
