@@ -384,6 +384,41 @@ class ItemAnswerAdmin(ReasonRequiredAdmin):
     def is_locked(self, obj) -> bool:
         return obj is not None and (obj.response.locked or obj.response.participant.locked)
 
+    def save_model(self, request, obj, form, change):
+        # The correction service validates the value against the instrument, re-scores the response and
+        # re-runs the safety rules, under the reason given here.
+        from .services.responses import item_answer_correct
+
+        item_answer_correct(
+            item_answer=obj,
+            value=form.cleaned_data["value"],
+            user=request.user,
+            reason=form.cleaned_data.get("change_reason") or "",
+        )
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        admin_self = self
+
+        class CorrectionForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                if self.instance.pk and "value" in cleaned and not self.errors:
+                    problem = admin_self.correction_problem(self.instance, cleaned["value"])
+                    if problem:
+                        self.add_error("value", problem)
+                return cleaned
+
+        return CorrectionForm
+
+    @staticmethod
+    def correction_problem(item_answer, value) -> str | None:
+        """The instrument's verdict on the corrected value (None when it is valid)."""
+        from .services.responses import item_answer_correction_check
+
+        result = item_answer_correction_check(response=item_answer.response, item_key=item_answer.item_key, value=value)
+        return "; ".join(m for messages in result.errors.values() for m in messages) or None
+
 
 @admin.register(DoseLog)
 class DoseLogAdmin(ScopedAdmin):

@@ -46,6 +46,18 @@ def _study_day(participant: Participant, at: datetime) -> int | None:
     return participant.study_day(at)
 
 
+def _answer_columns(value: Any) -> dict:
+    return {
+        "value": value,
+        "value_numeric": float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+        "value_text": value if isinstance(value, str) else "",
+    }
+
+
+def _score_columns(score) -> dict:
+    return {"value": score.value, "band": score.band, "scored": score.scored, "items_missing": score.items_missing}
+
+
 def response_body(response: Response, instance: SurveyInstance) -> dict:
     return {
         "id": str(response.uuid),
@@ -145,31 +157,10 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
     response.full_clean(exclude=["instance", "participant", "instrument"], validate_unique=False)
     response.save()
     ItemAnswer.objects.bulk_create(
-        [
-            ItemAnswer(
-                response=response,
-                item_key=k,
-                value=v,
-                value_numeric=float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None,
-                value_text=v if isinstance(v, str) else "",
-            )
-            for k, v in result.answers.items()
-        ]
+        [ItemAnswer(response=response, item_key=k, **_answer_columns(v)) for k, v in result.answers.items()]
     )
     scores = score_answers(definition, result.answers)
-    Score.objects.bulk_create(
-        [
-            Score(
-                response=response,
-                key=s.key,
-                value=s.value,
-                band=s.band,
-                scored=s.scored,
-                items_missing=s.items_missing,
-            )
-            for s in scores
-        ]
-    )
+    Score.objects.bulk_create([Score(response=response, key=s.key, **_score_columns(s)) for s in scores])
     instance.status = InstanceStatus.COMPLETED
     instance.save(update_fields=["status"])
     protocol = protocol_of_trial(participant.trial_id)
@@ -313,3 +304,61 @@ def prompt_event_record(
     event = PromptEvent(instance=instance, kind=kind, at=at, received_at=now or timezone.now())
     event.full_clean(exclude=["instance"], validate_unique=False, validate_constraints=False)
     PromptEvent.objects.bulk_create([event], ignore_conflicts=True)
+
+
+def item_answer_correction_check(*, response: Response, item_key: str, value: Any):
+    """The response's answers with one value corrected, validated against the response's instrument version."""
+    answers = dict(response.answers)
+    if value is None:
+        answers.pop(item_key, None)
+    else:
+        answers[item_key] = value
+    return validate_answers(response.instrument.definition, answers)
+
+
+@transaction.atomic
+def item_answer_correct(*, item_answer: ItemAnswer, value: Any, user, reason: str, now=None) -> ItemAnswer:
+    """Data management corrects one submitted answer: validated against the response's own instrument
+    version, the response's answers and scores recomputed, safety rules re-run on the corrected answers
+    (an alert is raised at most once per rule and response), all with the reason in the audit trail."""
+    from django.core.exceptions import ValidationError
+
+    from trialsite.audit import audit_context, require_reason
+
+    reason = require_reason(reason)
+    response = (
+        Response.objects.select_for_update(of=("self",))
+        .select_related("instrument", "participant", "instance__instrument")
+        .get(pk=item_answer.response_id)
+    )
+    if response.locked or response.participant.locked:
+        raise ValidationError({"value": ["This response is locked; it can no longer be edited."]})
+    definition = response.instrument.definition
+    result = item_answer_correction_check(response=response, item_key=item_answer.item_key, value=value)
+    if not result.ok:
+        raise ValidationError({"value": [m for messages in result.errors.values() for m in messages]})
+    with audit_context(user=user, reason=reason):
+        row = ItemAnswer.objects.select_for_update().get(pk=item_answer.pk)
+        for field_name, field_value in _answer_columns(result.answers.get(row.item_key)).items():
+            setattr(row, field_name, field_value)
+        row.save(update_fields=["value", "value_numeric", "value_text"])
+        response.answers = result.answers
+        response.save(update_fields=["answers"])
+        scores = score_answers(definition, result.answers)
+        for s in scores:
+            Score.objects.update_or_create(response=response, key=s.key, defaults=_score_columns(s))
+        fired = rules_fired_for_response(
+            protocol=protocol_of_trial(response.participant.trial_id),
+            instrument=response.instance.instrument.slug,
+            answers=result.answers,
+            scores={s.key: s.value for s in scores},
+        )
+        if fired:
+            raise_alerts(
+                participant=response.participant,
+                fired=fired,
+                source_kind="response",
+                source_id=str(response.uuid),
+                now=now or timezone.now(),
+            )
+    return row
