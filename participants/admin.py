@@ -97,7 +97,9 @@ class RegisterForm(forms.Form):
         if user.is_superuser:
             sites = Site.objects.order_by("code")
         self.fields["site"].queryset = sites
-        self.fields["trial"].queryset = Trial.objects.filter(sites__in=sites).distinct().order_by("slug")
+        self.fields["trial"].queryset = (
+            Trial.objects.filter(sites__in=sites, protocol_versions__isnull=False).distinct().order_by("slug")
+        )
         trials = list(self.fields["trial"].queryset)
         if len(trials) == 1:
             self.fields["trial"].initial = trials[0].pk

@@ -55,6 +55,17 @@ def test_coordinator_registers_and_sees_a_printable_code_with_qr(client, trial, 
     assert enrolled.pk == participant.pk
 
 
+def test_registration_form_ignores_a_trial_without_a_protocol(client, trial, site_ldn, coordinator):
+    from trialsite.models import Trial
+
+    draft = Trial.objects.create(slug="aaa-draft", title="Created in the admin, protocol not loaded yet")
+    draft.sites.add(site_ldn)
+    client.force_login(coordinator)
+    form = client.get(reverse("admin:participants_participant_add"))
+    assert form.status_code == 200 and "Eligibility checklist" in form.content.decode()
+    assert "aaa-draft" not in form.content.decode()
+
+
 def test_reissuing_the_code_kills_the_old_one(client, trial, site_ldn, coordinator):
     client.force_login(coordinator)
     _register(client, trial, site_ldn, **ELIGIBLE)
