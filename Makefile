@@ -7,10 +7,11 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt migrations check-deploy bench clean shell
 
-$(VENV)/.installed: requirements.txt
+# Runtime pins (requirements.txt, all the production image installs) plus development/test pins.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.installed

@@ -78,3 +78,23 @@ class SessionExpiryMiddleware:
             elif now - int(started) > settings.SESSION_ABSOLUTE_MAX_AGE:
                 logout(request)
         return self.get_response(request)
+
+
+class HealthCheckMiddleware:
+    """`GET /health` answers whatever the Host header says (first in MIDDLEWARE, before host validation).
+
+    Container and load-balancer health checks call the server by address (`http://127.0.0.1:8000/health`),
+    which production `ALLOWED_HOSTS` rightly rejects everywhere else. The health answer is safe to give to
+    any host: it builds no URL from the Host header, sets no cookie and reads no session; every other path
+    (including `/health/`) still goes through host validation, HTTPS redirect and the rest of the stack.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info == "/health" and request.method in ("GET", "HEAD"):
+            from trialsite.api.health import health
+
+            return health(request)
+        return self.get_response(request)

@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # prod: /health answers container health checks by address, before host validation (health only)
+    "trialsite.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "trialsite.middleware.RequestIdMiddleware",
@@ -227,10 +229,20 @@ LOGGING = {
 }
 
 
-def _cache_url(url: str) -> str:
-    # The cache (throttling, lock-out counters) lives in Redis database 1; the broker uses database 0.
-    base, _, _db = url.rpartition("/")
-    return f"{base}/1" if base.startswith("redis") else url
+def _cache_url(url: str, db: int = 1) -> str:
+    """The broker's Redis URL with the cache's database (throttling, lock-out counters live in database 1;
+    the broker uses the URL's own, normally 0). Credentials, host, port and query options are kept; for a
+    Unix socket (`unix://…?db=0`) the database is the `db` option."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme in ("redis", "rediss"):
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "db"]
+        return urlunsplit(parts._replace(path=f"/{db}", query=urlencode(query)))
+    if parts.scheme == "unix":
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "db"]
+        return f"{url.split('?', 1)[0]}?{urlencode([*query, ('db', str(db))])}"
+    return url
 
 
 CACHES = {

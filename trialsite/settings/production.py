@@ -4,6 +4,8 @@ from .base import *  # noqa: F403
 from .base import env, env_bool, env_required
 
 DEBUG = False
+# prod: commands that must never touch a production database (`manage.py demo`: known passwords) check this.
+TRIALSITE_PRODUCTION = True
 SECRET_KEY = env_required("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = [h.strip() for h in env_required("DJANGO_ALLOWED_HOSTS").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in (env("DJANGO_CSRF_TRUSTED_ORIGINS", "") or "").split(",") if o.strip()]

@@ -23,9 +23,10 @@ def test_compose_file_is_valid_compose_spec():
 def test_compose_runs_the_production_shape():
     compose = load_compose()
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "web", "worker", "beat"}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "beat"}
     for name, service in services.items():
-        assert "healthcheck" in service, f"{name} has no health check"
+        if name != "migrate":  # the one-shot migration service exits; the rest must say whether they are healthy
+            assert "healthcheck" in service, f"{name} has no health check"
     assert "gunicorn" in " ".join(services["web"]["command"])
     assert services["worker"]["command"][:4] == ["celery", "-A", "trialsite", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "trialsite", "beat"]
@@ -33,6 +34,17 @@ def test_compose_runs_the_production_shape():
         assert services[name]["env_file"] == ".env"
         assert services[name]["image"] == "trialsite:latest"
     assert set(compose["volumes"]) == {"pgdata", "redisdata", "appdata"}
+
+
+def test_web_worker_and_beat_wait_for_migrations():
+    services = load_compose()["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert migrate["restart"] == "no"  # a one-shot: never restarted in a loop
+    assert "migrate" not in migrate["depends_on"]
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+        assert "migrate" not in " ".join(services[name]["command"]), f"{name} migrates itself"
 
 
 def test_env_example_documents_every_production_variable():

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from trialsite.models import RoleGrant, Site, Trial
 from trialsite.protocol.services import protocol_load_file
@@ -35,6 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=21)
 
     def handle(self, *args, participants, days, **options):
+        if getattr(settings, "TRIALSITE_PRODUCTION", False):
+            # The demo creates staff users with a published password and synthetic participants.
+            raise CommandError(
+                "manage.py demo refuses to run under production settings: it creates staff users with "
+                "known passwords and synthetic participants. Use a development database."
+            )
         result = protocol_load_file(path=DEMO_PROTOCOL)
         trial: Trial = result.trial
         for code, name, tz in DEMO_SITES:
