@@ -29,6 +29,7 @@ from trialsite.admin_scoping import (
     SAFETY_ROLES,
     STAFF_ROLES,
     ReadOnlyInline,
+    ReasonForm,
     ScopedAdmin,
     has_any_role,
     site_filter,
@@ -552,7 +553,10 @@ class SafetyAlertAdmin(ScopedAdmin):
 # --- adverse events ------------------------------------------------------------------------------------------
 
 
-class AdverseEventForm(forms.ModelForm):
+class AdverseEventForm(ReasonForm):
+    """Entry of a new report, or (with a reason for the change) its correction by data management or a
+    safety physician; both go through the adverse-event services, which run the safety rules."""
+
     class Meta:
         model = m.AdverseEvent
         fields = [
@@ -580,19 +584,42 @@ class AdverseEventAdmin(ScopedAdmin):
 
     site_field = SITE
     add_roles = (R.SAFETY_PHYSICIAN, R.COORDINATOR, R.TRIAL_MANAGER)
+    change_roles = (R.SAFETY_PHYSICIAN, R.DATA_MANAGER)
     form = AdverseEventForm
     list_display = ["participant", "onset", "severity_grade", "serious", "relatedness", "outcome", "reported_at"]
     list_filter = [site_filter(SITE), "serious", "relatedness", "outcome"]
     list_select_related = ["participant"]
     search_fields = ["participant__study_id"]
 
+    def is_locked(self, obj) -> bool:
+        return obj is not None and obj.participant.locked
+
+    def get_fields(self, request, obj=None):
+        fields = [f for f in super().get_fields(request, obj) if f != "change_reason"]
+        if obj is not None and self.has_change_permission(request, obj):
+            fields.append("change_reason")
+        return fields
+
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
+        if self.has_change_permission(request, obj):
+            return ["participant"]
         return [f.name for f in self.model._meta.fields]
 
     def save_model(self, request, obj, form, change):
-        data = {k: v for k, v in form.cleaned_data.items() if k != "participant"}
+        from .services.adverse_events import CORRECTABLE_FIELDS
+
+        if change:
+            # Corrections re-run the safety rules (correcting an event to serious raises the alert).
+            service("adverse_event_correct")(
+                event=obj,
+                user=request.user,
+                reason=form.cleaned_data.get("change_reason") or "",
+                **{k: v for k, v in form.cleaned_data.items() if k in CORRECTABLE_FIELDS},
+            )
+            return
+        data = {k: v for k, v in form.cleaned_data.items() if k in CORRECTABLE_FIELDS}
         participant = form.cleaned_data["participant"]
         if not R.can_reach_site(request.user, participant.site_id) and not request.user.is_superuser:
             raise PermissionDenied

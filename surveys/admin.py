@@ -446,6 +446,18 @@ class SideEffectAdmin(ReasonRequiredAdmin):
     def is_locked(self, obj) -> bool:
         return obj is not None and obj.participant.locked
 
+    def save_model(self, request, obj, form, change):
+        # The correction service re-runs the protocol's side-effect safety rules (serious → alert) and
+        # records the reason given here in the audit trail.
+        from .services.side_effects import CORRECTABLE_FIELDS, side_effect_correct
+
+        side_effect_correct(
+            side_effect=obj,
+            user=request.user,
+            reason=form.cleaned_data.get("change_reason") or "",
+            **{name: form.cleaned_data[name] for name in CORRECTABLE_FIELDS if name in form.cleaned_data},
+        )
+
 
 @admin.register(Reminder)
 class ReminderAdmin(ScopedAdmin):

@@ -15,11 +15,12 @@ Errors come back keyed like the API's `fields`: `answers.phq9_3`.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+
+from trialsite.protocol.rules import compare, is_number
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:([0-5]\d))?$")
 
@@ -57,8 +58,8 @@ def item_choices(definition: dict, item: dict) -> list[dict]:
     return list(choices)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+# One implementation of the protocol's comparisons (enable_when here, safety rules everywhere).
+_is_number = is_number
 
 
 def _same_choice(a: Any, b: Any) -> bool:
@@ -67,24 +68,6 @@ def _same_choice(a: Any, b: Any) -> bool:
     if _is_number(a) and _is_number(b):
         return a == b
     return type(a) is type(b) and a == b
-
-
-def compare(op: str, left: Any, right: Any) -> bool:
-    """The comparison operators of enable_when and safety conditions; a missing left side is never true."""
-    if left is None:
-        return False
-    try:
-        if op == "eq":
-            return left == right
-        if op == "ne":
-            return left != right
-        if op == "in":
-            return left in (right if isinstance(right, list) else [right])
-        if isinstance(left, bool) or not _is_number(left) or not _is_number(right):
-            return False
-        return {"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}[op]
-    except (TypeError, KeyError):
-        return False
 
 
 def _check_value(definition: dict, item: dict, value: Any) -> tuple[Any, str | None]:

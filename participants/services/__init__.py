@@ -1,6 +1,6 @@
 """Writes of participant data (one module per workflow, re-exported here)."""
 
-from .adverse_events import adverse_event_create
+from .adverse_events import adverse_event_correct, adverse_event_create, adverse_event_safety_rules_run
 from .allocation import (
     allocation_list_generate,
     allocation_list_import,
@@ -32,7 +32,9 @@ __all__ = [
     "StratumExhausted",
     "WorkflowError",
     "Withdrawn",
+    "adverse_event_correct",
     "adverse_event_create",
+    "adverse_event_safety_rules_run",
     "allocation_exhausted_alert",
     "allocation_list_generate",
     "allocation_list_import",

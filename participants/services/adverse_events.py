@@ -1,4 +1,6 @@
-"""Adverse events entered by staff (with follow-up reports); a serious one raises a safety alert."""
+"""Adverse events entered by staff (with follow-up reports) and corrected by staff with a reason; after every
+write the safety rules run again: a serious event raises a safety alert, as does any protocol rule on
+adverse events (`source: adverse_event`). An alert is raised at most once per rule and event."""
 
 from __future__ import annotations
 
@@ -8,8 +10,71 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from trialsite.audit import audit_context, require_reason
+from trialsite.protocol.rules import rules_fired_for_record
+from trialsite.protocol.services import protocol_current
+
 from ..models import SERIOUSNESS_CRITERIA, AdverseEvent, Participant
 from .safety import safety_alert_raise
+
+# The fields a correction may change (who reported it, and when, stay as recorded).
+CORRECTABLE_FIELDS = (
+    "onset",
+    "description",
+    "severity_grade",
+    "serious",
+    "seriousness_criteria",
+    "relatedness",
+    "action_taken",
+    "outcome",
+)
+
+
+def _criteria_checked(serious: bool, seriousness_criteria: list[str] | None) -> list[str]:
+    criteria = sorted(set(seriousness_criteria or []))
+    unknown = [c for c in criteria if c not in SERIOUSNESS_CRITERIA]
+    if unknown:
+        raise ValidationError({"seriousness_criteria": [f"Unknown: {', '.join(unknown)}."]})
+    if serious and not criteria:
+        raise ValidationError({"seriousness_criteria": ["A serious event needs at least one criterion."]})
+    if not serious and criteria:
+        raise ValidationError({"serious": ["Criteria are given: mark the event serious."]})
+    return criteria
+
+
+def adverse_event_safety_rules_run(*, event: AdverseEvent, now) -> list:
+    """The safety rules on one adverse event (inside the caller's transaction): a serious event always raises
+    an urgent alert; the protocol's adverse-event rules raise theirs."""
+    alerts = []
+    if event.serious:
+        alerts.append(
+            safety_alert_raise(
+                participant=event.participant,
+                rule="serious_adverse_event",
+                title="Serious adverse event reported",
+                severity="urgent",
+                source_kind="adverse_event",
+                source_id=str(event.uuid),
+                details={"severity_grade": event.severity_grade, "criteria": list(event.seriousness_criteria)},
+                now=now,
+            )
+        )
+    for rule, details in rules_fired_for_record(
+        protocol=protocol_current(event.participant.trial), source="adverse_event", record=event
+    ):
+        alerts.append(
+            safety_alert_raise(
+                participant=event.participant,
+                rule=rule.key,
+                title=rule.title,
+                severity=rule.severity,
+                source_kind="adverse_event",
+                source_id=str(event.uuid),
+                details=details,
+                now=now,
+            )
+        )
+    return alerts
 
 
 @transaction.atomic
@@ -29,14 +94,7 @@ def adverse_event_create(
     now=None,
 ) -> AdverseEvent:
     now = now or timezone.now()
-    criteria = sorted(set(seriousness_criteria or []))
-    unknown = [c for c in criteria if c not in SERIOUSNESS_CRITERIA]
-    if unknown:
-        raise ValidationError({"seriousness_criteria": [f"Unknown: {', '.join(unknown)}."]})
-    if serious and not criteria:
-        raise ValidationError({"seriousness_criteria": ["A serious event needs at least one criterion."]})
-    if not serious and criteria:
-        raise ValidationError({"serious": ["Criteria are given: mark the event serious."]})
+    criteria = _criteria_checked(serious, seriousness_criteria)
     if previous is not None:
         previous = AdverseEvent.objects.select_for_update().get(pk=previous.pk)
         if previous.participant_id != participant.pk:
@@ -59,15 +117,29 @@ def adverse_event_create(
     )
     event.full_clean()
     event.save()
-    if serious:
-        safety_alert_raise(
-            participant=participant,
-            rule="serious_adverse_event",
-            title="Serious adverse event reported",
-            severity="urgent",
-            source_kind="adverse_event",
-            source_id=str(event.uuid),
-            details={"severity_grade": severity_grade, "criteria": criteria},
-            now=now,
-        )
+    adverse_event_safety_rules_run(event=event, now=now)
+    return event
+
+
+@transaction.atomic
+def adverse_event_correct(*, event: AdverseEvent, user, reason: str, now=None, **changes) -> AdverseEvent:
+    """Staff correct a recorded adverse event: the reason lands in the audit trail with the old and new
+    values, and the safety rules run again on the corrected event (correcting it to serious raises the alert)."""
+    reason = require_reason(reason)
+    unknown = sorted(set(changes) - set(CORRECTABLE_FIELDS))
+    if unknown:
+        raise ValidationError({name: ["This field cannot be corrected."] for name in unknown})
+    now = now or timezone.now()
+    event = AdverseEvent.objects.select_for_update().select_related("participant").get(pk=event.pk)
+    if event.participant.locked:
+        raise ValidationError("This participant's data are locked; they can no longer be edited.")
+    for name, value in changes.items():
+        setattr(event, name, value)
+    event.seriousness_criteria = _criteria_checked(event.serious, event.seriousness_criteria)
+    if isinstance(event.description, str):
+        event.description = event.description.strip()
+    event.full_clean()
+    with audit_context(user=user, reason=reason):
+        event.save(update_fields=list(CORRECTABLE_FIELDS))
+        adverse_event_safety_rules_run(event=event, now=now)
     return event

@@ -6,11 +6,14 @@ from .schedule import (
     survey_instances_plan,
     survey_instances_replan_trial,
 )
+from .side_effects import side_effect_correct, side_effect_safety_rules_run
 
 __all__ = [
     "dose_log_create",
     "prompt_event_record",
+    "side_effect_correct",
     "side_effect_report",
+    "side_effect_safety_rules_run",
     "survey_instances_cancel_future",
     "survey_instances_plan",
     "survey_instances_replan_trial",

@@ -15,7 +15,7 @@ from participants.selectors import consent_status
 from ..errors import InvalidInput, NotFound, SurveyError
 from ..models import DoseLog, InstanceStatus, ItemAnswer, PromptEvent, Response, Score, SideEffect, SurveyInstance
 from ..protocol import protocol_of_trial
-from ..safety import raise_alerts, rules_fired_for_record, rules_fired_for_response
+from ..safety import raise_alerts, rules_fired_for_response
 from ..scoring import score_answers
 from ..validation import validate_answers
 from .idempotency import (
@@ -25,6 +25,7 @@ from .idempotency import (
     idempotent_write,
     request_hash,
 )
+from .side_effects import side_effect_safety_rules_run
 
 # Authored times are kept as sent; one further in the future than this, or earlier than the instance's
 # opening by more than this, is flagged as clock skew (not refused: the answer is still the answer).
@@ -269,13 +270,7 @@ def side_effect_report(
         )
         se.full_clean(exclude=["participant"], validate_unique=False)
         se.save()
-        fired = rules_fired_for_record(
-            protocol=protocol_of_trial(participant.trial_id), source="side_effect", record=se
-        )
-        if fired:
-            raise_alerts(
-                participant=participant, fired=fired, source_kind="side_effect", source_id=str(se.uuid), now=now
-            )
+        side_effect_safety_rules_run(side_effect=se, now=now)
         return side_effect_body(se)
 
     payload = {
