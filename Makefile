@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m trialsite.localstack --
 PYTEST_ARGS ?=
 
-.PHONY: run test lint fmt migrations check-deploy bench clean shell
+.PHONY: run test lint fmt migrations check-deploy bench clean shell manage
 
 # Runtime pins (requirements.txt, all the production image installs) plus development/test pins.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -35,6 +35,11 @@ migrations: $(VENV)/.installed
 
 shell: $(VENV)/.installed
 	$(STACK) $(PY) manage.py shell
+
+# `make manage ARGS="grant_role alice coordinator --site LDN"`: manage.py against the running `make run`'s
+# embedded servers (.local/stack.json), or embedded servers started for the command when none runs.
+manage: $(VENV)/.installed
+	$(PY) manage.py $(ARGS)
 
 bench: $(VENV)/.installed
 	$(STACK) sh -c 'for b in bench/*.py; do $(PY) $$b || exit 1; done'

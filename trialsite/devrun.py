@@ -64,6 +64,10 @@ def main() -> int:
             cwd=ROOT,
         ),
     ]
+    # `python manage.py …` in another terminal finds these servers (trialsite.localstack.development_environment).
+    from trialsite.localstack import stack_remove, stack_write
+
+    stack_write(database_url=os.environ["DATABASE_URL"], redis_url=os.environ["REDIS_URL"])
     print(f"\ntrialsite is running: http://127.0.0.1:{port}/admin/  (API docs: /api/docs/, health: /health)")
     print("Ctrl-C stops the web server, the worker, beat and the embedded PostgreSQL and Redis.\n", flush=True)
 
@@ -79,6 +83,7 @@ def main() -> int:
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.5)
     finally:
+        stack_remove()
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)

@@ -155,3 +155,75 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# --- manage.py in a second terminal: the running `make run`'s servers (.local/stack.json) ---------------------
+
+STACK_FILE_NAME = "stack.json"
+
+
+def stack_file() -> Path:
+    return Path(os.environ.get("TRIALSITE_LOCAL_DIR", ROOT / ".local")) / STACK_FILE_NAME
+
+
+def stack_write(*, database_url: str, redis_url: str, pid: int | None = None) -> Path:
+    """Record the live servers of this `make run` for other commands (`python manage.py …`). Owner-only."""
+    import json
+
+    path = stack_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "pid": pid or os.getpid()}, f)
+    tmp.replace(path)
+    return path
+
+
+def stack_remove(*, pid: int | None = None) -> None:
+    """Remove the stack file if it is this process's (a newer `make run` may have replaced it)."""
+    current = stack_read()
+    if current is not None and current.get("pid") == (pid or os.getpid()):
+        with contextlib.suppress(FileNotFoundError):
+            stack_file().unlink()
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stack_read() -> dict | None:
+    """The running `make run`'s URLs, or None when there is none (no file, unreadable, or its process is gone)."""
+    import json
+
+    try:
+        data = json.loads(stack_file().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("DATABASE_URL", "REDIS_URL")):
+        return None
+    return data if _alive(data.get("pid")) else None
+
+
+def development_environment(argv: list[str]) -> None:
+    """Called by manage.py under the development settings when DATABASE_URL or REDIS_URL is unset: use the
+    servers of a running `make run` (its stack file), else run this command inside the embedded servers as
+    `make run` would (re-executed under `python -m trialsite.localstack`). External servers named in the
+    environment always win; production settings never come here."""
+    if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
+        return
+    running = stack_read()
+    if running is not None:
+        os.environ.setdefault("DATABASE_URL", running["DATABASE_URL"])
+        os.environ.setdefault("REDIS_URL", running["REDIS_URL"])
+        return
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "trialsite.localstack", "--", sys.executable, *argv])  # noqa: S606 - argv, no shell
