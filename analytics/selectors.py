@@ -226,11 +226,11 @@ def blinding_guess_distribution(*, trial: Trial, site_ids=None) -> list[dict]:
 
 
 def _placebo_arm_code(protocol: Protocol | None) -> str | None:
-    """The arm playing 'placebo' in the guess table: the one named placebo, else the last of two arms."""
+    """The arm playing 'placebo' in the guess table: the comparator the protocol declares (`control: true`,
+    exactly one, validated at load). None (no indices) without a protocol or with other than two arms."""
     if protocol is None or len(protocol.arms) != 2:
         return None
-    named = [a.code for a in protocol.arms if "placebo" in a.name.lower()]
-    return named[0] if named else protocol.arms[-1].code
+    return protocol.control_arm().code
 
 
 def blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0.95) -> list[dict]:

@@ -278,9 +278,7 @@ class TrialSimulator:
         self.channel = (self.protocol.reminders.channels or ["push"])[-1] if self.protocol.reminders else "push"
         self.arm_codes = [a.code for a in self.protocol.arms]
         self.arm_ratio = {a.code: a.ratio for a in self.protocol.arms}
-        names = {a.code: a.name.lower() for a in self.protocol.arms}
-        placebo = [c for c, n in names.items() if "placebo" in n]
-        self.placebo_codes = set(placebo or self.arm_codes[-1:])
+        self.placebo_codes = {self.protocol.control_arm().code}  # the declared comparator
         rules = self.protocol.safety.rules if self.protocol.safety else []
         self.rules = {r.key: r for r in rules}
         self._reporter = None

@@ -28,14 +28,21 @@ SAFETY_ROLES = (R.SAFETY_PHYSICIAN, R.TRIAL_MANAGER)
 def blinding_registry() -> dict[str, set[str] | None]:
     """model label (lower case) → arm-bearing field names, or None when the whole model is arm-bearing.
 
-    Reads participants.blinding.REGISTRY when that module exists; it may map models (or labels) to field
-    lists, or list whole models.
+    Reads participants.blinding.REGISTRY; it may map models (or labels) to field lists, or list whole models.
+    Fails closed: a missing module or an empty registry raises (no admin page renders), never "nothing is
+    arm-bearing".
     """
+    import importlib
+
+    from django.core.exceptions import ImproperlyConfigured
+
     try:
-        from participants import blinding
-    except ImportError:
-        return {}
-    registry = getattr(blinding, "REGISTRY", None) or {}
+        blinding = importlib.import_module("participants.blinding")
+    except ImportError as exc:
+        raise ImproperlyConfigured("The blinding registry (participants.blinding) cannot be imported.") from exc
+    registry = getattr(blinding, "REGISTRY", None)
+    if not registry:
+        raise ImproperlyConfigured("The blinding registry (participants.blinding.REGISTRY) is missing or empty.")
     result: dict[str, set[str] | None] = {}
     items = registry.items() if isinstance(registry, dict) else ((entry, None) for entry in registry)
     for key, fields in items:

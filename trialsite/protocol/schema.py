@@ -54,6 +54,8 @@ class Arm(Strict):
     code: str = Field(pattern=r"^[A-Z0-9]{1,8}$")
     name: str = Field(min_length=1, max_length=128)
     ratio: int = Field(ge=1, le=20)
+    # The comparator (placebo, sham, …): exactly one arm says so. Blinding indices read "placebo" as this arm.
+    control: bool = False
 
 
 class Stratum(Strict):
@@ -415,6 +417,17 @@ class Protocol(Strict):
     safety: Safety = Safety()
     sites: list[Site] = Field(default_factory=list)
 
+    @field_validator("arms")
+    @classmethod
+    def _one_control(cls, arms: list[Arm]) -> list[Arm]:
+        controls = [a.code for a in arms if a.control]
+        if len(controls) != 1:
+            raise ValueError(
+                "exactly one arm must be the comparator (`control: true`); "
+                + (f"found {len(controls)}: {', '.join(controls)}" if controls else "none is")
+            )
+        return arms
+
     @model_validator(mode="after")
     def _cross_references(self):
         def unique(values: list[str], what: str) -> None:
@@ -473,6 +486,11 @@ class Protocol(Strict):
 
     def instrument(self, slug: str) -> Instrument:
         return next(i for i in self.instruments if i.slug == slug)
+
+    def control_arm(self) -> Arm:
+        """The comparator arm declared in the protocol (validated: exactly one)."""
+        (control,) = [a for a in self.arms if a.control]
+        return control
 
     def arm_names(self) -> list[str]:
         return [a.name for a in self.arms]
