@@ -35,6 +35,10 @@ def _svg(fig: Figure) -> str:
 
 
 def enrolment_plot(rows: list[dict]) -> str:
+    return _svg(enrolment_figure(rows))
+
+
+def enrolment_figure(rows: list[dict]) -> Figure:
     fig = Figure(figsize=(6, 2.6))
     ax = fig.add_subplot()
     total = 0
@@ -46,11 +50,16 @@ def enrolment_plot(rows: list[dict]) -> str:
     if xs:
         ax.step(xs, ys, where="post", color="#417690")
         ax.plot(xs, ys, "o", color="#417690", markersize=3)
+        # One tick per week (the points' weeks, Monday), labelled as the week they start; thinned when long.
+        step = max(1, -(-len(xs) // 10))
+        ax.set_xticks(xs[::step], [f"w/c {x:%d %b}" for x in xs[::step]])
     ax.set_title("Participants registered (cumulative, by week)")
+    ax.set_xlabel("week starting (Monday)")
     ax.set_ylabel("participants")
+    ax.set_ylim(bottom=0, top=max(ys[-1] * 1.05, 1) if ys else 1)  # counts start from 0
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.autofmt_xdate()
-    return _svg(fig)
+    return fig
 
 
 def completion_plot(by_site_week: dict[str, list[dict]]) -> str:

@@ -255,6 +255,8 @@ class ContactAccess(models.Model):
 
     class Meta:
         ordering = ["-accessed_at"]
+        verbose_name = "contact details view"
+        verbose_name_plural = "contact details views"
 
     def __str__(self) -> str:
         return f"{self.user_id} viewed contact of {self.participant_id}"
@@ -585,6 +587,7 @@ class StaffBlindingGuess(models.Model):
     class Meta:
         ordering = ["participant", "time_point", "recorded_at"]
         verbose_name = "coordinator blinding guess"
+        verbose_name_plural = "coordinator blinding guesses"
         constraints = [
             models.CheckConstraint(condition=models.Q(guess__in=BlindingGuess.values), name="staffguess_guess_valid"),
             models.CheckConstraint(

@@ -56,6 +56,21 @@ class TrialsiteAdminSite(admin.AdminSite):
                 admin_class = AuditTrailAdmin
         return super().register(model_or_iterable, admin_class, **options)
 
+    # --- what a coordinator reads -----------------------------------------------------------------------------
+    # The audit trail is pghistory's Events model: named for what it is, not for the library that records it.
+    AUDIT_APP_NAME = "Audit trail"
+    AUDIT_MODEL_NAME = "Changes to trial data (who, when, what, why)"
+
+    def get_app_list(self, request, app_label=None):
+        app_list = super().get_app_list(request, app_label)
+        for app in app_list:
+            if app["app_label"] == "pghistory":
+                app["name"] = self.AUDIT_APP_NAME
+                for model in app["models"]:
+                    if model["object_name"] == "Events":
+                        model["name"] = self.AUDIT_MODEL_NAME
+        return app_list
+
     def add_view(self, route: str, view, *, name: str, title: str, roles: tuple[str, ...] | None = None) -> None:
         """Add a staff page at /admin/<route>; listed on the index for users holding one of `roles`."""
         self._extra_views.append((route, view, name, title, roles))

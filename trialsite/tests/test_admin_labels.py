@@ -1,0 +1,78 @@
+"""What a coordinator reads says what it is: the admin index's headings and names, pinned as shown."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib import admin
+
+pytestmark = pytest.mark.django_db
+
+
+def index_names(client) -> tuple[list[str], list[str]]:
+    html = client.get("/admin/").content.decode()
+    apps = re.findall(r'<caption>\s*<a [^>]*class="section"[^>]*>([^<]+)</a>', html)
+    models = re.findall(r'<th scope="row" id="[^"]+">\s*<a [^>]*>([^<]+)</a>', html)
+    return [a.strip() for a in apps], [m.strip() for m in models]
+
+
+def test_admin_index_as_a_data_manager(client, trial, make_staff):
+    client.force_login(make_staff("data_manager"))
+    apps, models = index_names(client)
+    assert apps == ["Audit trail", "Participants", "Surveys", "Trials and sites"]
+    assert models == [
+        "Changes to trial data (who, when, what, why)",
+        "Adverse events",
+        "Consent documents",
+        "Consent signatures",
+        "Contact details views",
+        "Coordinator blinding guesses",
+        "Participants",
+        "Safety alerts",
+        "Withdrawals",
+        "Coordinator tasks",
+        "Data queries",
+        "Dose logs",
+        "Instruments",
+        "Item answers",
+        "Prompt events",
+        "Reminders",
+        "Responses",
+        "Side effects",
+        "Survey instances",
+        "Protocol versions",
+        "Sites",
+        "Staff login events",
+        "Trials",
+    ]
+
+
+def test_admin_index_as_a_coordinator(client, trial, site_ldn, make_staff):
+    client.force_login(make_staff("coordinator", site=site_ldn))
+    apps, models = index_names(client)
+    assert "Audit trail" in apps and not any("pghistory" in a.lower() for a in apps)
+    assert "Coordinator blinding guesses" in models
+    visible = re.sub(r"<[^>]+>", " ", client.get("/admin/").content.decode()).lower()  # the text, not URLs
+    assert "pghistory" not in visible and "guesss" not in visible and "accesss" not in visible
+    assert "audit trail" in client.get("/admin/pghistory/events/").content.decode().lower()
+
+
+def test_no_registered_model_has_a_machine_made_name():
+    for model in admin.site._registry:
+        meta = model._meta
+        plural, singular = str(meta.verbose_name_plural), str(meta.verbose_name)
+        assert not (singular.endswith("s") and plural == singular + "s"), f"{meta.label}: {plural!r}"
+        assert not re.search(r"[a-z][A-Z]|_", singular), f"{meta.label}: {singular!r}"
+
+
+def test_enrolment_plot_has_week_ticks_and_starts_at_zero():
+    from analytics.admin import enrolment_figure
+
+    monday = datetime(2026, 9, 14, tzinfo=UTC)
+    rows = [{"week": monday + timedelta(weeks=w), "n": n} for w, n in enumerate([12, 3, 5, 1])]
+    ax = enrolment_figure(rows).axes[0]
+    assert ax.get_ylim()[0] == 0
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["w/c 14 Sep", "w/c 21 Sep", "w/c 28 Sep", "w/c 05 Oct"]
+    assert len(ax.get_xticks()) == len(rows)  # one tick per weekly point, no daily ticks in between
+    many = [{"week": monday + timedelta(weeks=w), "n": 1} for w in range(30)]
+    assert len(enrolment_figure(many).axes[0].get_xticks()) <= 10
