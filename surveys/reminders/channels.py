@@ -30,6 +30,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -190,8 +191,6 @@ class WebPushBackend:
         transient: list[str] = []
         refused: list[str] = []
         for target in targets:
-            from urllib.parse import urlsplit
-
             parts = urlsplit(target.endpoint)
             claims = {  # a fresh dict per device: pywebpush fills in `aud` from the first endpoint it sees
                 "sub": subject_claim,
