@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from .models import ConsentDocument, ConsentSignature, Participant
+from .models import ConsentDocument, ConsentSignature, Participant, PushSubscription
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,30 @@ def participant_for_user(user) -> Participant | None:
         return Participant.objects.select_related("trial", "site").get(user=user)
     except Participant.DoesNotExist:
         return None
+
+
+# --- Web Push ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    """What the push channel needs to reach one device (system use only: never shown or logged)."""
+
+    id: int
+    endpoint: str
+    p256dh: str
+    auth: str
+
+
+def push_subscriptions_for_delivery(*, participant_id: int) -> list[PushTarget]:
+    return [
+        PushTarget(*row)
+        for row in PushSubscription.objects.filter(participant_id=participant_id)
+        .order_by("created_at", "pk")
+        .values_list("pk", "endpoint", "p256dh", "auth")
+    ]
+
+
+def participant_has_push(*, participant: Participant) -> bool:
+    """The push channel has somewhere to go: a Web Push subscription (or a legacy device push token)."""
+    return bool(participant.push_token) or PushSubscription.objects.filter(participant=participant).exists()

@@ -9,7 +9,7 @@ class SurveysConfig(AppConfig):
         from participants import hooks
         from trialsite.protocol.services import register_protocol_loader
 
-        from . import selectors
+        from . import checks, selectors  # noqa: F401 - checks registers the reminder-provider system check
         from .protocol_loader import load_surveys_part
         from .services import schedule
 

@@ -15,6 +15,9 @@ from .models import Instrument
 def load_surveys_part(*, trial, version, protocol, previous) -> None:
     for inst in protocol.instruments:
         definition = inst.model_dump(mode="json")
+        if not definition.get("translations"):
+            # An instrument without translations keeps the definition it had before the format knew them.
+            definition.pop("translations", None)
         existing = Instrument.objects.filter(trial=trial, slug=inst.slug, version=inst.version).first()
         if existing is not None:
             if existing.definition != definition:

@@ -23,10 +23,15 @@ def run(*args: str) -> None:
 def main() -> int:
     port = os.environ.get("PORT", "8000")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trialsite.settings.development")
+    local = Path(os.environ.get("TRIALSITE_LOCAL_DIR", ROOT / ".local"))
+    if not os.environ.get("WEBPUSH_VAPID_PRIVATE_KEY"):
+        # Web Push works locally with no setup: a development VAPID pair under .local/webpush/ (made once).
+        from trialsite.vapid import dev_keys_ensure
+
+        os.environ.update(dev_keys_ensure(local))
     run("migrate", "--noinput")
     run("collectstatic", "--noinput", "-v", "0")
     run("demo")
-    local = Path(os.environ.get("TRIALSITE_LOCAL_DIR", ROOT / ".local"))
     (local / "beat").mkdir(parents=True, exist_ok=True)
     procs = [
         subprocess.Popen(

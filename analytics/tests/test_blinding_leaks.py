@@ -99,6 +99,8 @@ def test_phone_api_responses_carry_no_arm(secret_trial, api_client):
             "/api/v1/surveys?status=missed",
             "/api/v1/surveys?status=upcoming",
             "/api/v1/instruments/blinding-guess",
+            "/api/v1/instruments/blinding-guess?lang=es",
+            "/api/v1/me?lang=es",
             "/api/v1/fhir/Questionnaire/phq9",
         ]:
             response = api_client.get(path, **auth)
@@ -192,3 +194,39 @@ def test_notifications_carry_no_arm(secret_trial, tmp_path, make_staff, site_ldn
     assert mail.outbox, "the notifications under test were not sent"
     for text in texts:
         assert not leaks(text)
+
+
+def test_web_push_payloads_carry_no_arm(secret_trial, settings):
+    """The decrypted Web Push payload, as the local push-service double received it, names no arm."""
+    from participants.services.push import push_subscription_save
+    from surveys.models import Reminder
+    from surveys.reminders.channels import channel_get
+    from surveys.reminders.services import reminder_send_prepare, reminder_send_record, reminders_plan_due
+    from surveys.tests import push_double
+    from surveys.tests.reminder_helpers import make_instance
+    from trialsite import vapid
+
+    settings.WEBPUSH_VAPID_PRIVATE_KEY, settings.WEBPUSH_VAPID_PUBLIC_KEY = vapid.generate()
+    settings.WEBPUSH_VAPID_SUBJECT = "mailto:trial-team@example.org"
+    settings.WEBPUSH_ALLOW_INSECURE_ENDPOINTS = True
+    double = push_double.start()
+    try:
+        participants = list(Participant.objects.filter(trial=secret_trial, status="randomised")[:3])
+        for participant in participants:
+            Participant.objects.filter(pk=participant.pk).update(channels=["push"], quiet_hours_start=None)
+            info = double.subscribe().info()
+            push_subscription_save(participant=participant, endpoint=info["endpoint"], keys=info["keys"], now=NOW)
+            make_instance(participant, opens_at=NOW + timedelta(days=30))
+        later = NOW + timedelta(days=30, minutes=1)
+        reminders_plan_due(now=later)
+        for reminder in Reminder.objects.filter(instance__participant__in=participants, due_at__gt=NOW):
+            plan = reminder_send_prepare(reminder_id=reminder.pk, now=later)
+            if plan.action == "send" and plan.channel == "push":
+                provider_id = channel_get("push").send(key=plan.key, to=plan.to, subject=plan.subject, body=plan.body)
+                reminder_send_record(reminder_id=reminder.pk, provider_id=provider_id, now=later)
+        assert double.deliveries, "no push payload reached the double"
+        assert double.rejected == []
+        for delivery in double.deliveries:
+            assert not leaks(str(delivery.payload)), delivery.payload
+    finally:
+        push_double.stop(double)

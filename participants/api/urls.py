@@ -12,6 +12,8 @@ urlpatterns = [
     path("me", views.MeApi.as_view(), name="me"),
     path("consent", views.ConsentApi.as_view(), name="consent"),
     path("withdraw", views.WithdrawApi.as_view(), name="withdraw"),
+    path("push/vapid-key", views.PushVapidKeyApi.as_view(), name="push-vapid-key"),
+    path("push/subscription", views.PushSubscriptionApi.as_view(), name="push-subscription"),
     path("staff/token", views.StaffTokenApi.as_view(), name="staff-token"),
     path("staff/participants", views.StaffParticipantsApi.as_view(), name="staff-participants"),
     path(

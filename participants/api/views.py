@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import segno
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import Max
@@ -22,6 +21,7 @@ from trialsite.models import ApiToken, Site, Trial
 from trialsite.protocol.services import protocol_current
 
 from .. import hooks, services
+from ..enrolment_link import enrolment_qr_svg
 from ..models import Participant, ParticipantStatus, WithdrawalScope
 from ..selectors import consent_status
 from .common import ClientAddressThrottle, ParticipantsApiView, ResultsPagination, errors
@@ -53,6 +53,12 @@ class QuietHoursSerializer(serializers.Serializer):
     end = LocalTimeField(allow_null=True)
 
 
+class SafetyInfoSerializer(serializers.Serializer):
+    contact = serializers.CharField(help_text="who to call (the study team)")
+    helpline = serializers.CharField(help_text="emergency and helpline numbers")
+    language = serializers.CharField(help_text="the language of these texts")
+
+
 class MeOutputSerializer(serializers.Serializer):
     """The participant's own view. Never the arm or dose-unit contents (participants.blinding)."""
 
@@ -65,10 +71,40 @@ class MeOutputSerializer(serializers.Serializer):
     study_day = serializers.IntegerField(allow_null=True)
     consent = ConsentStateSerializer()
     quiet_hours = QuietHoursSerializer()
-    channels = serializers.ListField(child=serializers.ChoiceField(choices=["email", "sms", "push"]))
+    channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=["email", "sms", "push"]),
+        help_text="the chosen channels that can reach the participant (push: once a device has subscribed)",
+    )
+    safety_info = SafetyInfoSerializer(
+        allow_null=True, help_text="the trial's safety contact and helpline (null when the protocol has none)"
+    )
 
 
-def me_data(participant: Participant) -> dict:
+def safety_info(participant: Participant, request=None) -> dict | None:
+    """The protocol's `safety_contact` in the participant's language (?lang=, else Accept-Language)."""
+    from trialsite.protocol.i18n import localized, negotiate, text_languages
+
+    protocol = protocol_current(participant.trial)
+    block = protocol.safety_contact
+    if block is None:
+        return None
+    available = sorted(set(text_languages(block.contact)) | set(text_languages(block.helpline)))
+    language = protocol.language
+    if request is not None:
+        language = negotiate(
+            available=available,
+            default=protocol.language,
+            lang=request.query_params.get("lang") if hasattr(request, "query_params") else None,
+            accept_language=request.headers.get("Accept-Language"),
+        )
+    return {
+        "contact": localized(block.contact, language, protocol.language),
+        "helpline": localized(block.helpline, language, protocol.language),
+        "language": language,
+    }
+
+
+def me_data(participant: Participant, request=None) -> dict:
     state = consent_status(participant=participant)
     start, end = participant.quiet_hours_start, participant.quiet_hours_end
     if start is None or end is None:
@@ -89,9 +125,20 @@ def me_data(participant: Participant) -> dict:
                 "needs_consent": state.needs_consent,
             },
             "quiet_hours": {"start": start, "end": end},
-            "channels": list(participant.channels),
+            "channels": _reachable_channels(participant),
+            "safety_info": safety_info(participant, request),
         }
     ).data
+
+
+def _reachable_channels(participant: Participant) -> list[str]:
+    # Push counts once a device can be reached (a Web Push subscription or a legacy token).
+    from ..selectors import participant_has_push
+
+    channels = list(participant.channels)
+    if "push" in channels and not participant_has_push(participant=participant):
+        channels.remove("push")
+    return channels
 
 
 # --- participant API ----------------------------------------------------------------------------------------
@@ -129,7 +176,7 @@ class EnrolApi(ParticipantsApiView):
             raise services.InvalidEnrolmentCode()
         device = {k: str(v)[:128] for k, v in (data.validated_data.get("device") or {}).items() if isinstance(k, str)}
         participant, key = services.participant_enrol(code=data.validated_data["code"], device=device)
-        return Response({"token": key, "participant": me_data(participant)}, status=status.HTTP_201_CREATED)
+        return Response({"token": key, "participant": me_data(participant, request)}, status=status.HTTP_201_CREATED)
 
 
 class LogoutApi(ParticipantsApiView):
@@ -156,7 +203,7 @@ class MeApi(ParticipantsApiView):
 
     @extend_schema(operation_id="me_get", responses={200: MeOutputSerializer, **errors(401, 403)})
     def get(self, request):
-        return Response(me_data(request.participant))
+        return Response(me_data(request.participant, request))
 
     @extend_schema(
         operation_id="me_update", request=InputSerializer, responses={200: MeOutputSerializer, **errors(400, 401, 403)}
@@ -172,7 +219,7 @@ class MeApi(ParticipantsApiView):
             if field in request.data:
                 kwargs[arg] = request.data[field]
         participant = services.participant_settings_update(participant=request.participant, **kwargs)
-        return Response(me_data(participant))
+        return Response(me_data(participant, request))
 
 
 class ConsentApi(ParticipantsApiView):
@@ -278,6 +325,88 @@ class WithdrawApi(ParticipantsApiView):
 
 
 # --- staff API ----------------------------------------------------------------------------------------------
+
+
+class PushVapidKeyApi(ParticipantsApiView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PushVapidKey"
+
+        public_key = serializers.CharField(help_text="base64url uncompressed P-256 point (applicationServerKey)")
+
+    @extend_schema(
+        tags=["participant: push"],
+        operation_id="push_vapid_key",
+        responses={200: OutputSerializer, **errors(404)},
+        auth=[],
+    )
+    def get(self, request):
+        from trialsite.vapid import configured_public_key
+
+        key = configured_public_key()
+        if not key:
+            raise NotFound("Web Push is not configured on this server.")
+        return Response({"public_key": key})
+
+
+class PushSubscriptionApi(ParticipantsApiView):
+    permission_classes = [IsParticipant]
+
+    class KeysSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PushSubscriptionKeys"
+
+        p256dh = serializers.CharField(help_text="base64url, 65-byte uncompressed P-256 point")
+        auth = serializers.CharField(help_text="base64url, 16 bytes")
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PushSubscriptionInput"
+
+        endpoint = serializers.CharField(max_length=2048, help_text="https URL of the push service")
+        keys = serializers.DictField(child=serializers.CharField(), help_text="p256dh and auth (base64url)")
+
+    class DeleteSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "PushSubscriptionDelete"
+
+        endpoint = serializers.CharField(max_length=2048)
+
+    def _body(self, request) -> dict:
+        if not isinstance(request.data, dict):
+            raise ValidationFailed("A JSON object.")
+        return request.data
+
+    @extend_schema(
+        tags=["participant: push"],
+        operation_id="push_subscription_put",
+        request=InputSerializer,
+        responses={204: None, **errors(400, 401, 403)},
+    )
+    def put(self, request):
+        from ..services.push import push_subscription_save
+
+        body = self._body(request)
+        self.InputSerializer(data=body).is_valid(raise_exception=True)
+        push_subscription_save(participant=request.participant, endpoint=body["endpoint"], keys=body["keys"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        tags=["participant: push"],
+        operation_id="push_subscription_delete",
+        request=DeleteSerializer,
+        responses={204: None, **errors(400, 401, 403)},
+    )
+    def delete(self, request):
+        from ..services.push import push_subscription_delete
+
+        body = self._body(request)
+        self.DeleteSerializer(data=body).is_valid(raise_exception=True)
+        push_subscription_delete(participant=request.participant, endpoint=body["endpoint"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class StaffTokenApi(ParticipantsApiView):
@@ -544,7 +673,7 @@ class StaffEnrolmentQrApi(ParticipantsApiView):
         code = services.enrolment_code_live(participant=participant)
         if code is None:
             raise NotFound("This participant has no live enrolment code; issue a new one.")
-        svg = segno.make(f"trialsite:enrol:{code}", error="m").svg_inline(scale=6)
+        svg = enrolment_qr_svg(code)
         response = HttpResponse(svg, content_type="image/svg+xml")
         response["Cache-Control"] = "no-store"
         return response

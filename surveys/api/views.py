@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from django.http import Http404
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -111,6 +112,7 @@ class InstrumentDetailApi(ParticipantApiView):
     class OutputSerializer(serializers.Serializer):
         slug = serializers.CharField()
         version = serializers.IntegerField()
+        language = serializers.CharField(help_text="the language of the texts below (BCP 47, e.g. en, es)")
         title = serializers.CharField()
         stem = serializers.CharField(allow_null=True)
         items = inline_serializer(
@@ -147,22 +149,51 @@ class InstrumentDetailApi(ParticipantApiView):
         )
 
     @extend_schema(
-        tags=TAGS, operation_id="instruments_retrieve", responses={200: OutputSerializer, **errors(401, 403, 404)}
+        tags=TAGS,
+        operation_id="instruments_retrieve",
+        parameters=[
+            OpenApiParameter(
+                "lang",
+                str,
+                required=False,
+                description="wanted language (e.g. es); else Accept-Language; else the protocol's default",
+            )
+        ],
+        responses={200: OutputSerializer, **errors(401, 403, 404)},
     )
     def get(self, request, slug: str):
+        from trialsite.protocol.i18n import negotiate
+
+        from ..protocol import protocol_of_trial
+
         instrument = instrument_current(trial_id=request.participant.trial_id, slug=slug)
         if instrument is None:
             raise Http404
         d = instrument.definition
         from ..validation import item_choices
 
+        default = protocol_of_trial(request.participant.trial_id).language
+        translations = d.get("translations") or {}
+        language = negotiate(
+            available=list(translations),
+            default=default,
+            lang=request.query_params.get("lang"),
+            accept_language=request.headers.get("Accept-Language"),
+        )
+        tr = translations.get(language) or {}
+        texts, labels = tr.get("items") or {}, tr.get("choices") or {}
+
+        def label(item: dict, choice: dict) -> str:
+            name = item["choices"] if isinstance(item.get("choices"), str) else item["key"]
+            return (labels.get(name) or {}).get(str(choice["value"])) or choice["label"]
+
         items = [
             {
                 "key": i["key"],
-                "text": i["text"],
+                "text": texts.get(i["key"]) or i["text"],
                 "type": i["type"],
                 "required": bool(i.get("required", True)),
-                "options": [{"value": c["value"], "label": c["label"]} for c in item_choices(d, i)],
+                "options": [{"value": c["value"], "label": label(i, c)} for c in item_choices(d, i)],
                 "min": i.get("min"),
                 "max": i.get("max"),
                 "step": i.get("step"),
@@ -175,11 +206,15 @@ class InstrumentDetailApi(ParticipantApiView):
         body = {
             "slug": instrument.slug,
             "version": instrument.version,
-            "title": instrument.title,
-            "stem": d.get("stem"),
+            "language": language,
+            "title": tr.get("title") or instrument.title,
+            "stem": tr.get("stem") or d.get("stem"),
             "items": items,
         }
-        return Response(body)
+        response = Response(body)
+        response["Content-Language"] = language
+        patch_vary_headers(response, ["Accept-Language"])
+        return response
 
 
 class ResponseInput(serializers.Serializer):

@@ -19,3 +19,31 @@ def phone(trial, site_ldn, api_client):
 
 
 PHQ9_MILD = {f"phq9_{n}": v for n, v in enumerate([1, 1, 1, 1, 1, 0, 0, 0, 0], 1)}
+
+
+# --- Web Push: the local push-service double and VAPID settings (issue 10) ----------------------------------
+
+
+@pytest.fixture
+def push_double():
+    """A running push-service double on 127.0.0.1 (surveys/tests/push_double.py)."""
+    from . import push_double as double_module
+
+    double = double_module.start()
+    yield double
+    double_module.stop(double)
+
+
+@pytest.fixture
+def vapid(settings):
+    """A fresh VAPID key pair in the settings (the push channel defaults to Web Push once it is set)."""
+    from trialsite import vapid as vapid_keys
+
+    private, public = vapid_keys.generate()
+    settings.WEBPUSH_VAPID_PRIVATE_KEY = private
+    settings.WEBPUSH_VAPID_PUBLIC_KEY = public
+    settings.WEBPUSH_VAPID_SUBJECT = "mailto:trial-team@example.org"
+    settings.WEBPUSH_ALLOW_INSECURE_ENDPOINTS = True
+    settings.PUBLIC_BASE_URL = "https://trial.example.org"
+    settings.REMINDER_PUSH_BACKEND = None
+    return {"private": private, "public": public, "subject": settings.WEBPUSH_VAPID_SUBJECT}

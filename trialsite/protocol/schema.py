@@ -219,6 +219,23 @@ class Coding(Strict):
     code: str
 
 
+LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+Language = Annotated[str, Field(pattern=LANGUAGE)]
+# Participant-facing text: plain (in the protocol's `language`) or one text per language, {en: "...", es: "..."}.
+LocalText = str | dict[Language, Annotated[str, Field(min_length=1)]]
+
+
+class InstrumentTranslation(Strict):
+    """An instrument's participant-facing texts in one more language. Anything left out stays in the default
+    language. Validated instruments: only an official published translation belongs here."""
+
+    title: str | None = Field(default=None, min_length=1)
+    stem: str | None = None
+    items: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)  # item key → text
+    # Option labels: choice set name (or an item key, for inline choices) → {value: label}.
+    choices: dict[str, dict[Any, Annotated[str, Field(min_length=1)]]] = Field(default_factory=dict)
+
+
 class Instrument(Strict):
     slug: str = Field(pattern=SLUG)
     version: int = Field(ge=1)
@@ -228,6 +245,28 @@ class Instrument(Strict):
     choice_sets: dict[str, list[Choice]] = Field(default_factory=dict)
     items: list[Item] = Field(min_length=1)
     scoring: Scoring | None = None
+    # language code → texts in that language (see docs/protocol-format.md, "Languages").
+    translations: dict[Language, InstrumentTranslation] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_translations(self):
+        keys = {i.key: i for i in self.items}
+        for lang, tr in self.translations.items():
+            unknown = sorted(set(tr.items) - set(keys))
+            if unknown:
+                raise ValueError(f"translations.{lang}.items: unknown items: {', '.join(unknown)}")
+            for name, labels in tr.choices.items():
+                if name in self.choice_sets:
+                    options = self.choice_sets[name]
+                elif name in keys and isinstance(keys[name].choices, list):
+                    options = keys[name].choices
+                else:
+                    raise ValueError(f"translations.{lang}.choices: {name!r} is neither a choice set nor an item")
+                values = {str(c.value) for c in options}
+                extra = sorted(str(v) for v in labels if str(v) not in values)
+                if extra:
+                    raise ValueError(f"translations.{lang}.choices.{name}: unknown values: {', '.join(extra)}")
+        return self
 
     @model_validator(mode="after")
     def _check(self):
@@ -386,6 +425,13 @@ class Safety(Strict):
         return _duration_str(v)
 
 
+class SafetyContact(Strict):
+    """Shown by the participant app after a serious side-effect report (and on request): who to call."""
+
+    contact: LocalText
+    helpline: LocalText
+
+
 class Site(Strict):
     code: str = Field(pattern=r"^[A-Z0-9]{2,16}$")
     name: str = Field(min_length=1)
@@ -416,6 +462,9 @@ class Protocol(Strict):
     reminders: Reminders
     safety: Safety = Safety()
     sites: list[Site] = Field(default_factory=list)
+    # The language plain participant-facing texts are written in; other languages come from translations.
+    language: Language = "en"
+    safety_contact: SafetyContact | None = None
 
     @field_validator("arms")
     @classmethod

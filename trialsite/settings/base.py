@@ -252,3 +252,24 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+
+# --- Participant app, Web Push, SMS provider, reminder channels (issue 10 / issue 11 item 7) ---
+# The address participants reach trialsite at; the enrolment QR code encodes <PUBLIC_BASE_URL>/app/enrol#<CODE>.
+PUBLIC_BASE_URL = (os.environ.get("PUBLIC_BASE_URL") or "").rstrip("/")
+# Web Push (VAPID): private key as base64url (raw 32 bytes or DER) or PEM; public key base64url uncompressed.
+WEBPUSH_VAPID_PRIVATE_KEY = os.environ.get("WEBPUSH_VAPID_PRIVATE_KEY", "")
+WEBPUSH_VAPID_PUBLIC_KEY = os.environ.get("WEBPUSH_VAPID_PUBLIC_KEY", "")
+WEBPUSH_VAPID_SUBJECT = os.environ.get("WEBPUSH_VAPID_SUBJECT", "")
+WEBPUSH_TTL = int(os.environ.get("WEBPUSH_TTL", str(4 * 60 * 60)))
+WEBPUSH_ALLOW_INSECURE_ENDPOINTS = env_bool("WEBPUSH_ALLOW_INSECURE_ENDPOINTS", False)
+# Twilio (REMINDER_SMS_BACKEND=surveys.reminders.channels.TwilioSmsBackend).
+TWILIO_ACCOUNT_SID = os.environ.get("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = os.environ.get("TWILIO_AUTH_TOKEN", "")
+TWILIO_FROM_NUMBER = os.environ.get("TWILIO_FROM_NUMBER", "")
+TWILIO_MESSAGING_SERVICE_SID = os.environ.get("TWILIO_MESSAGING_SERVICE_SID", "")
+# Channels this deployment may use (a subset of email,sms,push); a protocol channel not listed is never used.
+REMINDER_CHANNELS = [
+    c.strip() for c in (os.environ.get("REMINDER_CHANNELS") or "email,sms,push").split(",") if c.strip()
+]
+# Whether the local file outbox / console may stand in for an SMS or push provider (development only).
+REMINDER_ALLOW_LOCAL_PROVIDERS = True

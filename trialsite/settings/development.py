@@ -14,3 +14,9 @@ FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", "ZGV2LW9ubHkta2V5LXRyaWFsc2l0
 # Reminders and alerts are written as files under .local/mail/ (API.md).
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = str(env("EMAIL_FILE_PATH", str(LOCAL_DIR / "mail")))
+
+# --- Participant app, Web Push (issue 10) ---
+PUBLIC_BASE_URL = (env("PUBLIC_BASE_URL") or f"http://127.0.0.1:{env('PORT', '8000') or '8000'}").rstrip("/")
+# The local push-service double (and a browser on localhost) use http://127.0.0.1 endpoints.
+WEBPUSH_ALLOW_INSECURE_ENDPOINTS = env("WEBPUSH_ALLOW_INSECURE_ENDPOINTS", "1") == "1"
+WEBPUSH_VAPID_SUBJECT = env("WEBPUSH_VAPID_SUBJECT") or "mailto:dev@trialsite.invalid"

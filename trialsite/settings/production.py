@@ -32,3 +32,10 @@ EMAIL_PORT = int(env("EMAIL_PORT", "25") or 25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+
+# --- Participant app, Web Push, reminder providers (issue 10 / issue 11 item 7) ---
+PUBLIC_BASE_URL = env_required("PUBLIC_BASE_URL").rstrip("/")
+WEBPUSH_ALLOW_INSECURE_ENDPOINTS = False
+# SMS and push never fall back to the local file outbox here: a channel in REMINDER_CHANNELS without a configured
+# provider is a system check error (surveys.checks), so `manage.py check --deploy` and the processes refuse to start.
+REMINDER_ALLOW_LOCAL_PROVIDERS = False

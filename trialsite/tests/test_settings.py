@@ -21,6 +21,9 @@ def production_env(**extra):
         DJANGO_SECRET_KEY="x" * 20 + "-a-long-random-production-secret-key-0123456789",
         DJANGO_ALLOWED_HOSTS="trial.example.org",
         FIELD_ENCRYPTION_KEY="ZGV2LW9ubHkta2V5LXRyaWFsc2l0ZS0wMDAwMDAwMDA=",
+        # participant app / reminder providers (issue 10/11): e-mail only unless a test configures providers
+        PUBLIC_BASE_URL="https://trial.example.org",
+        REMINDER_CHANNELS="email",
     )
     env.update(extra)
     return env

@@ -1,0 +1,24 @@
+"""What the enrolment QR code holds: the participant app's enrol page with the code in the URL fragment.
+
+`<PUBLIC_BASE_URL>/app/enrol#<CODE>`: a phone camera opens it in the browser; the fragment never reaches a
+server (nor its access log), and the app reads it to enrol. The code stays typeable by hand.
+"""
+
+from __future__ import annotations
+
+import segno
+from django.conf import settings
+
+
+def enrolment_url(code: str) -> str:
+    base = (getattr(settings, "PUBLIC_BASE_URL", "") or "").rstrip("/")
+    return f"{base}/app/enrol#{code}"
+
+
+def enrolment_qr(code: str) -> segno.QRCode:
+    return segno.make(enrolment_url(code), error="m")
+
+
+def enrolment_qr_svg(code: str) -> str:
+    """Inline SVG (no XML declaration) of the enrolment QR code."""
+    return enrolment_qr(code).svg_inline(scale=6)
