@@ -27,4 +27,10 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 55},
     },
+    # Export jobs: reclaim a running job whose heartbeat went stale, re-publish a queued one whose message was lost.
+    "export-jobs-sweep": {
+        "task": "analytics.tasks.export_jobs_sweep",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55},
+    },
 }
