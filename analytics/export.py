@@ -1062,7 +1062,7 @@ def _write_bundle(*, trial, out, blinded, formats, user, reason, export_id, prog
     files: list[dict] = []
     steps = len(chosen) + 1
     # Named after the bundle, so whoever cleans up after a killed run finds it (`.<bundle name>.tmp-*`).
-    tmpdir = tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    tmpdir = tempfile.mkdtemp(prefix=f"{'' if out.name.startswith('.') else '.'}{out.name}.tmp-", dir=out.parent)
     try:
         with zipfile.ZipFile(out, "w", compression=COMPRESSION, compresslevel=COMPRESS_LEVEL, allowZip64=True) as zf:
             for n, table in enumerate(chosen):

@@ -244,11 +244,8 @@ def _finish(*, job_id: int, attempt: int, part: Path, result, now: datetime) -> 
     job.file_path = str(final)
     job.size_bytes = result.size_bytes
     job.sha256 = result.sha256
-    job.manifest = result.manifest
-    job.error = ""
-    job.save(
-        update_fields=["status", "progress", "finished_at", "file_path", "size_bytes", "sha256", "manifest", "error"]
-    )
+    job.manifest = result.manifest  # `error` keeps the notes of lost attempts, if any
+    job.save(update_fields=["status", "progress", "finished_at", "file_path", "size_bytes", "sha256", "manifest"])
     return job
 
 
