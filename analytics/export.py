@@ -254,6 +254,13 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                     missing="empty: not randomised",
                 ),
                 Column(
+                    "completed_on",
+                    "p.completed_on",
+                    "date",
+                    "End of study: local date the schedule was complete",
+                    missing="empty: not completed",
+                ),
+                Column(
                     "withdrawn_at",
                     _ts("p.withdrawn_at"),
                     "timestamp",
