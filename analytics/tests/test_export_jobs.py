@@ -128,9 +128,10 @@ def test_publishing_with_the_broker_down_never_fails_the_request(
 
     key, _ = token_issue(user=make_staff("statistician"), kind="staff", ttl=timedelta(hours=1))
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    saved = current_app.conf.broker_url
-    current_app.conf.broker_url = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
-    current_app.pool.force_close_all()
+    # Point the app at a port nothing listens on, with fresh pools; the process's own pools are put back as
+    # they were afterwards (closing them would close kombu's shared pool for the rest of the run).
+    saved = (current_app.conf.broker_url, current_app._pool, current_app.amqp._producer_pool)
+    current_app.conf.broker_url = "redis://127.0.0.1:9/0"  # the discard port
     current_app._pool = None
     current_app.amqp._producer_pool = None
     try:
@@ -138,10 +139,7 @@ def test_publishing_with_the_broker_down_never_fails_the_request(
             resp = api_client.post("/api/v1/staff/exports", {"trial": trial.slug}, format="json")
         assert len(callbacks) == 1
     finally:
-        current_app.conf.broker_url = saved
-        current_app.pool.force_close_all()
-        current_app._pool = None
-        current_app.amqp._producer_pool = None
+        current_app.conf.broker_url, current_app._pool, current_app.amqp._producer_pool = saved
     assert resp.status_code == 202, resp.content
     assert "publishing failed; the sweep will re-publish it" in caplog.text  # the broker really was down
     assert ExportJob.objects.get(uuid=resp.json()["id"]).status == "queued"
