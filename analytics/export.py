@@ -6,6 +6,10 @@ entry (zipfile streaming write), so memory stays flat however large the trial. P
 same stream in record batches (pyarrow); SPSS/Stata files (pyreadstat) carry variable and value labels and
 are built per table in memory, so ask for them only when needed.
 
+Consistency: every COPY and the codebook are read in ONE `REPEATABLE READ READ ONLY` transaction, so the
+tables agree with each other even while answers are being submitted (a score never lacks its item answers);
+the manifest records that snapshot (`snapshot`: its time, `pg_current_snapshot()` and xmin/xmax).
+
 Blinding: the blinded bundle (the default) never contains an arm, an allocation or a dose-unit code; only the
 unblinded bundle adds `allocation` (and dose-unit codes on doses). No table holds a name, e-mail, phone,
 address, IP address, device id or push token: participants appear by study id only.
@@ -22,14 +26,16 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from participants.models import (
     AdverseEvent,
@@ -93,7 +99,11 @@ def _ts(expr: str) -> str:
 
 
 def _day(expr: str) -> str:
-    """Study day of an instant in the participant's own zone (day 0 = randomisation date)."""
+    """Study day of an instant in the participant's CURRENT zone (day 0 = randomisation date).
+
+    Only for rows that do not store their study day; rows that do (responses, doses, side effects) are
+    exported as stored, so a later zone change never rewrites a past study day.
+    """
     return f"((({expr}) AT TIME ZONE p.timezone)::date - p.day0)"
 
 
@@ -188,9 +198,9 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
         Column("received_at", _ts("r.received_at"), "timestamp", "Received by the server, UTC"),
         Column(
             "study_day",
-            _day("r.authored_at"),
+            "r.study_day",
             "integer",
-            "Study day answered (participant's zone)",
+            "Study day answered (participant's zone when it was recorded)",
             missing=_MISSING_DAY,
         ),
         Column("late", _bool("r.late"), "boolean", "Answered after the window closed (within grace)", _BOOL),
@@ -242,6 +252,13 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                     "date",
                     "Study day 0: local date of randomisation",
                     missing="empty: not randomised",
+                ),
+                Column(
+                    "completed_on",
+                    "p.completed_on",
+                    "date",
+                    "End of study: local date the schedule was complete",
+                    missing="empty: not completed",
                 ),
                 Column(
                     "withdrawn_at",
@@ -403,9 +420,9 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                 Column("taken_at", _ts("d.taken_at"), "timestamp", "Dose taken at, UTC"),
                 Column(
                     "study_day",
-                    _day("d.taken_at"),
+                    "d.study_day",
                     "integer",
-                    "Study day of the dose (participant's zone)",
+                    "Study day of the dose (participant's zone when it was recorded)",
                     missing=_MISSING_DAY,
                 ),
                 Column("received_at", _ts("d.received_at"), "timestamp", "Received by the server, UTC"),
@@ -435,7 +452,13 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                 Column("serious", _bool("se.serious"), "boolean", "Reported as serious", _BOOL),
                 Column("ongoing", _bool("se.ongoing"), "boolean", "Ongoing when reported", _BOOL),
                 Column("reported_at", _ts("se.reported_at"), "timestamp", "Reported at, UTC"),
-                Column("study_day", _day("se.reported_at"), "integer", "Study day reported", missing=_MISSING_DAY),
+                Column(
+                    "study_day",
+                    "se.study_day",
+                    "integer",
+                    "Study day reported (participant's zone when it was recorded)",
+                    missing=_MISSING_DAY,
+                ),
             ],
             f"{T['side_effect']} se JOIN {pf} ON p.id = se.participant_id",
             "p.study_id, se.reported_at, se.id",
@@ -579,18 +602,25 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                     "timestamp",
                     "Answered (participant) or recorded (coordinator) at, UTC",
                 ),
-                Column("study_day", _day("g.authored_at"), "integer", "Study day answered", missing=_MISSING_DAY),
+                Column(
+                    "study_day",
+                    f"coalesce(g.study_day, {_day('g.authored_at')})",
+                    "integer",
+                    "Study day answered (participants: as recorded)",
+                    missing=_MISSING_DAY,
+                ),
             ],
             f"""(
               SELECT r.participant_id, r.id AS row_id, r.uuid AS response_id, i.schedule_key,
                 i.study_day AS planned_day, 'day_' || i.study_day AS time_point, 'participant' AS rater,
-                r.answers->>'guess' AS guess, (r.answers->>'confidence')::numeric AS confidence, r.authored_at
+                r.answers->>'guess' AS guess, (r.answers->>'confidence')::numeric AS confidence, r.authored_at,
+                r.study_day
               FROM {T["response"]} r JOIN {T["instance"]} i ON i.id = r.instance_id
               WHERE r.answers ? 'guess'
               UNION ALL
               SELECT sg.participant_id, sg.id, sg.uuid, NULL,
                 substr(sg.time_point, 5)::integer, sg.time_point, 'coordinator',
-                sg.guess, sg.confidence::numeric, sg.recorded_at
+                sg.guess, sg.confidence::numeric, sg.recorded_at, NULL::integer
               FROM {T["staff_guess"]} sg
             ) g JOIN {pf} ON p.id = g.participant_id""",
             "p.study_id, g.authored_at, g.rater, g.row_id",
@@ -756,13 +786,15 @@ class BundleResult:
 
 
 class _HashingWriter:
-    """Wraps a zip entry: counts bytes and hashes them as they go in."""
+    """Wraps a zip entry: counts bytes and hashes them as they go in; calls `tick` every TICK_BYTES."""
 
-    def __init__(self, raw, tee=None):
+    def __init__(self, raw, tee=None, tick: Callable[[], None] | None = None):
         self.raw = raw
         self.tee = tee
+        self.tick = tick
         self.sha = hashlib.sha256()
         self.bytes = 0
+        self._next_tick = TICK_BYTES
 
     def write(self, data) -> int:
         self.sha.update(data)
@@ -770,14 +802,80 @@ class _HashingWriter:
         self.raw.write(data)
         if self.tee is not None:
             self.tee.write(data)
+        if self.tick is not None and self.bytes >= self._next_tick:
+            self._next_tick = self.bytes + TICK_BYTES
+            self.tick()
         return len(data)
 
 
-def copy_to(sql: str, sink, *, threaded: bool = True) -> int:
+# While a large table streams, the progress callback (the job's heartbeat) is called every TICK_BYTES of CSV
+# or TICK_SECONDS, whichever comes first, not only between tables.
+TICK_BYTES = 8 << 20
+TICK_SECONDS = 15.0
+
+
+class _Ticker:
+    """Rate-limits the progress callback during one table: at most every TICK_SECONDS, at least every TICK_BYTES."""
+
+    def __init__(self, progress: Callable[[float], None] | None, value: float):
+        self.progress = progress
+        self.value = value
+        self.last = time.monotonic()
+
+    def __call__(self) -> None:
+        if self.progress is not None:
+            self.progress(self.value)
+            self.last = time.monotonic()
+
+    def maybe(self) -> None:
+        if self.progress is not None and time.monotonic() - self.last >= TICK_SECONDS:
+            self()
+
+
+# --- one snapshot for the whole bundle -------------------------------------------------------------------
+
+
+def _snapshot_facts() -> dict:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT statement_timestamp(), current_setting('transaction_isolation'), "
+            "current_setting('transaction_read_only'), pg_current_snapshot()::text, "
+            "pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text"
+        )
+        taken_at, isolation, read_only, snap, xmin, xmax = cur.fetchone()
+    return {
+        "taken_at": taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "isolation": isolation,
+        "read_only": read_only == "on",
+        "pg_snapshot": snap,
+        "xmin": int(xmin),
+        "xmax": int(xmax),
+    }
+
+
+@contextmanager
+def bundle_snapshot() -> Iterator[dict]:
+    """Everything read inside sees one state of the database; yields the facts the manifest records.
+
+    Outside a transaction (the worker, the command) this opens `REPEATABLE READ READ ONLY` and takes the
+    snapshot with its first statement. Inside a caller's transaction (tests under pytest-django) the isolation
+    can no longer be set: the bundle is read in that transaction and the manifest says which isolation it had.
+    """
+    if connection.in_atomic_block:
+        yield _snapshot_facts()
+        return
+    with transaction.atomic():
+        with connection.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield _snapshot_facts()
+
+
+def copy_to(sql: str, sink, *, threaded: bool = True, tick: Callable[[], None] | None = None) -> int:
     """COPY (sql) TO STDOUT WITH CSV HEADER into `sink.write`; returns the row count.
 
     With `threaded`, a reader thread drains the COPY stream while this thread compresses and hashes, so
-    PostgreSQL, the network read and zlib (which releases the GIL) overlap.
+    PostgreSQL, the network read and zlib (which releases the GIL) overlap. `tick` is called in this thread
+    between chunks (a time-based heartbeat while a slow query has not produced TICK_BYTES yet).
     """
     statement = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
     with connection.cursor() as cur:
@@ -813,10 +911,16 @@ def copy_to(sql: str, sink, *, threaded: bool = True) -> int:
         reader.start()
         try:
             while True:
-                item = chunks.get()
+                try:
+                    item = chunks.get(timeout=TICK_SECONDS if tick else None)
+                except queue.Empty:
+                    tick()
+                    continue
                 if item is done:
                     break
                 sink.write(item)
+                if tick is not None:
+                    tick()
         finally:
             # Keep draining if the sink failed so the reader can finish; then join it.
             while reader.is_alive():
@@ -934,8 +1038,29 @@ def write_bundle(
     export_id: str | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> BundleResult:
-    """Write the export bundle (zip) to `out`. Callers check permissions (unblinded needs the role)."""
+    """Write the export bundle (zip) to `out`. Callers check permissions (unblinded needs the role).
+
+    The whole bundle is read in one snapshot (`bundle_snapshot`). `progress(fraction)` is called after each
+    table and, while a table streams, every TICK_BYTES / TICK_SECONDS: the job's heartbeat. It may raise to
+    abandon the export (a lost lease); the partial file is then left for the caller to remove.
+    """
+    with bundle_snapshot() as snapshot:
+        return _write_bundle(
+            trial=trial,
+            out=out,
+            blinded=blinded,
+            formats=formats,
+            user=user,
+            reason=reason,
+            export_id=export_id,
+            progress=progress,
+            snapshot=snapshot,
+        )
+
+
+def _write_bundle(*, trial, out, blinded, formats, user, reason, export_id, progress, snapshot) -> BundleResult:
     formats = [f for f in FORMATS if f in set(formats) | {"csv"}]
+    trial = Trial.objects.get(pk=trial.pk)  # read in the snapshot like everything else
     version = trial.current_protocol
     protocol = Protocol.model_validate(version.definition) if version else None
     chosen = bundle_tables(protocol=protocol, blinded=blinded)
@@ -943,7 +1068,8 @@ def write_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     files: list[dict] = []
     steps = len(chosen) + 1
-    tmpdir = tempfile.mkdtemp(prefix="export-", dir=out.parent)
+    # Named after the bundle, so whoever cleans up after a killed run finds it (`.<bundle name>.tmp-*`).
+    tmpdir = tempfile.mkdtemp(prefix=f"{'' if out.name.startswith('.') else '.'}{out.name}.tmp-", dir=out.parent)
     try:
         with zipfile.ZipFile(out, "w", compression=COMPRESSION, compresslevel=COMPRESS_LEVEL, allowZip64=True) as zf:
             for n, table in enumerate(chosen):
@@ -952,10 +1078,11 @@ def write_bundle(
                 need_csv_copy = any(f != "csv" for f in formats)
                 csv_tmp = os.path.join(tmpdir, f"{table.name}.csv")
                 tee = open(csv_tmp, "wb") if need_csv_copy else None  # noqa: SIM115 - closed below
+                ticker = _Ticker(progress, n / steps)
                 try:
                     with zf.open(f"{table.name}.csv", "w", force_zip64=True) as raw:
-                        w = _HashingWriter(raw, tee=tee)
-                        rows = copy_to(sql, w)
+                        w = _HashingWriter(raw, tee=tee, tick=ticker)
+                        rows = copy_to(sql, w, tick=ticker.maybe)
                 finally:
                     if tee is not None:
                         tee.close()
@@ -970,6 +1097,7 @@ def write_bundle(
                     }
                 )
                 if "parquet" in formats:
+                    ticker()
                     pq_tmp = os.path.join(tmpdir, f"{table.name}.parquet")
                     _parquet_from_csv(table, columns, csv_tmp, pq_tmp)
                     files.append(
@@ -983,6 +1111,7 @@ def write_bundle(
                     os.unlink(pq_tmp)
                 for fmt, ext, writer in (("spss", "sav", _write_spss), ("stata", "dta", _write_stata)):
                     if fmt in formats:
+                        ticker()
                         tmp = os.path.join(tmpdir, f"{table.name}.{ext}")
                         writer(columns, csv_tmp, tmp)
                         files.append(
@@ -1029,6 +1158,8 @@ def write_bundle(
                 "blinded": blinded,
                 "formats": formats,
                 "timestamps": "UTC (ISO 8601, Z); study_day counts local dates in the participant's zone from day 0",
+                # The one database snapshot every file was read in: its time, isolation and transaction ids.
+                "snapshot": snapshot,
                 "files": files,
             }
             zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))

@@ -20,6 +20,11 @@ class ExportStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+class ExportOrigin(models.TextChoices):
+    API = "api", "requested through the API (run by a worker)"
+    COMMAND = "command", "export_trial on the shell (run by the command itself)"
+
+
 @tracked()
 class ExportJob(models.Model):
     """One export bundle request. Runs as a background job; the file is kept under EXPORT_ROOT."""
@@ -42,6 +47,13 @@ class ExportJob(models.Model):
     sha256 = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the zip bundle")
     manifest = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # Finishing under faults: a run claims the job (attempts + 1, the attempt number is its lease) and beats
+    # `heartbeat_at` while it writes; the beat sweep re-queues a running job whose heartbeat went stale (worker
+    # killed) and re-publishes a queued job whose message was lost (`queued_at` too old).
+    origin = models.CharField(max_length=16, choices=ExportOrigin.choices, default=ExportOrigin.API)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="runs claimed so far")
+    queued_at = models.DateTimeField(default=now, help_text="when it was (re-)queued or last re-published")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life of the running attempt")
 
     class Meta:
         ordering = ["-created_at"]
@@ -57,7 +69,13 @@ class ExportJob(models.Model):
                 condition=~models.Q(status="done") | (~models.Q(sha256="") & ~models.Q(file_path="")),
                 name="exportjob_done_has_file",
             ),
+            models.CheckConstraint(condition=models.Q(origin__in=ExportOrigin.values), name="exportjob_origin_valid"),
+            models.CheckConstraint(
+                condition=~models.Q(status="running") | models.Q(heartbeat_at__isnull=False, attempts__gt=0),
+                name="exportjob_running_has_heartbeat",
+            ),
         ]
+        indexes = [models.Index(fields=["status", "queued_at"]), models.Index(fields=["status", "heartbeat_at"])]
 
     def __str__(self) -> str:
         return f"export {self.uuid} of {self.trial_id} ({self.status})"

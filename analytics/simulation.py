@@ -45,6 +45,7 @@ from participants.models import (
     SafetyAlert,
     StaffBlindingGuess,
     Withdrawal,
+    study_day_of,
 )
 from participants.services.allocation import allocation_list_generate
 from participants.services.blinding_guesses import blinding_time_points
@@ -442,11 +443,13 @@ class TrialSimulator:
             status = {"screen_failed": "screen_failed", "registered": "registered", "enrolled": "enrolled"}.get(
                 p.fate, "randomised"
             )
+            completed_on = None
             if p.fate == "randomised":
                 if p.withdrawn_at is not None:
                     status = "withdrawn"
                 elif (self.now.astimezone(p.zone).date() - p.day0).days > 58:
-                    status = "completed"
+                    # The last prompt (day 56, 48 h window) has closed: the first local date after it.
+                    status, completed_on = "completed", p.day0 + timedelta(days=59)
             p.status = status
             part_rows.append(
                 (
@@ -470,6 +473,7 @@ class TrialSimulator:
                     p.withdrawn_at,
                     p.withdrawal_scope,
                     False,
+                    completed_on,
                 )
             )
             result.participants += 1
@@ -499,6 +503,7 @@ class TrialSimulator:
                 "withdrawn_at",
                 "withdrawal_scope",
                 "locked",
+                "completed_on",
             ],
             part_rows,
         )
@@ -810,7 +815,7 @@ class TrialSimulator:
             separators=(",", ":"),
         )
         offset = int(authored.astimezone(p.zone).utcoffset().total_seconds() // 60)
-        study_day = (authored.astimezone(p.zone).date() - p.day0).days if p.day0 else None
+        study_day = study_day_of(day0=p.day0, zone=p.zone, at=authored)
         resp_uuid = self._uuid()
         w.add(
             "response",
@@ -920,7 +925,8 @@ class TrialSimulator:
             if received > self.now:
                 continue
             unit = units[i] if i < len(units) else ""
-            w.add("dose", (self._uuid(), p.pk, taken, unit, "", day, received, self._uuid()))
+            study_day = study_day_of(day0=p.day0, zone=p.zone, at=taken)
+            w.add("dose", (self._uuid(), p.pk, taken, unit, "", study_day, received, self._uuid()))
             n += 1
         return n
 
@@ -941,7 +947,7 @@ class TrialSimulator:
             serious = rng.random() < 0.03
             desc, sev = (rng.choice(SERIOUS_SIDE_EFFECTS), "severe") if serious else rng.choice(SIDE_EFFECTS)
             se_uuid = self._uuid()
-            study_day = (reported.astimezone(p.zone).date() - p.day0).days
+            study_day = study_day_of(day0=p.day0, zone=p.zone, at=reported)
             w.add(
                 "side_effect",
                 (se_uuid, p.pk, started, desc, sev, serious, rng.random() < 0.3, reported, study_day, self._uuid()),

@@ -16,3 +16,12 @@ def export_job_run(job_id: int) -> str:
     with audit_context(user=job.requested_by, reason=f"export {job.uuid}"):
         job = run(job_id=job_id)
     return job.status if job else "missing"
+
+
+@shared_task(name="analytics.tasks.export_jobs_sweep", acks_late=True, ignore_result=True)
+def export_jobs_sweep() -> dict:
+    """Beat: reclaim export jobs whose worker died, re-publish those whose message was lost."""
+    from .services import export_jobs_sweep as sweep
+
+    with audit_context(reason="export sweep"):
+        return sweep()

@@ -58,6 +58,9 @@ class Participant(models.Model):
     randomised_at = models.DateTimeField(null=True, blank=True)
     day0 = models.DateField(null=True, blank=True, help_text="local date of randomisation (study day 0)")
     withdrawn_at = models.DateTimeField(null=True, blank=True)
+    completed_on = models.DateField(
+        null=True, blank=True, help_text="end of study: the participant's local date their schedule was complete"
+    )
     withdrawal_scope = models.CharField(max_length=16, choices=WithdrawalScope.choices, blank=True)
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -74,6 +77,10 @@ class Participant(models.Model):
                 condition=models.Q(status="randomised", randomised_at__isnull=False, day0__isnull=False)
                 | ~models.Q(status="randomised"),
                 name="participant_randomised_has_day0",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="completed") | models.Q(completed_on__isnull=False, day0__isnull=False),
+                name="participant_completed_has_date",
             ),
             models.CheckConstraint(
                 condition=~models.Q(status="screen_failed") | models.Q(eligible=False),
@@ -101,10 +108,19 @@ class Participant(models.Model):
 
     def study_day(self, at=None) -> int | None:
         """Study day of an instant (default now) from the participant's local date; None before day 0."""
-        if self.day0 is None:
-            return None
-        at = at or now()
-        return (at.astimezone(self.zone).date() - self.day0).days
+        return study_day_of(day0=self.day0, zone=self.zone, at=at or now())
+
+    def local_date(self, at=None):
+        """The participant's own calendar date at an instant (default now): consent, day 0, end of study."""
+        return (at or now()).astimezone(self.zone).date()
+
+
+def study_day_of(*, day0, zone, at) -> int | None:
+    """THE study day of an instant for a participant: their local date in `zone` minus day 0 (None without a
+    day 0). Services store it when a row is recorded; the simulator uses it too; the export shows it as stored."""
+    if day0 is None:
+        return None
+    return (at.astimezone(zone).date() - day0).days
 
 
 @tracked()

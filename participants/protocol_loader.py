@@ -11,7 +11,7 @@ def consent_text_sha256(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def load_participants_part(*, trial, version, protocol, previous) -> None:
+def load_participants_part(*, trial, version, protocol, previous, now=None) -> None:
     _load_arms(trial=trial, protocol=protocol)
     for doc in protocol.consent:
         existing = ConsentDocument.objects.filter(trial=trial, version=doc.version).first()

@@ -39,6 +39,7 @@ def consent_document_current(*, trial, on=None) -> ConsentDocument | None:
 def consent_status(*, participant: Participant, on=None) -> ConsentStatus:
     """What the participant must sign. A newer version blocks only when it requires re-consent, or when the
     participant never signed anything."""
+    on = on or participant.local_date()  # the consent in force on the participant's own date, not the UTC one
     signatures = list(participant.consents.select_related("document").order_by("signed_at", "id"))
     last = signatures[-1] if signatures else None
     current = consent_document_current(trial=participant.trial_id and participant.trial, on=on)

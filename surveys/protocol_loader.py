@@ -12,7 +12,7 @@ from trialsite.protocol.services import ProtocolError
 from .models import Instrument
 
 
-def load_surveys_part(*, trial, version, protocol, previous) -> None:
+def load_surveys_part(*, trial, version, protocol, previous, now=None) -> None:
     for inst in protocol.instruments:
         definition = inst.model_dump(mode="json")
         if not definition.get("translations"):
@@ -41,4 +41,4 @@ def load_surveys_part(*, trial, version, protocol, previous) -> None:
     if previous is not None:
         from .services.schedule import survey_instances_replan_trial
 
-        survey_instances_replan_trial(trial=trial, reason="amendment")
+        survey_instances_replan_trial(trial=trial, reason="amendment", now=now)

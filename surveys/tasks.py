@@ -124,3 +124,11 @@ def reminder_send(self, reminder_id: int) -> str:
 def missed_streak_check(instance_id: int) -> str:
     task = services.coordinator_task_raise_for_missed(instance_id=instance_id)
     return "raised" if task else "no task"
+
+
+@shared_task(name="surveys.participants_complete_finished", acks_late=True, ignore_result=True)
+def participants_complete_finished_task() -> int:
+    """Beat: end of study (a participant whose schedule is complete becomes `completed` on their local date)."""
+    from .services.schedule import participants_complete_finished
+
+    return participants_complete_finished()

@@ -27,4 +27,16 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*"),
         "options": {"expires": 55},
     },
+    # End of study: participants whose schedule is complete become `completed` (on their local date).
+    "end-of-study-sweep": {
+        "task": "surveys.participants_complete_finished",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 500},
+    },
+    # Export jobs: reclaim a running job whose heartbeat went stale, re-publish a queued one whose message was lost.
+    "export-jobs-sweep": {
+        "task": "analytics.tasks.export_jobs_sweep",
+        "schedule": crontab(minute="*"),
+        "options": {"expires": 55},
+    },
 }

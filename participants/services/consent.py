@@ -38,7 +38,7 @@ def consent_sign(
         errors["typed_name"] = ["Type your name to sign."]
     if errors:
         raise ValidationError(errors)
-    status = consent_status(participant=participant, on=now.date())
+    status = consent_status(participant=participant, on=participant.local_date(now))
     document = status.current
     if document is None:
         raise WorkflowError("There is no consent document to sign.")

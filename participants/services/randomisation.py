@@ -45,7 +45,7 @@ def _randomise(*, participant: Participant, user, now) -> Allocation:
         raise WorkflowError(f"{participant.study_id} cannot be randomised in status {participant.status}.")
     if not all(participant.eligibility.values()):
         raise WorkflowError(f"{participant.study_id}: the eligibility checklist is not all true.")
-    status = consent_status(participant=participant, on=now.date())
+    status = consent_status(participant=participant, on=participant.local_date(now))
     if not status.has_consented or status.needs_consent:
         raise NotConsented(f"{participant.study_id} has not signed the current consent.")
     complete, missing = hooks.baseline_status(participant=participant)

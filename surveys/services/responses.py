@@ -265,7 +265,7 @@ def side_effect_report(
             serious=serious,
             ongoing=ongoing,
             reported_at=now,
-            study_day=(started_on - participant.day0).days if participant.day0 else None,
+            study_day=_study_day(participant, now),  # the day it was reported (the export's `study_day`)
             idempotency_key=idempotency_key,
         )
         se.full_clean(exclude=["participant"], validate_unique=False)

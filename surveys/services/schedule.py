@@ -79,8 +79,8 @@ def survey_instances_plan(*, participant: Participant, reason: str = "planned", 
     participant = Participant.objects.select_for_update().select_related("trial").get(pk=participant.pk)
     if participant.status == ParticipantStatus.WITHDRAWN and participant.withdrawal_scope == WithdrawalScope.ALL:
         return PlanResult(created=0, cancelled=0)
-    if participant.status == ParticipantStatus.SCREEN_FAILED:
-        return PlanResult(created=0, cancelled=0)
+    if participant.status in (ParticipantStatus.SCREEN_FAILED, ParticipantStatus.COMPLETED):
+        return PlanResult(created=0, cancelled=0)  # nothing to plan: never started, or finished the study
     version, protocol = protocol_version_current(participant.trial_id)
     anchors = _anchors(participant)
     desired: dict[tuple[str, int], Occurrence] = {}
@@ -166,6 +166,45 @@ def survey_instances_replan_trial(*, trial, reason: str, now=None) -> int:
         result = survey_instances_plan(participant=participant, reason=reason, now=now)
         changed += result.created + result.cancelled
     return changed
+
+
+END_OF_STUDY_BATCH = 200
+
+
+def participants_complete_finished(*, now=None) -> int:
+    """Beat: end of study. A randomised participant whose schedule is complete becomes COMPLETED, with
+    `completed_on` = their local date (not the UTC one). Complete means: they have survey instances, none is
+    still scheduled with its answer period ahead (grace_until > now), and their consent is in force (a
+    participant held back by a re-consent has occurrences not yet created). Idempotent: only `randomised`
+    rows are claimed, under SKIP LOCKED, so a second sweep or a concurrent one changes nothing.
+    Returns how many participants were completed."""
+    from django.db.models import Exists, OuterRef
+
+    now = now or timezone.now()
+    instances = SurveyInstance.objects.filter(participant=OuterRef("pk"))
+    pending = instances.filter(status=InstanceStatus.SCHEDULED, grace_until__gt=now)
+    done = 0
+    skipped: set[int] = set()  # waiting for a re-consent: not complete, not claimed again in this sweep
+    while True:
+        with transaction.atomic():
+            batch = list(
+                Participant.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status=ParticipantStatus.RANDOMISED, day0__isnull=False)
+                .filter(Exists(instances.exclude(status=InstanceStatus.CANCELLED)), ~Exists(pending))
+                .exclude(pk__in=skipped)
+                .select_related("trial")
+                .order_by("pk")[:END_OF_STUDY_BATCH]
+            )
+            for participant in batch:
+                if consent_status(participant=participant, on=participant.local_date(now)).needs_consent:
+                    skipped.add(participant.pk)
+                    continue
+                participant.status = ParticipantStatus.COMPLETED
+                participant.completed_on = participant.local_date(now)
+                participant.save(update_fields=["status", "completed_on"])
+                done += 1
+        if len(batch) < END_OF_STUDY_BATCH:
+            return done
 
 
 # Handlers for participants.hooks (registered in SurveysConfig.ready). They run inside the caller's transaction.

@@ -191,33 +191,50 @@ def _amended(source: str) -> str:
     )
 
 
-def test_amendment_replans_future_and_reconsent_blocks_new_instances(london, demo_protocol_source, trial, site_ldn):
+# The amendment moves the daily prompt from 20:00 to 19:00 London. The test used to read the wall clock and
+# failed between 19:00 and 20:00 London (today's 20:00 prompt not yet open, its 19:00 replacement already open).
+# The clock is injected: 19:30 London is that hour; the others are a morning and a late evening.
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(2026, 5, 12, 19, 30, tzinfo=ZoneInfo("Europe/London")),
+        datetime(2026, 5, 12, 10, 0, tzinfo=ZoneInfo("Europe/London")),
+        datetime(2026, 5, 12, 23, 30, tzinfo=ZoneInfo("Europe/London")),
+    ],
+    ids=["1930-london", "1000-london", "2330-london"],
+)
+def test_amendment_replans_future_and_reconsent_blocks_new_instances(
+    now, london, demo_protocol_source, trial, site_ldn
+):
     from trialsite.protocol.services import protocol_load
 
-    # The loader re-plans against the wall clock, so this participant is randomised yesterday.
-    at = datetime.now(UTC) - timedelta(days=1)
+    now = now.astimezone(UTC)
+    at = now - timedelta(days=2)  # randomised the day before yesterday: yesterday's prompt is history
     sign_consent(london, at=at - timedelta(days=1), now=at - timedelta(days=1))
     randomise(london, at=at)
     fresh, _ = make_participant(trial=trial, site=site_ldn)  # enrolled, not yet consented
     before = SurveyInstance.objects.filter(participant=london).count()
-    result = protocol_load(source=_amended(demo_protocol_source))
+    result = protocol_load(source=_amended(demo_protocol_source), now=now)
     assert result.amended
     # The 1.0 signature no longer covers the participant (2.0 requires re-consent), yet existing instances
     # are re-planned to the amended time; none are added.
     live = SurveyInstance.objects.filter(participant=london).exclude(status="cancelled")
     assert live.count() == before
-    now = datetime.now(UTC)
-    future_daily = live.filter(schedule_key="daily_mood", opens_at__gt=now)
-    assert future_daily.count() >= 53
-    assert set(future_daily.values_list("local_time", flat=True)) == {time(19)}
-    assert set(live.filter(schedule_key="daily_mood", opens_at__lte=now).values_list("local_time", flat=True)) <= {
-        time(20)
-    }
+    daily = live.filter(schedule_key="daily_mood")
+    # Every daily prompt not yet open at the amendment now opens at 19:00 (today's too, even if 19:00 has passed
+    # and it is open already); those that had opened are history and keep 20:00.
+    replanned = daily.filter(created_at=now)
+    assert replanned.count() >= 53
+    assert set(replanned.values_list("local_time", flat=True)) == {time(19)}
+    assert set(daily.filter(opens_at__gt=now).values_list("local_time", flat=True)) == {time(19)}
+    history = daily.exclude(created_at=now)
+    assert history.exists() and all(i.opens_at <= now for i in history)
+    assert set(history.values_list("local_time", flat=True)) == {time(20)}
     assert set(
         SurveyInstance.objects.filter(participant=london, status="cancelled").values_list("cancel_reason", flat=True)
     ) == {"amendment"}
     # A participant who signs only the superseded version gets nothing until they sign 2.0.
-    sign_consent(fresh, version="1.0")
+    sign_consent(fresh, version="1.0", at=now, now=now)
     assert not SurveyInstance.objects.filter(participant=fresh).exists()
-    sign_consent(fresh, version="2.0")
+    sign_consent(fresh, version="2.0", at=now + timedelta(minutes=5), now=now + timedelta(minutes=5))
     assert SurveyInstance.objects.filter(participant=fresh, schedule_key__startswith="baseline").count() == 2

@@ -43,7 +43,8 @@ _loaders: list[tuple[str, LoaderFn]] = []
 
 
 def register_protocol_loader(name: str, fn: LoaderFn) -> None:
-    """fn(*, trial, version, protocol, previous) runs inside the loading transaction.
+    """fn(*, trial, version, protocol, previous, now) runs inside the loading transaction (`now`: the load's
+    clock, None for the wall clock; re-planning after an amendment uses it).
 
     Loaders must be idempotent: they also run when an unchanged protocol is loaded again (previous=None).
     """
@@ -88,7 +89,7 @@ def protocol_digest(protocol: Protocol) -> str:
 
 
 @transaction.atomic
-def protocol_load(*, source: str, source_path: str = "", user=None) -> LoadResult:
+def protocol_load(*, source: str, source_path: str = "", user=None, now=None) -> LoadResult:
     """Create the trial or amend it. The same content again changes nothing; history is never rewritten."""
     protocol = protocol_parse(source)
     digest = protocol_digest(protocol)
@@ -103,7 +104,7 @@ def protocol_load(*, source: str, source_path: str = "", user=None) -> LoadResul
         # Same content: no new version. Loaders are idempotent, so running them again only fills in what an
         # app installed after that version was loaded has never materialised (e.g. a new app's rows).
         for _name, loader in _loaders:
-            loader(trial=trial, version=existing, protocol=protocol, previous=None)
+            loader(trial=trial, version=existing, protocol=protocol, previous=None, now=now)
         return LoadResult(trial=trial, version=existing, created=False, amended=False)
     if trial.title != protocol.trial.title:
         trial.title = protocol.trial.title
@@ -126,7 +127,7 @@ def protocol_load(*, source: str, source_path: str = "", user=None) -> LoadResul
         trial.sites.add(site)
     previous = Protocol.model_validate(latest.definition) if latest else None
     for _name, loader in _loaders:
-        loader(trial=trial, version=version, protocol=protocol, previous=previous)
+        loader(trial=trial, version=version, protocol=protocol, previous=previous, now=now)
     return LoadResult(trial=trial, version=version, created=True, amended=latest is not None)
 
 

@@ -273,3 +273,15 @@ REMINDER_CHANNELS = [
 ]
 # Whether the local file outbox / console may stand in for an SMS or push provider (development only).
 REMINDER_ALLOW_LOCAL_PROVIDERS = True
+
+# --- Export jobs that finish (issue 11): heartbeat, reclaim, attempts -----------------------------------------
+# A running job whose heartbeat is older than this is reclaimed by the beat sweep (its worker died).
+EXPORT_HEARTBEAT_STALE_AFTER = int(os.environ.get("EXPORT_HEARTBEAT_STALE_AFTER", "300"))
+# A queued job not picked up after this many seconds has its message re-published (the message was lost).
+EXPORT_REQUEUE_AFTER = int(os.environ.get("EXPORT_REQUEUE_AFTER", "120"))
+# Runs (claims) before a job whose workers keep dying is failed.
+EXPORT_MAX_ATTEMPTS = int(os.environ.get("EXPORT_MAX_ATTEMPTS", "3"))
+# Celery queue of export runs (default: Celery's default queue).
+EXPORT_QUEUE = os.environ.get("EXPORT_QUEUE") or None
+# Test hook of the worker-kill fault test only: never set it in a deployment.
+EXPORT_TEST_PAUSE_DIR = os.environ.get("EXPORT_TEST_PAUSE_DIR") or None

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics.export import FORMATS, write_bundle
-from analytics.models import ExportJob, ExportStatus
+from analytics.export import FORMATS
+from analytics.services import export_job_run_local, export_job_start_local
 from trialsite.audit import audit_context
 from trialsite.models import Trial
 
@@ -29,26 +29,16 @@ class Command(BaseCommand):
         reason = reason.strip()
         if unblinded and len(reason) < 3:
             raise CommandError("An unblinded export needs --reason.")
-        # Shell access is the system admin's; the export is still recorded like every other.
-        job = ExportJob.objects.create(
-            trial=obj,
-            blinded=not unblinded,
-            formats=wanted or ["csv"],
-            reason=reason or "command line export",
-            status=ExportStatus.RUNNING,
+        # Shell access is the system admin's; the export is still recorded like every other, and a failure
+        # leaves the job `failed` with its error (never `running`).
+        job = export_job_start_local(
+            trial=obj, blinded=not unblinded, formats=wanted or ["csv"], reason=reason or "command line export"
         )
-        with audit_context(reason=f"export {job.uuid}"):
-            result = write_bundle(
-                trial=obj, out=out, blinded=not unblinded, formats=wanted, reason=job.reason, export_id=str(job.uuid)
-            )
-        ExportJob.objects.filter(pk=job.pk).update(
-            status=ExportStatus.DONE,
-            progress=1.0,
-            file_path=str(result.path),
-            size_bytes=result.size_bytes,
-            sha256=result.sha256,
-            manifest=result.manifest,
-        )
+        try:
+            with audit_context(reason=f"export {job.uuid}"):
+                result = export_job_run_local(job=job, out=out)
+        except OSError as exc:
+            raise CommandError(f"Export {job.uuid} failed: {exc}") from exc
         rows = {f["table"]: f["rows"] for f in result.files if f["format"] == "csv"}
         self.stdout.write(
             f"wrote {result.path} ({'blinded' if not unblinded else 'UNBLINDED'}, {result.size_bytes} bytes, "
