@@ -114,3 +114,77 @@ def test_phone_item9_answer_survives_redis_outage(
     assert delivered_after < 30
     alert.refresh_from_db()
     assert alert.notified_at is not None
+
+
+@pytest.fixture
+def queue_stack(celery_worker_process, celery_beat_process, smtp_server, settings):
+    """Worker and beat on the session's Redis, on this test's private queue, mailing through `smtp_server`;
+    this process publishes to the same queue. Returns (queue, start_worker, start_beat, env)."""
+    queue, start_worker, _stop = celery_worker_process
+    env = {
+        "CELERY_DEFAULT_QUEUE": queue,
+        "OUTBOX_QUEUE": queue,
+        "REMINDER_QUEUE": queue,
+        "TEST_SMTP_PORT": str(smtp_server.port),
+        **FAST,
+    }
+    settings.OUTBOX_QUEUE = queue
+    settings.REMINDER_QUEUE = queue
+    yield queue, start_worker, celery_beat_process, env
+    from trialsite.celery import app
+
+    with app.connection_for_read() as conn:
+        conn.default_channel.client.delete(queue)
+
+
+def test_emergency_reveal_in_the_admin_survives_smtp_down(
+    client, trial, site_ldn, make_staff, smtp_server, queue_stack, fault_report
+):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+    from django.urls import reverse
+
+    from participants.models import UnblindingRequest
+    from trialsite.tests.admin_data import add_participant, allocate
+
+    _queue, start_worker, start_beat, env = queue_stack
+    coordinator = make_staff("coordinator", site=site_ldn)
+    participant = add_participant(trial=trial, site=site_ldn, coordinator=coordinator, n_instances=1)
+    allocate(participant, trial=trial)
+    physician = make_staff("safety_physician", site=site_ldn)
+    manager = make_staff("trial_manager")
+    start_worker(env=env)
+    start_beat(env)
+
+    smtp_server.stop()  # the mail server is down for the whole emergency
+    client.force_login(physician)
+    r = client.post(
+        reverse("admin:participants_unblindingrequest_add"),
+        {"participant": participant.pk, "reason": "anaphylaxis in A&E, the treating clinician must know"},
+    )
+    assert r.status_code == 302
+    req = UnblindingRequest.objects.get()
+    client.force_login(manager)
+    r = client.post(
+        reverse("admin:participants_unblindingrequest_changelist"),
+        {"action": "approve", ACTION_CHECKBOX_NAME: [req.pk], "confirm": "1", "note": "agreed"},
+    )
+    assert r.status_code == 302
+    client.force_login(physician)
+    started = time.monotonic()
+    page = client.post(reverse("admin:participants_unblindingrequest_change", args=[req.pk]), {"_reveal": "1"})
+    assert page.status_code == 200 and "unblinding-revealed" in page.content.decode()
+    assert time.monotonic() - started < 5
+    notices = OutboxMessage.objects.filter(dedupe_key__startswith=f"unblinding:{req.uuid}:")
+    assert notices.count() == 3
+    # A worker tried and failed while SMTP was down (positive signal), then SMTP comes back on the same port.
+    wait_for(lambda: notices.filter(attempts__gte=1).exclude(last_error="").count() == 3, timeout=60, what="failures")
+    assert all(n.status == OutboxStatus.PENDING for n in notices)
+    smtp_server.start()
+    wait_for(lambda: notices.filter(status=OutboxStatus.SENT).count() == 3, timeout=60, what="the notices sent")
+    wait_for_more_beats(3)
+    mails = smtp_server.received_by(manager.email)
+    revealed = [m for m in mails if "Emergency unblinding performed" in m]
+    fault_report("smtp-down emergency reveal notices", expected=3, delivered=len(mails))
+    assert len(mails) == 3 and len(revealed) == 1 and participant.study_id in revealed[0]
+    for name in ("psilocybin", "placebo"):
+        assert name not in "".join(mails).lower()
