@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -188,3 +189,79 @@ def test_emergency_reveal_in_the_admin_survives_smtp_down(
     assert len(mails) == 3 and len(revealed) == 1 and participant.study_id in revealed[0]
     for name in ("psilocybin", "placebo"):
         assert name not in "".join(mails).lower()
+
+
+def _subject(content: str) -> str:
+    return next((line[9:] for line in content.splitlines() if line.startswith("Subject: ")), "")
+
+
+def test_two_beats_over_due_reminders_and_alerts_deliver_every_effect_once(
+    trial, site_ldn, make_staff, smtp_server, queue_stack, fault_report
+):
+    from participants.models import AlertStatus
+    from participants.services import safety_alert_raise
+    from surveys.models import Reminder, ReminderStatus
+
+    from .reminder_helpers import make_instance
+    from .reminder_helpers import make_participant as make_contactable
+
+    _queue, start_worker, start_beat, env = queue_stack
+    physician = make_staff("safety_physician", site=site_ldn)
+    manager = make_staff("trial_manager")
+    now = timezone.now()
+    local = now.astimezone(ZoneInfo(site_ldn.timezone))
+    # Quiet hours far from now, so no reminder is deferred whatever the hour the test runs at.
+    quiet_start = (local + timedelta(hours=8)).time().replace(second=0, microsecond=0)
+    quiet_end = (local + timedelta(hours=8, minutes=1)).time().replace(second=0, microsecond=0)
+    reminders, notices, escalations = 10, 5, 5
+    participants = [
+        make_contactable(trial, site_ldn, email=f"p{n}@example.org", quiet=(quiet_start, quiet_end))
+        for n in range(reminders)
+    ]
+    for p in participants:
+        make_instance(p, opens_at=now - timedelta(minutes=1))
+    for p in participants[:notices]:
+        safety_alert_raise(
+            participant=p,
+            rule="phq9_item9",
+            title="PHQ-9 item 9 above 0",
+            severity="urgent",
+            source_kind="response",
+            source_id=str(uuid.uuid4()),
+        )
+    for p in participants[notices : notices + escalations]:
+        SafetyAlert.objects.create(
+            participant=p,
+            rule="phq9_item9",
+            title="PHQ-9 item 9 above 0",
+            severity="urgent",
+            source_kind="response",
+            source_id=str(uuid.uuid4()),
+            raised_at=now - timedelta(hours=25),
+            due_at=now - timedelta(hours=1),
+            notified_at=now - timedelta(hours=25),
+            status=AlertStatus.OPEN,
+        )
+    expected = reminders + notices + escalations
+
+    for _ in range(2):
+        start_worker(concurrency=2, env=env)
+        start_beat(env)
+
+    def received() -> list[tuple[str, str]]:
+        return [(rcpt, _subject(content)) for rcpts, content in list(smtp_server.messages) for rcpt in rcpts]
+
+    wait_for(lambda: len(set(received())) >= expected, timeout=90, what=f"{expected} distinct e-mails")
+    wait_for_more_beats(40, timeout=90)  # ~20 s more of two beats sweeping every second
+    got = received()
+    fault_report(
+        "two-beats reminders+alert notices+escalations",
+        expected=expected,
+        delivered=len(set(got)),
+        duplicated=len(got) - len(set(got)),
+    )
+    assert len(got) == len(set(got)) == expected
+    assert sum(1 for rcpt, _ in got if rcpt == physician.email) == notices
+    assert sum(1 for rcpt, s in got if rcpt == manager.email and "ESCALATED" in s) == escalations
+    assert Reminder.objects.filter(status=ReminderStatus.SENT).count() == reminders
+    assert not OutboxMessage.objects.exclude(status=OutboxStatus.SENT).exists()
