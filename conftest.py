@@ -119,6 +119,7 @@ def celery_worker_process(worker_env):
     The queue name is unique per test, so concurrent test runs sharing one Redis never steal each other's
     messages. Tasks must be sent with `queue=queue`.
     """
+    import os
     import subprocess
     import sys
     import uuid
@@ -126,7 +127,10 @@ def celery_worker_process(worker_env):
     queue = f"test-{uuid.uuid4().hex[:12]}"
     procs: list[subprocess.Popen] = []
 
-    def start(concurrency: int = 1, pool: str = "prefork") -> subprocess.Popen:
+    def start(
+        concurrency: int = 1, pool: str = "prefork", env: dict | None = None, queues: str | None = None
+    ) -> subprocess.Popen:
+        # `env` overrides (e.g. REDIS_URL of a private Redis, TEST_SMTP_PORT); `queues` replaces the private queue.
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -136,20 +140,20 @@ def celery_worker_process(worker_env):
                 "trialsite",
                 "worker",
                 "-Q",
-                queue,
+                queues or queue,
                 "--pool",
                 pool,
                 "--concurrency",
                 str(concurrency),
                 "--loglevel",
-                "WARNING",
+                os.environ.get("TEST_CELERY_LOGLEVEL", "WARNING"),
                 "--without-heartbeat",
                 "--without-mingle",
                 "--without-gossip",
                 "-n",
                 f"{queue}-{len(procs)}@%h",
             ],
-            env=worker_env,
+            env={**worker_env, **(env or {})},
             start_new_session=True,
         )
         procs.append(proc)
@@ -169,3 +173,195 @@ def celery_worker_process(worker_env):
     yield queue, start, stop
     for proc in procs:
         stop(proc)
+
+
+# --- outbox: private servers and processes for the fault tests (`-m faults`) --------------------------------
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll until predicate() is truthy (returns it) or fail after `timeout` seconds: a positive signal, no sleep."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives; stop() and start() on the same port
+    simulate a mail server outage."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from trialsite.localstack import free_port
+
+        self.port = free_port()
+        self.messages: list[tuple[list[str], str]] = []
+        self._lock = threading.Lock()
+        self._controller = None
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's handler protocol
+        with self._lock:
+            self.messages.append((list(envelope.rcpt_tos), envelope.content.decode("utf-8", "replace")))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=10)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def received_by(self, address: str) -> list[str]:
+        with self._lock:
+            return [content for rcpts, content in self.messages if address in rcpts]
+
+
+@pytest.fixture
+def smtp_server():
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A private redis-server (trialsite.localstack.RedisProcess), restartable on its port; `hang()` SIGSTOPs it
+    (connections are accepted by the kernel, nothing answers) and `resume()` SIGCONTs it."""
+    import os
+    import signal
+
+    from trialsite.localstack import RedisProcess
+
+    redis = RedisProcess(tmp_path / "redis")
+    redis.start()
+    redis.hang = lambda: os.kill(redis.proc.pid, signal.SIGSTOP)
+    redis.resume = lambda: os.kill(redis.proc.pid, signal.SIGCONT)
+    yield redis
+    if redis.proc is not None and redis.proc.poll() is None:
+        redis.resume()
+    redis.stop()
+
+
+@pytest.fixture
+def celery_beat_process(worker_env, tmp_path):
+    """start(env) → a real `celery beat` process (own schedule file); all are stopped at the end of the test."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    procs: list[subprocess.Popen] = []
+
+    def start(env: dict | None = None) -> subprocess.Popen:
+        n = len(procs)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "trialsite",
+                "beat",
+                "--loglevel",
+                os.environ.get("TEST_CELERY_LOGLEVEL", "WARNING"),
+                "-s",
+                str(tmp_path / f"beat-schedule-{n}"),
+                "--pidfile",
+                str(tmp_path / f"beat-{n}.pid"),
+            ],
+            env={**worker_env, **(env or {})},
+            start_new_session=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def web_process(worker_env):
+    """start(env) → (gunicorn process, base URL): the real WSGI app in its own process on 127.0.0.1."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from trialsite.localstack import free_port
+
+    procs: list[subprocess.Popen] = []
+
+    def start(env: dict | None = None):
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "trialsite.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--timeout",
+                "60",
+                "--log-level",
+                "warning",
+            ],
+            env={**worker_env, **(env or {})},
+            start_new_session=True,
+        )
+        procs.append(proc)
+
+        def up():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return True
+            except OSError:
+                return proc.poll() is not None  # exited: stop waiting, the caller's request fails loudly
+
+        wait_for(up, timeout=30, what="gunicorn to listen")
+        return proc, f"http://127.0.0.1:{port}"
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def fault_report(capsys):
+    """fault_report(scenario, expected, delivered): the one-line figure, shown even without -s."""
+
+    def report(scenario: str, *, expected: int, delivered: int, duplicated: int | None = None) -> str:
+        dup = duplicated if duplicated is not None else max(0, delivered - expected)
+        line = f"FAULT {scenario}: expected={expected} delivered={delivered} duplicated={dup}"
+        with capsys.disabled():
+            print(f"\n{line}", flush=True)
+        return line
+
+    return report

@@ -1,4 +1,8 @@
-"""Celery tasks of the participants app: thin, idempotent, taking ids."""
+"""Celery tasks of the participants app: thin, idempotent, taking ids.
+
+E-mails (alert notifications, escalations, unblinding and exhaustion notices) are not tasks of their own: the
+services record them in the outbox and `trialsite.outbox.deliver` sends them (participants.apps registers the
+handlers)."""
 
 from __future__ import annotations
 
@@ -7,46 +11,13 @@ import os
 
 from celery import current_app, shared_task
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
-from django.utils import timezone
 
-from trialsite import roles
-
-from .models import SafetyAlert
-from .services.escalation import safety_alert_escalate, safety_alert_recipients, safety_alerts_claim_overdue
+from .services.escalation import safety_alert_escalate, safety_alerts_claim_overdue
 
 log = logging.getLogger(__name__)
 
 ESCALATE_TASK = "participants.tasks.safety_alert_escalate"
-
-
-@shared_task(name="participants.tasks.safety_alert_notify", acks_late=True)
-def safety_alert_notify(alert_id: int) -> str:
-    """E-mail the site's safety physician(s) and coordinators at once. State guard: sent once.
-
-    The mail is sent under the row lock before `notified_at` commits, so a crash in between re-sends it on
-    redelivery (at least once: for a safety signal a duplicate is better than silence).
-    """
-    with transaction.atomic():
-        alert = SafetyAlert.objects.select_for_update().select_related("participant").get(pk=alert_id)
-        if alert.notified_at is not None:
-            return "already notified"
-        to = safety_alert_recipients(alert=alert, role_names=[roles.SAFETY_PHYSICIAN, roles.COORDINATOR])
-        if to:
-            send_mail(
-                subject=f"[trialsite] Safety alert for {alert.participant.study_id}: {alert.title}",
-                message=(
-                    f"Participant {alert.participant.study_id} raised a safety alert ({alert.severity}).\n"
-                    f"Rule: {alert.title}\nRaised: {alert.raised_at:%Y-%m-%d %H:%M} UTC\n"
-                    f"Acknowledge before {alert.due_at:%Y-%m-%d %H:%M} UTC in the trialsite admin.\n"
-                ),
-                from_email=settings.DEFAULT_FROM_EMAIL,
-                recipient_list=to,
-            )
-        alert.notified_at = timezone.now()
-        alert.save(update_fields=["notified_at"])
-    return f"notified {len(to)}"
 
 
 @shared_task(name=ESCALATE_TASK, acks_late=True, ignore_result=True)
@@ -66,9 +37,12 @@ def safety_alerts_escalate_due(*, now=None, queue: str | None = None) -> int:
         ids = safety_alerts_claim_overdue(now=now)
 
         def publish(ids=ids):
-            with current_app.producer_or_acquire() as producer:
-                for pk in ids:
-                    current_app.send_task(ESCALATE_TASK, kwargs={"alert_id": pk}, producer=producer, **options)
+            try:
+                with current_app.producer_or_acquire() as producer:
+                    for pk in ids:
+                        current_app.send_task(ESCALATE_TASK, kwargs={"alert_id": pk}, producer=producer, **options)
+            except Exception:  # noqa: BLE001 - broker down: the alerts are still open and due, the next sweep retries
+                log.warning("publishing %d escalations failed; the next sweep retries", len(ids), exc_info=True)
 
         if ids:
             transaction.on_commit(publish)

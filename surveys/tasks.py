@@ -45,8 +45,6 @@ def reminders_sweep(*, now=None, queue: str | None = None) -> dict:
 
     Each step is its own short transaction; tasks are published only after their transaction commits.
     """
-    from django.db import transaction
-
     now = now or timezone.now()
     queue = queue or default_queue()
     cancelled = services.reminders_cancel_withdrawn(now=now)
@@ -56,27 +54,12 @@ def reminders_sweep(*, now=None, queue: str | None = None) -> dict:
     )
     missed = 0
     for _ in range(100):
+        # Marking missed also records each streak check in the outbox (same transaction); workers run them.
         rows = services.instances_mark_missed(now=now)
-        if not rows:
-            break
         missed += len(rows)
-        rules = services.missed_rule_instruments(v for _, v in rows)
-        if rules:
-            # Only instances of a rule's instrument can complete a streak; the task checks the slug.
-            ids = [pk for pk, v in rows if v in rules]
-            transaction.on_commit(lambda ids=ids: _publish_or_run_streak_checks(ids, queue=queue))
         if len(rows) < services.BATCH:
             break
     return {"cancelled": cancelled, "planned": planned, "claimed": claimed, "missed": missed}
-
-
-def _publish_or_run_streak_checks(ids: list[int], *, queue: str | None) -> None:
-    try:
-        publish(MISSED_TASK, ids, arg="instance_id", queue=queue)
-    except Exception:  # noqa: BLE001 - broker down: do the checks here rather than lose them
-        log.warning("broker unreachable: checking %d missed streaks inline", len(ids), exc_info=True)
-        for pk in ids:
-            services.coordinator_task_raise_for_missed(instance_id=pk)
 
 
 @shared_task(name="surveys.reminders.sweep", acks_late=True, ignore_result=True)
@@ -122,6 +105,7 @@ def reminder_send(self, reminder_id: int) -> str:
 
 @shared_task(name=MISSED_TASK, acks_late=True, ignore_result=True)
 def missed_streak_check(instance_id: int) -> str:
+    """Messages published before the outbox took over the streak checks (surveys.missed_streak_check)."""
     task = services.coordinator_task_raise_for_missed(instance_id=instance_id)
     return "raised" if task else "no task"
 

@@ -8,7 +8,7 @@ from django.contrib import admin
 
 from . import roles as R
 from .admin_scoping import ScopedAdmin, has_any_role
-from .models import ProtocolVersion, RoleGrant, Site, StaffLoginEvent, Trial
+from .models import OutboxMessage, ProtocolVersion, RoleGrant, Site, StaffLoginEvent, Trial
 
 
 class SuperuserWritesAdmin(ScopedAdmin):
@@ -78,3 +78,31 @@ class StaffLoginEventAdmin(ScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ScopedAdmin):
+    """Effects waiting for, or given up on by, the outbox (trialsite.outbox). Read-only: the sweep retries pending
+    ones; a `failed` one needs a person (its last error says why)."""
+
+    view_roles = (R.TRIAL_MANAGER, R.DATA_MANAGER)
+    list_display = ["created_at", "kind", "status", "attempts", "next_attempt_at", "sent_at", "last_error"]
+    list_filter = ["status", "kind"]
+    search_fields = ["dedupe_key"]
+    date_hierarchy = "created_at"
+    exclude = ["payload"]  # may hold e-mail bodies and addresses; the kind and key say what it is
+
+    def has_view_permission(self, request, obj=None):
+        return has_any_role(request.user, self.view_roles)
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields if f.name != "payload"]

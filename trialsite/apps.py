@@ -10,7 +10,10 @@ class TrialsiteConfig(AppConfig):
         # pghistory's app shows as the audit trail in admin headings and breadcrumbs (not "Pghistory").
         from django.apps import apps
 
-        from . import staff_security  # noqa: F401 - connects the staff login audit signals
+        from . import (
+            outbox,  # noqa: F401 - registers the outbox's own kinds (e-mail)
+            staff_security,  # noqa: F401 - connects the staff login audit signals
+        )
         from .api import schema  # noqa: F401 - registers the OpenAPI bearer-auth extension
 
         apps.get_app_config("pghistory").verbose_name = "Audit trail"

@@ -175,3 +175,46 @@ class StaffLoginEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.username} {self.at:%Y-%m-%d %H:%M}"
+
+
+class OutboxStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    SENT = "sent", "sent"
+    FAILED = "failed", "failed"
+
+
+class OutboxMessage(models.Model):
+    """An effect outside PostgreSQL (an e-mail, a task) recorded in the transaction of the change that needs it.
+
+    Published best effort on commit, re-published by the beat sweep until a worker delivered it (trialsite.outbox).
+    `dedupe_key` is unique: recording the same effect twice is a no-op. `claimed_at` is set while a worker runs the
+    handler (outside any lock); a claim older than OUTBOX_CLAIM_STALE_AFTER belongs to a dead worker and is retried.
+    """
+
+    kind = models.CharField(max_length=64)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="outbox_pending_due", condition=models.Q(status="pending")),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "sent", "failed"]), name="outboxmessage_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="sent") | models.Q(sent_at__isnull=False),
+                name="outboxmessage_sent_has_sent_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.dedupe_key} ({self.status})"

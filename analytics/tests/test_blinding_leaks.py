@@ -153,9 +153,10 @@ def test_notifications_carry_no_arm(secret_trial, tmp_path, make_staff, site_ldn
 
     from participants.services import safety_alert_raise
     from participants.services.escalation import safety_alert_escalate
-    from participants.tasks import safety_alert_notify
+    from participants.services.notices import safety_alert_notify_send
     from surveys.models import Reminder, ReminderStatus
     from surveys.tasks import reminder_send
+    from trialsite.outbox import outbox_deliver_pending
 
     make_staff("safety_physician")
     make_staff("coordinator")
@@ -173,9 +174,9 @@ def test_notifications_carry_no_arm(secret_trial, tmp_path, make_staff, site_ldn
     mail.outbox.clear()
     with override_settings(REMINDER_OUTBOX_DIR=str(tmp_path)):
         for alert in SafetyAlert.objects.filter(participant__trial=secret_trial)[:5]:
-            SafetyAlert.objects.filter(pk=alert.pk).update(notified_at=None)
-            safety_alert_notify(alert.pk)
+            safety_alert_notify_send({"alert_id": alert.pk})
             safety_alert_escalate(alert_id=alert.pk, now=alert.due_at + timedelta(minutes=1))
+        outbox_deliver_pending()  # the escalation e-mails (and any notification the simulation left pending)
         reminders = list(Reminder.objects.filter(instance__participant__trial=secret_trial)[:10])
         for reminder in reminders:
             Reminder.objects.filter(pk=reminder.pk).update(status=ReminderStatus.QUEUED)

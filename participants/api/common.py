@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import LimitOffsetPagination
@@ -13,6 +15,8 @@ from rest_framework.views import APIView
 from trialsite.api.errors import ApiError
 
 from ..services.errors import WorkflowError
+
+log = logging.getLogger(__name__)
 
 
 class ParticipantsApiView(APIView):
@@ -35,6 +39,17 @@ class ClientAddressThrottle(ScopedRateThrottle):
         if api_settings.NUM_PROXIES:
             return super().get_ident(request)
         return request.META.get("REMOTE_ADDR") or "unknown"
+
+    def allow_request(self, request, view):
+        # The counters live in the Redis cache (short socket timeouts in settings). Redis down or hanging must
+        # not turn enrolment or staff sign-in into a 500: the throttle lets the request through and says so in
+        # the log. Staff passwords stay protected by axes' lock-out, kept in PostgreSQL; enrolment codes are
+        # one-time, expiring and long enough that an outage's worth of unthrottled guesses is negligible.
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:  # noqa: BLE001 - any cache failure: degrade open, never fail the request
+            log.warning("throttle %s: cache unreachable (%s: %s); request allowed", self.scope, type(exc).__name__, exc)
+            return True
 
 
 class ResultsPagination(LimitOffsetPagination):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from trialsite import roles
 from trialsite.models import RoleGrant
+from trialsite.outbox import mail_enqueue
 
 from ..models import AlertStatus, SafetyAlert
 
@@ -41,11 +40,8 @@ def safety_alerts_claim_overdue(*, now: datetime | None = None, limit: int = 500
 
 @transaction.atomic
 def safety_alert_escalate(*, alert_id: int, now: datetime | None = None) -> str:
-    """E-mail the trial managers and mark the alert escalated, once (state guard under the row lock).
-
-    The e-mail goes out while the lock is held and before the commit: a crash in between re-sends it on
-    redelivery (at least once — for a safety escalation a duplicate is better than silence).
-    """
+    """Mark the alert escalated, once (state guard under the row lock), and record the e-mail to the trial
+    managers in the same transaction (the outbox delivers it from a worker, after the lock is released)."""
     now = now or timezone.now()
     alert = SafetyAlert.objects.select_for_update().select_related("participant").get(pk=alert_id)
     if alert.status != AlertStatus.OPEN or alert.acknowledged_at is not None:
@@ -53,18 +49,18 @@ def safety_alert_escalate(*, alert_id: int, now: datetime | None = None) -> str:
     if alert.due_at > now:
         return "not due"
     to = safety_alert_recipients(alert=alert, role_names=[roles.TRIAL_MANAGER])
-    if to:
-        send_mail(
-            subject=f"[trialsite] ESCALATED safety alert for {alert.participant.study_id}: {alert.title}",
-            message=(
-                f"The safety alert for participant {alert.participant.study_id} ({alert.severity}) was not "
-                f"acknowledged by its deadline, {alert.due_at:%Y-%m-%d %H:%M} UTC.\n"
-                f"Rule: {alert.title}\nRaised: {alert.raised_at:%Y-%m-%d %H:%M} UTC\n"
-                "Please make sure a clinician reviews it now and acknowledge it in the trialsite admin.\n"
-            ),
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=to,
-        )
+    mail_enqueue(
+        dedupe_key=f"safety_alert_escalated:{alert.pk}",
+        subject=f"[trialsite] ESCALATED safety alert for {alert.participant.study_id}: {alert.title}",
+        body=(
+            f"The safety alert for participant {alert.participant.study_id} ({alert.severity}) was not "
+            f"acknowledged by its deadline, {alert.due_at:%Y-%m-%d %H:%M} UTC.\n"
+            f"Rule: {alert.title}\nRaised: {alert.raised_at:%Y-%m-%d %H:%M} UTC\n"
+            "Please make sure a clinician reviews it now and acknowledge it in the trialsite admin.\n"
+        ),
+        to=to,
+        now=now,
+    )
     alert.status = AlertStatus.ESCALATED
     alert.escalated_at = now
     alert.save(update_fields=["status", "escalated_at"])

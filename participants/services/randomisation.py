@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.core.mail import send_mail
+import uuid
+
 from django.db import transaction
 from django.utils import timezone
 
 from trialsite import roles
 from trialsite.models import RoleGrant
+from trialsite.outbox import mail_enqueue
 
 from .. import hooks
 from ..models import Allocation, AllocationList, AllocationSlot, Participant, ParticipantStatus
@@ -91,7 +92,8 @@ def _trial_manager_emails() -> list[str]:
 
 @transaction.atomic
 def allocation_exhausted_alert(*, trial, stratum: str) -> None:
-    """E-mail the trial managers (after commit) that a stratum has no free slot. Names no arm."""
+    """Record an e-mail to the trial managers that a stratum has no free slot (a worker sends it: the outbox).
+    One per refused randomisation, as before. Names no arm."""
     to = _trial_manager_emails()
     if not to:
         return
@@ -101,8 +103,8 @@ def allocation_exhausted_alert(*, trial, stratum: str) -> None:
         "The unblinded statistician must extend the allocation list before more participants in this stratum "
         "can be randomised.\n"
     )
-    transaction.on_commit(
-        lambda: send_mail(subject=subject, message=body, from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=to)
+    mail_enqueue(
+        dedupe_key=f"allocation_exhausted:{trial.pk}:{stratum}:{uuid.uuid4()}", subject=subject, body=body, to=to
     )
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from trialsite.outbox import outbox_enqueue
 from trialsite.protocol.schema import parse_duration
 from trialsite.protocol.services import protocol_current
 
 from ..models import AlertStatus, Participant, SafetyAlert
+
+SAFETY_ALERT_NOTIFY = "participants.safety_alert_notify"
 
 
 @transaction.atomic
@@ -25,9 +27,10 @@ def safety_alert_raise(
     details: dict | None = None,
     now=None,
 ) -> SafetyAlert:
-    """Create the alert (once per rule and source record) and notify clinicians after commit.
+    """Create the alert (once per rule and source record) and record its notification in the same transaction
+    (the outbox: published after commit, re-published by the sweep until a worker has e-mailed the clinicians).
 
-    Call inside the transaction that stores the triggering record, so both commit or neither does.
+    Call inside the transaction that stores the triggering record, so all three commit or none does.
     """
     now = now or timezone.now()
     existing = SafetyAlert.objects.filter(rule=rule, source_kind=source_kind, source_id=str(source_id)).first()
@@ -52,9 +55,8 @@ def safety_alert_raise(
     except IntegrityError:
         # A concurrent request raised the same alert first.
         return SafetyAlert.objects.get(rule=rule, source_kind=source_kind, source_id=str(source_id))
-    alert_id = alert.pk
-    transaction.on_commit(
-        lambda: current_app.send_task("participants.tasks.safety_alert_notify", kwargs={"alert_id": alert_id})
+    outbox_enqueue(
+        kind=SAFETY_ALERT_NOTIFY, dedupe_key=f"safety_alert_notify:{alert.pk}", payload={"alert_id": alert.pk}, now=now
     )
     return alert
 

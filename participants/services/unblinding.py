@@ -3,14 +3,15 @@ requester only. Every step is audited (tracked model) and e-mailed to the trial 
 
 from __future__ import annotations
 
-from django.conf import settings
+import uuid
+
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from trialsite import roles
 from trialsite.audit import audit_context
+from trialsite.outbox import mail_enqueue
 
 from ..models import Allocation, Participant, UnblindingRequest, UnblindingStatus
 from .errors import WorkflowError
@@ -29,12 +30,10 @@ def _role_for(user, participant) -> str | None:
     return None
 
 
-def _notify(subject: str, body: str) -> None:
-    to = _trial_manager_emails()
-    if to:
-        transaction.on_commit(
-            lambda: send_mail(subject=subject, message=body, from_email=settings.DEFAULT_FROM_EMAIL, recipient_list=to)
-        )
+def _notify(key: str, subject: str, body: str) -> None:
+    """Record the e-mail to the trial managers in the caller's transaction; a worker sends it (the outbox), so a
+    mail server that is down never fails the step and the notice still goes out when it is back."""
+    mail_enqueue(dedupe_key=f"unblinding:{key}", subject=subject, body=body, to=_trial_manager_emails())
 
 
 @transaction.atomic
@@ -52,6 +51,7 @@ def unblinding_request(*, participant: Participant, user, reason: str) -> Unblin
     with audit_context(user=user, reason=reason):
         req.save()
     _notify(
+        f"{req.uuid}:requested",
         f"[trialsite] Emergency unblinding requested for {participant.study_id}",
         f"{user.get_username()} ({role}) asked to unblind {participant.study_id}.\nReason: {reason}\n",
     )
@@ -80,6 +80,7 @@ def unblinding_decide(*, request: UnblindingRequest, user, approve: bool, note: 
     with audit_context(user=user, reason=req.decision_note or None):
         req.save()
     _notify(
+        f"{req.uuid}:{req.status}",
         f"[trialsite] Emergency unblinding {req.status} for {req.participant.study_id}",
         f"{user.get_username()} {req.status} the request {req.uuid} to unblind {req.participant.study_id}.\n",
     )
@@ -99,7 +100,9 @@ def unblinding_reveal(*, request: UnblindingRequest, user) -> dict:
     req.revealed_at = req.revealed_at or timezone.now()
     with audit_context(user=user, reason=f"emergency unblinding {req.uuid}"):
         req.save(update_fields=["status", "revealed_at"])
+    # Every reveal is a disclosure and is notified, a repeated one too (one key per reveal).
     _notify(
+        f"{req.uuid}:revealed:{uuid.uuid4()}",
         f"[trialsite] Emergency unblinding performed for {req.participant.study_id}",
         f"The allocation of {req.participant.study_id} was revealed to {user.get_username()} (request {req.uuid}).\n",
     )

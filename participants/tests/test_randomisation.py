@@ -18,6 +18,7 @@ from participants.services.allocation import (
     allocation_rows_sha256,
 )
 from participants.tests.conftest import sign_consent
+from trialsite.outbox import outbox_deliver_pending
 
 STRATA = ["LDN|ge10", "LDN|lt10", "NYC|ge10", "NYC|lt10"]
 
@@ -119,6 +120,8 @@ def test_exhausted_stratum_is_409_and_mails_trial_managers(
         r = randomise(coordinator_client, late)
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
     assert "LDN|lt10" in r.json()["error"]["message"]
+    assert mail.outbox == []  # never sent inside the request: recorded in the outbox for a worker
+    assert outbox_deliver_pending() == {"sent": 1}
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [manager.email]
     assert "LDN|lt10" in mail.outbox[0].subject
     for name in ("psilocybin", "placebo"):

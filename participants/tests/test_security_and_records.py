@@ -34,6 +34,8 @@ from participants.services import (
     unblinding_reveal,
 )
 from participants.tests.conftest import sign_consent
+from trialsite.models import OutboxMessage
+from trialsite.outbox import outbox_deliver_pending
 
 
 def test_encryption_round_trip_and_key_rotation(register, settings):
@@ -179,6 +181,11 @@ def test_emergency_unblinding_needs_the_other_role(
     assert revealed["arm"] in ("psilocybin micro-dose", "placebo")
     req.refresh_from_db()
     assert req.status == "revealed" and req.revealed_at is not None
+    # The notices are recorded with each step and sent by a worker, never inside the request.
+    assert mail.outbox == []
+    assert OutboxMessage.objects.filter(dedupe_key__startswith=f"unblinding:{req.uuid}:").count() == 3
+    assert outbox_deliver_pending() == {"sent": 3}
+    assert outbox_deliver_pending() == {}  # delivered once
     assert [m.to for m in mail.outbox] == [[manager.email]] * 3
     # The four-eyes rule is a DB constraint too.
     with pytest.raises(IntegrityError), transaction.atomic():

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from participants.models import Participant, ParticipantStatus, WithdrawalScope
 from trialsite.models import ProtocolVersion
+from trialsite.outbox import outbox_enqueue_many
 from trialsite.protocol.schema import Protocol, parse_duration
 
 from ..models import (
@@ -46,6 +47,7 @@ from .quiet import quiet_until
 log = logging.getLogger(__name__)
 
 BATCH = 500
+MISSED_STREAK_CHECK = "surveys.missed_streak_check"
 TERMINAL = {ReminderStatus.SENT, ReminderStatus.SKIPPED, ReminderStatus.FAILED, ReminderStatus.CANCELLED}
 
 
@@ -405,7 +407,22 @@ def instances_mark_missed(*, now: datetime | None = None, limit: int = BATCH) ->
             Reminder.objects.filter(instance_id__in=ids, status=ReminderStatus.PENDING).update(
                 status=ReminderStatus.SKIPPED, skip_reason="window_closed"
             )
+            # The "N missed in a row" check of each instance of a rule's instrument is recorded with the change
+            # (the outbox), so a lost message or a broker outage never loses a coordinator task.
+            rules = missed_rule_instruments(v for _, v in rows)
+            checks = [pk for pk, v in rows if v in rules]
+            if checks:
+                outbox_enqueue_many(
+                    kind=MISSED_STREAK_CHECK,
+                    items=[(f"missed_streak_check:{pk}", {"instance_id": pk}) for pk in checks],
+                    now=now,
+                )
     return rows
+
+
+def missed_streak_check_run(payload: dict) -> None:
+    """Outbox handler: the streak check of one missed instance (idempotent: get_or_create on a unique key)."""
+    coordinator_task_raise_for_missed(instance_id=payload["instance_id"])
 
 
 def missed_rule_instruments(version_ids) -> dict[int, str]:

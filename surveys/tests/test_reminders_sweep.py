@@ -27,6 +27,7 @@ from surveys.models import (
 from surveys.reminders import services
 from surveys.reminders.selectors import prompt_timeline, prompt_timelines
 from surveys.tasks import reminders_sweep
+from trialsite.outbox import outbox_deliver_pending
 
 from .reminder_helpers import make_instance, make_participant, purge, queue_length
 
@@ -336,6 +337,8 @@ def test_overdue_safety_alert_escalates_once_to_trial_managers(
     acked.refresh_from_db()
     assert alert.status == AlertStatus.ESCALATED and alert.escalated_at is not None
     assert acked.status == AlertStatus.ACKNOWLEDGED
+    assert mail.outbox == []  # no mail under the alert's row lock: the outbox sends it afterwards
+    assert outbox_deliver_pending() == {"sent": 1}
     assert len(mail.outbox) == 1 and mail.outbox[0].to == [manager.email]
     assert p.study_id in mail.outbox[0].subject
     assert safety_alerts_escalate_due(now=NOON + timedelta(hours=25)) == 0

@@ -285,3 +285,39 @@ EXPORT_MAX_ATTEMPTS = int(os.environ.get("EXPORT_MAX_ATTEMPTS", "3"))
 EXPORT_QUEUE = os.environ.get("EXPORT_QUEUE") or None
 # Test hook of the worker-kill fault test only: never set it in a deployment.
 EXPORT_TEST_PAUSE_DIR = os.environ.get("EXPORT_TEST_PAUSE_DIR") or None
+
+# --- outbox: bounded broker, cache and SMTP calls; the transactional outbox (trialsite.outbox) ---------------
+# A broker that is down or hanging must never stall a web request beyond a few seconds: publishing is best
+# effort (the outbox sweep re-publishes), so every broker call is short and retried at most once.
+CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT", "2"))
+CELERY_BROKER_CONNECTION_RETRY = True  # workers and beat reconnect on their own after an outage
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_BROKER_TRANSPORT_OPTIONS,
+    "socket_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "2")),
+    "socket_connect_timeout": float(os.environ.get("CELERY_BROKER_SOCKET_TIMEOUT", "2")),
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# CELERY_DEFAULT_QUEUE: where tasks go without an explicit queue (tests point a worker and beat at a private one).
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE") or "celery"
+# The cache serves only the enrolment and staff-token throttles (axes keeps its lock-out in the database): short
+# timeouts, and those throttles let requests through while Redis is unreachable (participants.api.common).
+if REDIS_URL:
+    CACHES["default"]["OPTIONS"] = {
+        "socket_timeout": float(os.environ.get("CACHE_SOCKET_TIMEOUT", "1")),
+        "socket_connect_timeout": float(os.environ.get("CACHE_SOCKET_TIMEOUT", "1")),
+        **CACHES["default"].get("OPTIONS", {}),  # options written in REDIS_URL's query string win
+    }
+# SMTP is used only by workers (outbox deliveries, reminders); a hanging server is abandoned after this many seconds.
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
+OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", "8"))
+OUTBOX_BACKOFF_SECONDS = float(os.environ.get("OUTBOX_BACKOFF_SECONDS", "30"))
+OUTBOX_BACKOFF_MAX = float(os.environ.get("OUTBOX_BACKOFF_MAX", "3600"))
+OUTBOX_REPUBLISH_AFTER = float(os.environ.get("OUTBOX_REPUBLISH_AFTER", "60"))
+OUTBOX_CLAIM_STALE_AFTER = float(os.environ.get("OUTBOX_CLAIM_STALE_AFTER", "300"))
+OUTBOX_QUEUE = os.environ.get("OUTBOX_QUEUE") or None
