@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trialsite', '0003_staff_login_events'),
+        ('trialsite', '0004_protocol_arms_declare_control'),
     ]
 
     operations = [

@@ -18,7 +18,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("participants", "0004_participant_completed_on"),
+        ("participants", "0006_participant_completed_on"),
         ("surveys", "0003_reminder_delivery_coordinator_task"),
     ]
 

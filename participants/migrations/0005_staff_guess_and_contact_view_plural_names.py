@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('participants', '0003_staff_blinding_guess'),
+        ('participants', '0004_push_subscriptions'),
     ]
 
     operations = [

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('participants', '0005_backfill_completed_on'),
+        ('participants', '0007_backfill_completed_on'),
     ]
 
     operations = [

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('participants', '0003_staff_blinding_guess'),
+        ('participants', '0005_staff_guess_and_contact_view_plural_names'),
         ('trialsite', '0003_staff_login_events'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

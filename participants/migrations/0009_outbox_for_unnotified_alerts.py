@@ -24,8 +24,8 @@ def forwards(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("participants", "0003_staff_blinding_guess"),
-        ("trialsite", "0004_outbox_message"),
+        ("participants", "0008_participant_completed_has_date"),
+        ("trialsite", "0005_outbox_message"),
     ]
 
     operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]
