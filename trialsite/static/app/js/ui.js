@@ -21,7 +21,7 @@ export function h(tag, attrs = {}, ...children) {
 export function screen(name, title, ...children) {
   const main = document.getElementById("main");
   const heading = h("h1", { tabindex: "-1", id: "screen-title" }, title);
-  main.replaceChildren(heading, ...children);
+  main.replaceChildren(heading, ...children.filter((c) => c !== null && c !== undefined && c !== false));
   main.dataset.screen = name;
   document.title = `${title} · ${t("app.name")}`;
   heading.focus({ preventScroll: true });
