@@ -551,23 +551,30 @@ def test_refused_answers_are_kept_and_fixed_on_the_item_push_and_spanish(live_se
             "url": f"/app/survey/{gad7['id']}",
             "tag": "reminder-1",
         }
-        delivered = None
-        errors = []
         driver.execute_cdp_cmd("ServiceWorker.enable", {})
-        for registration_id in [str(n) for n in range(8)]:
-            try:
-                driver.execute_cdp_cmd(
-                    "ServiceWorker.deliverPushMessage",
-                    {"origin": base, "registrationId": registration_id, "data": json.dumps(payload)},
-                )
-                delivered = registration_id
-                break
-            except Exception as exc:  # noqa: BLE001 - an unknown registration id: try the next
-                errors.append(str(exc)[:200])
-        assert delivered is not None, f"the push message reached the service worker: {errors}"
+
+        def push(message: dict) -> list[str]:
+            """Deliver to the page's registration. Its id is not readable through selenium's CDP bridge, and
+            registration ids are small integers in a fresh profile: every candidate is tried (an unknown id
+            is refused by CDP; only the real registration can show a notification)."""
+            accepted = []
+            for registration_id in [str(n) for n in range(10)]:
+                try:
+                    driver.execute_cdp_cmd(
+                        "ServiceWorker.deliverPushMessage",
+                        {"origin": base, "registrationId": registration_id, "data": json.dumps(message)},
+                    )
+                    accepted.append(registration_id)
+                except Exception:  # noqa: BLE001 - an unknown registration id
+                    continue
+            assert accepted, "the push message reached a service worker"
+            return accepted
+
+        push(payload)
         phone.wait(
             "(navigator.serviceWorker.ready.then(r => r.getNotifications()).then(l => (window.__notes = l.length)),"
             " (window.__notes || 0) > 0)",
+            timeout=30,
             message="a notification is shown",
         )
         notes = driver.execute_async_script(PUSH_NOTIFICATIONS)
@@ -581,10 +588,7 @@ def test_refused_answers_are_kept_and_fixed_on_the_item_push_and_spanish(live_se
         ]
         # A payload pointing elsewhere never makes the notification open another site: it opens the app.
         foreign = {"title": "Reminder", "body": "", "url": "https://example.org/phish", "tag": "reminder-2"}
-        driver.execute_cdp_cmd(
-            "ServiceWorker.deliverPushMessage",
-            {"origin": base, "registrationId": delivered, "data": json.dumps(foreign)},
-        )
+        push(foreign)
         phone.wait(
             "(navigator.serviceWorker.ready.then(r => r.getNotifications({tag: 'reminder-2'}))"
             ".then(l => (window.__foreign = l.length ? l[0].data.url : null)), window.__foreign)",

@@ -25,6 +25,7 @@ export function screen(name, title, ...children) {
   main.dataset.screen = name;
   document.title = `${title} · ${t("app.name")}`;
   heading.focus({ preventScroll: true });
+  performance.mark(`screen:${name}`); // read by bench/app.py (time to first usable screen)
   window.scrollTo(0, 0);
   return main;
 }
