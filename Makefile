@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: $(VENV)/.installed
 	$(STACK) $(PY) -m trialsite.devrun
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(STACK) sh -c '$(PY) manage.py makemigrations --check --dry-run && $(PY) -m pytest $(PYTEST_ARGS)'
@@ -46,3 +46,18 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf .local
+
+# --- participant app (issue 10) ---------------------------------------------------------------------------
+# Chromium for the browser tests: Debian's chromium + chromium-driver, installed when root and missing. When it
+# cannot be had the browser tests fail saying so, unless SKIP_BROWSER=1 is set on purpose.
+.PHONY: browser-deps vendor
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$SKIP_BROWSER" = "1" ]; then echo "SKIP_BROWSER=1: the browser tests will be skipped"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		apt-get install -y chromium chromium-driver || { apt-get update && apt-get install -y chromium chromium-driver; }; \
+	else echo "Chromium is missing and cannot be installed here: run (as root) apt-get install -y chromium chromium-driver, or set SKIP_BROWSER=1"; fi
+
+# Refresh the app's vendored browser libraries from the npm registry (needs node/npm; nothing else does).
+vendor:
+	$(PYTHON) scripts/vendor_app.py

@@ -3,58 +3,20 @@ the phone enrols with it over the HTTP API and answers its first survey, and the
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 
 import pytest
 import requests
 from django.utils import timezone
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _ensure_chromium() -> None:
-    if os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER):
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("chromium and chromium-driver are missing and cannot be installed here (needs root and apt-get)")
-    result = subprocess.run(
-        ["apt-get", "install", "-y", "chromium", "chromium-driver"], capture_output=True, text=True, timeout=900
-    )
-    if result.returncode != 0 or not os.path.exists(CHROMEDRIVER):
-        pytest.skip(f"could not install chromium: {result.stderr[-500:]}")
+from trialsite.tests.browser import chromium
 
 
 @pytest.fixture
 def browser():
-    _ensure_chromium()
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="trialsite-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={profile}", "--window-size=1400,1000"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium() as driver:
+        driver.implicitly_wait(5)
+        yield driver
 
 
 @pytest.mark.browser
