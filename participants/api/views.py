@@ -324,7 +324,7 @@ class WithdrawApi(ParticipantsApiView):
         return Response(WithdrawOutputSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
 
 
-# --- staff API ----------------------------------------------------------------------------------------------
+# --- participant API: Web Push ---------------------------------------------------------------------------
 
 
 class PushVapidKeyApi(ParticipantsApiView):
@@ -346,7 +346,10 @@ class PushVapidKeyApi(ParticipantsApiView):
     def get(self, request):
         from trialsite.vapid import configured_public_key
 
-        key = configured_public_key()
+        try:
+            key = configured_public_key()
+        except ValueError:  # a malformed private key (production's system check refuses it at start)
+            key = None
         if not key:
             raise NotFound("Web Push is not configured on this server.")
         return Response({"public_key": key})
@@ -407,6 +410,9 @@ class PushSubscriptionApi(ParticipantsApiView):
         self.DeleteSerializer(data=body).is_valid(raise_exception=True)
         push_subscription_delete(participant=request.participant, endpoint=body["endpoint"])
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- staff API ----------------------------------------------------------------------------------------------
 
 
 class StaffTokenApi(ParticipantsApiView):

@@ -168,6 +168,8 @@ def test_vapid_key_is_public_and_404_when_not_configured(db, api_client, setting
     assert r.status_code == 200 and r.json() == {"public_key": vapid["public"]}
     settings.WEBPUSH_VAPID_PUBLIC_KEY = ""  # derived from the private key when not given
     assert api_client.get("/api/v1/push/vapid-key").json() == {"public_key": vapid["public"]}
+    settings.WEBPUSH_VAPID_PRIVATE_KEY = "not-a-key"
+    assert api_client.get("/api/v1/push/vapid-key").status_code == 404  # never a 500
     settings.WEBPUSH_VAPID_PRIVATE_KEY = ""
     r = api_client.get("/api/v1/push/vapid-key")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
