@@ -101,8 +101,9 @@ def _ts(expr: str) -> str:
 def _day(expr: str) -> str:
     """Study day of an instant in the participant's CURRENT zone (day 0 = randomisation date).
 
-    Only for rows that do not store their study day; rows that do (responses, doses, side effects) are
-    exported as stored, so a later zone change never rewrites a past study day.
+    Rows store their study day when recorded (responses, doses, side effects, adverse events, safety alerts,
+    withdrawals) and are exported as stored, so a later zone change never rewrites a past study day; this is
+    the fallback for rows recorded before day 0 and for coordinators' guesses.
     """
     return f"((({expr}) AT TIME ZONE p.timezone)::date - p.day0)"
 
@@ -504,7 +505,13 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                 Column("action_taken", "ae.action_taken", "string", "Action taken with the intervention"),
                 Column("outcome", "ae.outcome", "string", "Outcome"),
                 Column("reported_at", _ts("ae.reported_at"), "timestamp", "Reported at, UTC"),
-                Column("study_day", _day("ae.reported_at"), "integer", "Study day reported", missing=_MISSING_DAY),
+                Column(
+                    "study_day",
+                    f"coalesce(ae.study_day, {_day('ae.reported_at')})",
+                    "integer",
+                    "Study day reported (as recorded; computed for reports made before day 0)",
+                    missing=_MISSING_DAY,
+                ),
             ],
             f"{T['ae']} ae JOIN {pf} ON p.id = ae.participant_id",
             "p.study_id, ae.reported_at, ae.id",
@@ -534,7 +541,13 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                     {"open": "open", "escalated": "escalated", "acknowledged": "acknowledged"},
                 ),
                 Column("raised_at", _ts("sa.raised_at"), "timestamp", "Raised at, UTC"),
-                Column("study_day", _day("sa.raised_at"), "integer", "Study day raised", missing=_MISSING_DAY),
+                Column(
+                    "study_day",
+                    f"coalesce(sa.study_day, {_day('sa.raised_at')})",
+                    "integer",
+                    "Study day raised (as recorded; computed for alerts raised before day 0)",
+                    missing=_MISSING_DAY,
+                ),
                 Column("due_at", _ts("sa.due_at"), "timestamp", "Acknowledgement due at, UTC"),
                 Column(
                     "escalated_at",
@@ -641,7 +654,13 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                     _BOOL,
                 ),
                 Column("withdrawn_at", _ts("w.withdrawn_at"), "timestamp", "Withdrawn at, UTC"),
-                Column("study_day", _day("w.withdrawn_at"), "integer", "Study day of withdrawal", missing=_MISSING_DAY),
+                Column(
+                    "study_day",
+                    f"coalesce(w.study_day, {_day('w.withdrawn_at')})",
+                    "integer",
+                    "Study day of withdrawal (as recorded; computed for withdrawals before day 0)",
+                    missing=_MISSING_DAY,
+                ),
             ],
             f"{T['withdrawal']} w JOIN {pf} ON p.id = w.participant_id",
             "p.study_id, w.withdrawn_at, w.id",

@@ -238,6 +238,7 @@ _SPEC = {
             "details",
             "status",
             "raised_at",
+            "study_day",
             "due_at",
             "notified_at",
             "escalated_at",
@@ -540,6 +541,7 @@ class TrialSimulator:
                         scope=p.withdrawal_scope,
                         reason=self.rng.choice(WITHDRAWAL_REASONS),
                         withdrawn_at=p.withdrawn_at,
+                        study_day=study_day_of(day0=p.day0, zone=p.zone, at=p.withdrawn_at),
                         by_participant=self.rng.random() < 0.6,
                     )
                     for p in withdrawn
@@ -899,6 +901,7 @@ class TrialSimulator:
                 json.dumps(details),
                 status,
                 raised,
+                study_day_of(day0=p.day0, zone=p.zone, at=raised),
                 due,
                 raised + timedelta(seconds=5),
                 esc_at,
@@ -1015,7 +1018,8 @@ class TrialSimulator:
             relatedness=self.rng.choice(["unlikely", "possible", "probable"]),
             action_taken=self.rng.choice(["none", "interrupted"]),
             outcome=self.rng.choice(["recovered", "recovering"]),
-            reported_at=reported + timedelta(hours=self.rng.uniform(2, 20)),
+            reported_at=(ae_reported := reported + timedelta(hours=self.rng.uniform(2, 20))),
+            study_day=study_day_of(day0=p.day0, zone=p.zone, at=ae_reported),
             reported_by=self._reporter,
         )
 

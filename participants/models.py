@@ -199,6 +199,9 @@ class SafetyAlert(models.Model):
     details = models.JSONField(default=dict, blank=True, help_text="values that fired the rule; no arm")
     status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
     raised_at = models.DateTimeField(default=now)
+    study_day = models.IntegerField(
+        null=True, blank=True, help_text="study day (participant's local date) when recorded; none before day 0"
+    )
     due_at = models.DateTimeField()
     notified_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(null=True, blank=True)
@@ -434,6 +437,9 @@ class Withdrawal(models.Model):
     scope = models.CharField(max_length=16, choices=WithdrawalScope.choices)
     reason = models.TextField(blank=True)
     withdrawn_at = models.DateTimeField(default=now)
+    study_day = models.IntegerField(
+        null=True, blank=True, help_text="study day (participant's local date) when recorded; none before day 0"
+    )
     by_participant = models.BooleanField(default=False)
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -503,6 +509,9 @@ class AdverseEvent(models.Model):
     action_taken = models.CharField(max_length=16, choices=AeAction.choices)
     outcome = models.CharField(max_length=32, choices=AeOutcome.choices)
     reported_at = models.DateTimeField(default=now)
+    study_day = models.IntegerField(
+        null=True, blank=True, help_text="study day (participant's local date) when recorded; none before day 0"
+    )
     reported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
 
     class Meta:

@@ -113,6 +113,7 @@ def adverse_event_create(
         action_taken=action_taken,
         outcome=outcome,
         reported_at=now,
+        study_day=participant.study_day(now),
         reported_by=user,
     )
     event.full_clean()

@@ -46,6 +46,7 @@ def safety_alert_raise(
         source_id=str(source_id),
         details=details or {},
         raised_at=now,
+        study_day=participant.study_day(now),
         due_at=now + within,
     )
     alert.full_clean()

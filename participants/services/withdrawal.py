@@ -29,6 +29,7 @@ def participant_withdraw(
         scope=scope,
         reason=(reason or "").strip(),
         withdrawn_at=now,
+        study_day=participant.study_day(now),
         by_participant=by_participant,
         recorded_by=user if (user is not None and not by_participant) else None,
     )

@@ -127,3 +127,46 @@ def test_consent_in_force_is_the_one_of_the_participants_local_date(trial, site_
         now=evening,
     )
     assert signature.document.version == "1.0"
+
+
+def test_adverse_events_alerts_and_withdrawals_keep_their_recorded_study_day(trial, site_ldn, make_staff, tmp_path):
+    from analytics.export import write_bundle
+    from participants.services.adverse_events import adverse_event_create
+    from participants.services.safety import safety_alert_raise
+    from participants.services.withdrawal import participant_withdraw
+
+    p = _randomised(trial, site_ldn, datetime(2026, 5, 4, 9, tzinfo=UTC))  # day 0 = 4 May (London)
+    at = datetime(2026, 5, 8, 0, 10, tzinfo=LONDON)  # day 4 in London, still day 3 in New York
+    physician = make_staff("safety_physician", site=site_ldn)
+    event = adverse_event_create(
+        participant=p,
+        onset=date(2026, 5, 7),
+        description="headache",
+        severity_grade=1,
+        serious=False,
+        relatedness="possible",
+        action_taken="none",
+        outcome="recovered",
+        user=physician,
+        now=at,
+    )
+    alert = safety_alert_raise(
+        participant=p,
+        rule="test_rule",
+        title="Test",
+        severity="high",
+        source_kind="adverse_event",
+        source_id=str(event.uuid),
+        now=at,
+    )
+    withdrawal = participant_withdraw(participant=p, scope="intervention", by_participant=True, now=at)
+    assert (event.study_day, alert.study_day, withdrawal.study_day) == (4, 4, 4)
+    p.refresh_from_db()
+    p.timezone = "America/New_York"
+    p.save(update_fields=["timezone"])
+    hooks.emit("timezone_changed", participant=p, old="Europe/London", new="America/New_York", now=at)
+    assert p.study_day(at) == 3  # what recomputing from the current zone would say
+    zf = zipfile.ZipFile(write_bundle(trial=trial, out=tmp_path / "b.zip").path)
+    for table in ("adverse_events", "safety_alerts", "withdrawals"):
+        rows = [r for r in csv.DictReader(io.StringIO(zf.read(f"{table}.csv").decode())) if r["study_id"] == p.study_id]
+        assert [r["study_day"] for r in rows] == ["4"], table
