@@ -287,12 +287,20 @@ def test_a_protocol_rule_on_adverse_events_fires_on_entry_and_on_correction(phon
     """`source: adverse_event` rules of the protocol run on every adverse-event write (not only `serious`)."""
     from trialsite.protocol.services import protocol_load
 
-    amended = demo_protocol_source.rstrip() + (
-        "\n    - key: grade4_adverse_event\n"
-        '      title: "Adverse event of grade 4 or more"\n'
-        "      source: adverse_event\n"
-        "      when: {field: severity_grade, op: gte, value: 4}\n"
-        "      severity: high\n"
+    # The rule goes at the end of safety.rules (the protocol file goes on after that section).
+    head, sep, tail = demo_protocol_source.partition("\nlanguage:")
+    assert sep, "the demo protocol's safety rules are followed by its language setting"
+    amended = (
+        head.rstrip()
+        + (
+            "\n    - key: grade4_adverse_event\n"
+            '      title: "Adverse event of grade 4 or more"\n'
+            "      source: adverse_event\n"
+            "      when: {field: severity_grade, op: gte, value: 4}\n"
+            "      severity: high\n"
+        )
+        + sep
+        + tail
     )
     protocol_load(source=amended)
     staff = make_staff("safety_physician")

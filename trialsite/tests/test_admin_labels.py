@@ -40,6 +40,7 @@ def test_admin_index_as_a_data_manager(client, trial, make_staff):
         "Responses",
         "Side effects",
         "Survey instances",
+        "Outbox messages",
         "Protocol versions",
         "Sites",
         "Staff login events",
