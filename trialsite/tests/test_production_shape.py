@@ -66,6 +66,9 @@ def prod_env(worker_env, tmp_path):
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_ALLOWED_HOSTS="trial.example.org",
         FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        # participant app / reminder providers: e-mail only (SMS and push would need a configured provider)
+        PUBLIC_BASE_URL="https://trial.example.org",
+        REMINDER_CHANNELS="email",
         REDIS_URL=f"{base}/{BROKER_DB}",
         STATIC_ROOT=str(tmp_path / "static"),
         MEDIA_ROOT=str(tmp_path / "media"),
