@@ -60,6 +60,7 @@ from surveys.models import (
     SideEffect,
     SurveyInstance,
 )
+from surveys.scheduling import local_to_utc
 from surveys.scoring import score_answers
 from trialsite.audit import audit_context
 from trialsite.models import Trial
@@ -592,7 +593,7 @@ class TrialSimulator:
                     local_time = None
                 else:
                     local_time = event.time
-                    opens = datetime.combine(local_date, event.time, tzinfo=p.zone).astimezone(UTC)
+                    opens = local_to_utc(local_date, event.time, p.zone)
                 out.append(
                     {
                         "p": p,

@@ -1,21 +1,16 @@
 """Quiet hours in the participant's own zone, across midnight and daylight-saving changes.
 
-Local wall-clock times are turned into instants with zoneinfo and fold=0:
-- a repeated local time (clocks go back) means its FIRST occurrence;
-- a local time that does not exist (clocks go forward) is read with the offset in force before the change,
-  i.e. shifted forward by the length of the gap (Europe/London 01:30 on the spring-forward day → 02:30 BST).
+Local wall-clock times are turned into instants by the one DST rule, `surveys.scheduling.local_to_utc`
+(a repeated local time means its first occurrence; a non-existent one the first valid instant after the gap).
 Either way each quiet period ends exactly once.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-
-def local_instant(day: date, wall: time, zone: ZoneInfo) -> datetime:
-    """The UTC instant of a local wall-clock time on a local date (rule in the module docstring)."""
-    return datetime.combine(day, wall.replace(tzinfo=None), tzinfo=zone).astimezone(UTC)
+from surveys.scheduling import local_to_utc
 
 
 def in_quiet_hours(*, now: datetime, zone: ZoneInfo, start: time | None, end: time | None) -> bool:
@@ -42,6 +37,6 @@ def quiet_until(*, now: datetime, zone: ZoneInfo, start: time | None, end: time 
             end_day = local.date()
         else:
             return None
-    until = local_instant(end_day, end, zone)
+    until = local_to_utc(end_day, end, zone)
     # A gap can shift the end before `now` only in pathological zones; never defer into the past.
     return until if until > now else None

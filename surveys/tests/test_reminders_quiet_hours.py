@@ -9,7 +9,7 @@ import pytest
 
 from surveys.models import Reminder
 from surveys.reminders import services
-from surveys.reminders.quiet import local_instant, quiet_until
+from surveys.reminders.quiet import quiet_until
 
 from .reminder_helpers import make_instance, make_participant
 
@@ -56,13 +56,6 @@ def test_quiet_hours_within_one_day_and_none():
     assert quiet_until(now=utc(2026, 2, 10, 12, 30), zone=LDN, start=lunch[0], end=lunch[1]) == utc(2026, 2, 10, 13)
     assert quiet_until(now=utc(2026, 2, 10, 13, 0), zone=LDN, start=lunch[0], end=lunch[1]) is None
     assert quiet_until(now=utc(2026, 2, 10, 12, 30), zone=LDN, start=None, end=None) is None
-
-
-def test_nonexistent_and_repeated_local_times_fire_once():
-    # 01:30 does not exist in London on 2026-03-29: read with the offset before the change (02:30 BST = 01:30Z).
-    assert local_instant(datetime(2026, 3, 29).date(), time(1, 30), LDN) == utc(2026, 3, 29, 1, 30)
-    # 01:30 happens twice on 2026-10-25: the first occurrence (BST) = 00:30Z.
-    assert local_instant(datetime(2026, 10, 25).date(), time(1, 30), LDN) == utc(2026, 10, 25, 0, 30)
 
 
 @pytest.mark.django_db

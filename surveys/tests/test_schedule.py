@@ -68,11 +68,35 @@ def test_same_time_tomorrow_is_local_date_arithmetic():
     assert plan[date(2026, 10, 25)] - plan[date(2026, 10, 24)] == timedelta(hours=25)
 
 
-def test_nonexistent_local_time_opens_at_first_instant_after_the_gap_once():
-    london = ZoneInfo("Europe/London")
-    # 01:30 does not exist on 2026-03-29 (01:00 → 02:00): the first valid instant is 02:00 BST = 01:00Z.
-    assert local_to_utc(date(2026, 3, 29), time(1, 30), london) == utc(2026, 3, 29, 1, 0)
-    assert local_to_utc(date(2026, 3, 8), time(2, 30), ZoneInfo("America/New_York")) == utc(2026, 3, 8, 7, 0)
+# The one DST rule (surveys.scheduling.local_to_utc, also used by quiet hours and the simulator), with the
+# figures of /work/shared/reference/time.md: (zone, local date, local time, UTC instant).
+DST_RULE_TABLE = [
+    # A daily 09:00 local prompt across the 2026 changes.
+    ("Europe/London", date(2026, 3, 28), time(9, 0), utc(2026, 3, 28, 9, 0)),
+    ("Europe/London", date(2026, 3, 29), time(9, 0), utc(2026, 3, 29, 8, 0)),  # BST begins
+    ("Europe/London", date(2026, 10, 24), time(9, 0), utc(2026, 10, 24, 8, 0)),
+    ("Europe/London", date(2026, 10, 25), time(9, 0), utc(2026, 10, 25, 9, 0)),
+    ("America/New_York", date(2026, 3, 7), time(9, 0), utc(2026, 3, 7, 14, 0)),
+    ("America/New_York", date(2026, 3, 8), time(9, 0), utc(2026, 3, 8, 13, 0)),
+    ("America/New_York", date(2026, 10, 31), time(9, 0), utc(2026, 10, 31, 13, 0)),
+    ("America/New_York", date(2026, 11, 1), time(9, 0), utc(2026, 11, 1, 14, 0)),
+    ("Australia/Sydney", date(2026, 4, 4), time(9, 0), utc(2026, 4, 3, 22, 0)),
+    ("Australia/Sydney", date(2026, 4, 5), time(9, 0), utc(2026, 4, 4, 23, 0)),
+    # Does not exist (London 01:00 → 02:00): the first valid instant after the gap, 02:00 BST = 01:00Z
+    # (not zoneinfo's fold=0 reading, 01:30Z = 02:30 BST).
+    ("Europe/London", date(2026, 3, 29), time(1, 30), utc(2026, 3, 29, 1, 0)),
+    ("America/New_York", date(2026, 3, 8), time(2, 30), utc(2026, 3, 8, 7, 0)),  # 03:00 EDT
+    # Exists twice (London 2026-10-25): the first occurrence, fold=0 = 00:30Z (fold=1 would be 01:30Z).
+    ("Europe/London", date(2026, 10, 25), time(1, 30), utc(2026, 10, 25, 0, 30)),
+]
+
+
+@pytest.mark.parametrize(("zone", "day", "at", "expected"), DST_RULE_TABLE)
+def test_dst_rule_local_to_utc(zone, day, at, expected):
+    assert local_to_utc(day, at, ZoneInfo(zone)) == expected
+
+
+def test_nonexistent_local_time_fires_once_in_a_daily_plan():
     plan = opens_by_date("Europe/London", "01:30", date(2026, 3, 27), 4)
     assert list(plan.values()) == [
         utc(2026, 3, 27, 1, 30),
@@ -83,10 +107,8 @@ def test_nonexistent_local_time_opens_at_first_instant_after_the_gap_once():
     ]
 
 
-def test_ambiguous_local_time_fires_once_at_first_occurrence():
-    london = ZoneInfo("Europe/London")
-    # 01:30 happens twice on 2026-10-25: fold=0 (BST) = 00:30Z is used; 01:30Z never fires.
-    assert local_to_utc(date(2026, 10, 25), time(1, 30), london) == utc(2026, 10, 25, 0, 30)
+def test_ambiguous_local_time_fires_once_in_a_daily_plan():
+    # 01:30Z on 2026-10-25 (the second 01:30) never fires.
     plan = opens_by_date("Europe/London", "01:30", date(2026, 10, 24), 2)
     assert list(plan.values()) == [utc(2026, 10, 24, 0, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
 
