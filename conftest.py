@@ -50,22 +50,28 @@ def site_nyc(trial):
 
 
 @pytest.fixture
-def make_staff(db):
-    """make_staff("coordinator", site=site) → a staff user holding that role."""
+def make_staff(db, request):
+    """make_staff("coordinator", site=site) → a staff user holding that role (in the only trial, the demo one
+    loaded on first use when the test has none, unless `trial=` names one)."""
     from django.contrib.auth import get_user_model
 
+    from trialsite.models import Trial
     from trialsite.services import role_grant
 
     counter = {"n": 0}
 
-    def make(*roles: str, site=None, username: str | None = None, password: str = "correct-horse-battery-9"):
+    def make(
+        *roles: str, site=None, trial=None, username: str | None = None, password: str = "correct-horse-battery-9"
+    ):
+        if roles and trial is None and not Trial.objects.exists():
+            request.getfixturevalue("trial")
         counter["n"] += 1
         User = get_user_model()
         user = User.objects.create_user(
             username or f"staff{counter['n']}", f"staff{counter['n']}@example.org", password, is_staff=True
         )
         for role in roles:
-            role_grant(user=user, role=role, site=site)
+            role_grant(user=user, role=role, trial=trial, site=site)
         return user
 
     return make

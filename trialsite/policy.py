@@ -2,14 +2,14 @@
 
 Every service that changes or reveals clinical data calls `require(actor, ACTION, obj)` before it writes or
 reads; interfaces (admin, staff API, commands, tasks) call the service and never decide themselves. They may
-ask `can(...)` to hide a button they would otherwise show.
+ask `can(...)` (or `may_ever(...)` without a record) to hide a button they would otherwise show.
 
 - `RULES` maps each action to the roles that may do it. Site-scoped roles (coordinator, safety physician)
   act only at their sites; every grant acts only in its trial (trialsite.roles). `obj` tells the trial and
   site: a participant, anything with a `participant` (alerts, events, responses, queries, requests), a trial
   (trial-level actions), or `Where(trial, site)` before the row exists (registration).
-- Superusers (system admins) may do every action except those in `NEVER_SUPERUSER` (arms and unblinding):
-  they are blinded like everyone else.
+- Superusers (system admins) may do every action except those in `NEVER_SUPERUSER` (arms, unblinding, their
+  own blinding guesses), which need a real grant: they are blinded like everyone else.
 - `SYSTEM` is the actor of beat/worker tasks (escalations); it may do only the `SYSTEM_ACTIONS`.
 - Record locks: `locked_reason(obj)` says why a participant's or a response's data cannot change;
   `require_unlocked(obj)` raises `RecordLocked` (a PermissionDenied that the API answers as 409 `conflict`).
@@ -88,8 +88,17 @@ RULES: dict[str, frozenset[str]] = {
     ANALYTICS_SUMMARY: frozenset(R.ALL_ROLES),
     ARMS_VIEW: R.UNBLINDED_ROLES,
 }
+# Superusers pass every other action; these need a real grant (a superuser holding the role passes).
 NEVER_SUPERUSER = frozenset(
-    {EXPORT_UNBLINDED, ARMS_VIEW, UNBLINDING_REQUEST, UNBLINDING_DECIDE, UNBLINDING_REVEAL, SAFETY_ALERT_ESCALATE}
+    {
+        EXPORT_UNBLINDED,
+        ARMS_VIEW,
+        UNBLINDING_REQUEST,
+        UNBLINDING_DECIDE,
+        UNBLINDING_REVEAL,
+        SAFETY_ALERT_ESCALATE,
+        BLINDING_GUESS_RECORD,  # a rater's own judgement
+    }
 )
 SYSTEM_ACTIONS = frozenset({SAFETY_ALERT_ESCALATE})
 
@@ -158,10 +167,11 @@ def where(obj) -> Where:
 
 def _holds(actor, roles, place: Where) -> bool:
     """The actor holds one of `roles` in the place's trial, at its site for site-scoped grants (no superuser
-    shortcut: that is decided in `can`)."""
+    shortcut: that is decided in `can`). A trial-level place (site None) is reached by any grant in the trial;
+    what such a read shows is narrowed to the actor's sites by the selectors (trialsite.roles.site_ids)."""
     for g in R.grants_of(actor):
         if g.role in roles and g.trial_id == place.trial:
-            if g.role not in R.SITE_SCOPED_ROLES or g.site_id is None or g.site_id == place.site:
+            if place.site is None or g.role not in R.SITE_SCOPED_ROLES or g.site_id is None or g.site_id == place.site:
                 return True
     return False
 
@@ -177,9 +187,19 @@ def can(actor, action: str, obj) -> bool:
     special = _SPECIAL.get(action)
     if special is not None:
         return special(actor, obj)
-    if getattr(actor, "is_superuser", False):
-        return action not in NEVER_SUPERUSER
+    if getattr(actor, "is_superuser", False) and action not in NEVER_SUPERUSER:
+        return True
     return _holds(actor, RULES[action], where(obj))
+
+
+def may_ever(actor, action: str) -> bool:
+    """Could `actor` do `action` anywhere (any trial, any site)? Only for showing or hiding a button or an admin
+    action; the service still asks `can` about the record itself."""
+    if action not in RULES or actor is None or not getattr(actor, "is_authenticated", False):
+        return False
+    if getattr(actor, "is_superuser", False) and action not in NEVER_SUPERUSER:
+        return True
+    return R.has_role(actor, *RULES[action])
 
 
 def require(actor, action: str, obj, message: str | None = None) -> None:

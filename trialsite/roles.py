@@ -187,3 +187,16 @@ def filter_by_trial(queryset, user, trial_field: str = "trial", roles: Iterable[
     if ids is None:
         return queryset
     return queryset.filter(**{f"{trial_field}__in": ids})
+
+
+def holders_emails(role_names: Iterable[str], *, trial, site=None) -> list[str]:
+    """E-mail addresses of active staff holding one of the roles in `trial` (for site-scoped roles: at `site`,
+    or at all the trial's sites). Every notification recipient list is built here, so it is trial-scoped."""
+    from .models import RoleGrant
+
+    q = Q(role__in=list(role_names), trial_id=_pk(trial), user__is_active=True)
+    site_q = Q(site__isnull=True) | ~Q(role__in=sorted(SITE_SCOPED_ROLES))
+    if site is not None:
+        site_q |= Q(site_id=_pk(site))
+    emails = RoleGrant.objects.filter(q & site_q).exclude(user__email="").values_list("user__email", flat=True)
+    return sorted(set(emails))

@@ -71,16 +71,20 @@ def register(trial, site_ldn, make_staff):
     """register(site=..., **kw) → (participant, code) through the service."""
     from participants.services import participant_register
 
-    coordinator = make_staff("coordinator", site=site_ldn)
+    coordinators = {site_ldn.pk: make_staff("coordinator", site=site_ldn)}  # a coordinator of each site registers
 
     def run(site=None, eligibility=None, contact=None, tz="Europe/London"):
+        site = site or site_ldn
+        if site.pk not in coordinators:
+            coordinators[site.pk] = make_staff("coordinator", site=site)
+        coordinator = coordinators[site.pk]
         return participant_register(
             trial=trial,
-            site=site or site_ldn,
+            site=site,
             tz=tz,
             eligibility=dict(eligibility or ELIGIBLE),
             contact=contact,
-            user=coordinator,
+            actor=coordinator,
         )
 
     return run
@@ -95,5 +99,5 @@ def sign_consent(participant):
         version=document.version,
         paper_reference="scan-001",
         signed_at=datetime(2026, 1, 10, 9, 0, tzinfo=UTC),
-        user=participant.registered_by,
+        actor=participant.registered_by,
     )

@@ -21,11 +21,15 @@ def make_participant(
     push: str = "",
     quiet: tuple[time, time] | None = None,
 ) -> Participant:
+    from django.contrib.auth import get_user_model
+
     from participants import crypto
 
     n = next(_seq)
+    study_id = f"RD-{n:05d}-{datetime.now().timestamp():.0f}"[-32:]  # noqa: DTZ005 - only a unique suffix
     participant = Participant.objects.create(
-        study_id=f"RD-{n:05d}-{datetime.now().timestamp():.0f}"[-32:],  # noqa: DTZ005 - only a unique suffix
+        study_id=study_id,
+        user=get_user_model().objects.create_user(f"phone-{study_id}", password=None),  # the phone's account
         trial=trial,
         site=site,
         status=ParticipantStatus.ENROLLED,

@@ -45,7 +45,7 @@ def add_participant(*, trial, site, coordinator, n_instances: int = 3, now=None)
         tz=site.timezone,
         eligibility=eligibility,
         contact={"name": "A Person"},
-        user=coordinator,
+        actor=coordinator,
     )
     document = ConsentDocument.objects.filter(trial=trial).order_by("valid_from").first()
     ConsentSignature.objects.create(
