@@ -37,16 +37,16 @@ from trialsite.admin_scoping import (
 from trialsite.models import Site, Trial
 from trialsite.protocol.services import protocol_current
 
-from . import models as m
-from .enrolment_link import enrolment_qr_svg
-from .services.errors import WorkflowError
+from .. import models as m
+from ..enrolment_link import enrolment_qr_svg
+from ..services.errors import WorkflowError
 
 SITE = "participant__site"
 
 
 def service(name: str):
     """A participants service by name; a clear message (not a 500) when it is not installed."""
-    from . import services
+    from .. import services
 
     fn = getattr(services, name, None)
     if fn is None:
@@ -535,7 +535,7 @@ class SafetyAlertAdmin(ScopedAdmin):
 
     @admin.action(description="Acknowledge with a note")
     def acknowledge(self, request, queryset):
-        from .services import safety_alert_acknowledge
+        from ..services import safety_alert_acknowledge
 
         def apply(alert, data):
             safety_alert_acknowledge(alert=alert, user=request.user, note=data["note"])
@@ -609,7 +609,7 @@ class AdverseEventAdmin(ScopedAdmin):
         return [f.name for f in self.model._meta.fields]
 
     def save_model(self, request, obj, form, change):
-        from .services.adverse_events import CORRECTABLE_FIELDS
+        from ..services.adverse_events import CORRECTABLE_FIELDS
 
         if change:
             # Corrections re-run the safety rules (correcting an event to serious raises the alert).
@@ -826,7 +826,7 @@ class StaffBlindingGuessForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from .services.blinding_guesses import blinding_time_points
+        from ..services.blinding_guesses import blinding_time_points
 
         self.recorded = None
         if "time_point" not in self.fields:
