@@ -1,6 +1,25 @@
-"""Staff admin of participants (see participants/admin/participants.py); importing the package registers
-every ModelAdmin."""
+"""Staff admin of participants, one module per area; importing the package registers every ModelAdmin.
 
+participants: registration, enrolment code, the participant list and change page, consent;
+safety: the safety queue; adverse_events; unblinding: emergency unblinding; allocation: withdrawals and
+the (unblinded-only) allocation tables; contact_access: who viewed contact details; blinding_guesses:
+coordinators' blinding guesses.
+"""
+
+from . import adverse_events, allocation, blinding_guesses, contact_access, safety, unblinding
 from .participants import STAFF_ROLES, OpenAlertsFilter, ParticipantAdmin, error_text, intermediate, qr_svg
 
-__all__ = ["STAFF_ROLES", "OpenAlertsFilter", "ParticipantAdmin", "error_text", "intermediate", "qr_svg"]
+__all__ = [
+    "STAFF_ROLES",
+    "OpenAlertsFilter",
+    "ParticipantAdmin",
+    "adverse_events",
+    "allocation",
+    "blinding_guesses",
+    "contact_access",
+    "error_text",
+    "intermediate",
+    "qr_svg",
+    "safety",
+    "unblinding",
+]
