@@ -31,8 +31,8 @@ from trialsite.admin_scoping import (
     site_filter,
 )
 
-from . import data_queries
-from .models import (
+from .. import data_queries
+from ..models import (
     CoordinatorTask,
     CoordinatorTaskStatus,
     DataQuery,
@@ -387,7 +387,7 @@ class ItemAnswerAdmin(ReasonRequiredAdmin):
     def save_model(self, request, obj, form, change):
         # The correction service validates the value against the instrument, re-scores the response and
         # re-runs the safety rules, under the reason given here.
-        from .services.responses import item_answer_correct
+        from ..services.responses import item_answer_correct
 
         item_answer_correct(
             item_answer=obj,
@@ -414,7 +414,7 @@ class ItemAnswerAdmin(ReasonRequiredAdmin):
     @staticmethod
     def correction_problem(item_answer, value) -> str | None:
         """The instrument's verdict on the corrected value (None when it is valid)."""
-        from .services.responses import item_answer_correction_check
+        from ..services.responses import item_answer_correction_check
 
         result = item_answer_correction_check(response=item_answer.response, item_key=item_answer.item_key, value=value)
         return "; ".join(m for messages in result.errors.values() for m in messages) or None
@@ -449,7 +449,7 @@ class SideEffectAdmin(ReasonRequiredAdmin):
     def save_model(self, request, obj, form, change):
         # The correction service re-runs the protocol's side-effect safety rules (serious → alert) and
         # records the reason given here in the audit trail.
-        from .services.side_effects import CORRECTABLE_FIELDS, side_effect_correct
+        from ..services.side_effects import CORRECTABLE_FIELDS, side_effect_correct
 
         side_effect_correct(
             side_effect=obj,
@@ -523,7 +523,7 @@ class CoordinatorTaskAdmin(ScopedAdmin):
         return super().has_change_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
-        from .reminders.services import coordinator_task_resolve
+        from ..reminders.services import coordinator_task_resolve
 
         try:
             coordinator_task_resolve(task_id=obj.pk, user=request.user, note=form.cleaned_data["resolution_note"])
