@@ -1,6 +1,11 @@
-"""Staff admin of survey data, and the participant dashboard; importing the package registers every
-ModelAdmin."""
+"""Staff admin of surveys; importing the package registers every ModelAdmin.
 
-from .survey_data import ParticipantDashboardAdmin, dashboard_annotations
+dashboard: the participant dashboard (the participants changelist and change page with survey-derived
+columns and sections); survey_data: instruments, instances, responses, corrections, doses, side effects,
+reminders, coordinator tasks, prompt events and data queries.
+"""
 
-__all__ = ["ParticipantDashboardAdmin", "dashboard_annotations"]
+from . import survey_data
+from .dashboard import ParticipantDashboardAdmin, dashboard_annotations
+
+__all__ = ["ParticipantDashboardAdmin", "dashboard_annotations", "survey_data"]
