@@ -20,12 +20,12 @@ from trialsite.api.errors import ApiError, Forbidden, NotFound, ValidationFailed
 from trialsite.models import ApiToken, Site, Trial
 from trialsite.protocol.services import protocol_current
 
-from .. import hooks, services
-from ..enrolment_link import enrolment_qr_svg
-from ..models import Participant, ParticipantStatus, WithdrawalScope
-from ..selectors import consent_status
-from .common import ClientAddressThrottle, ParticipantsApiView, ResultsPagination, errors
-from .permissions import IsParticipant, IsStaff
+from ... import hooks, services
+from ...enrolment_link import enrolment_qr_svg
+from ...models import Participant, ParticipantStatus, WithdrawalScope
+from ...selectors import consent_status
+from ..common import ClientAddressThrottle, ParticipantsApiView, ResultsPagination, errors
+from ..permissions import IsParticipant, IsStaff
 
 # --- shared output ------------------------------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ def me_data(participant: Participant, request=None) -> dict:
 
 def _reachable_channels(participant: Participant) -> list[str]:
     # Push counts once a device can be reached (a Web Push subscription or a legacy token).
-    from ..selectors import participant_has_push
+    from ...selectors import participant_has_push
 
     channels = list(participant.channels)
     if "push" in channels and not participant_has_push(participant=participant):
@@ -390,7 +390,7 @@ class PushSubscriptionApi(ParticipantsApiView):
         responses={204: None, **errors(400, 401, 403)},
     )
     def put(self, request):
-        from ..services.push import push_subscription_save
+        from ...services.push import push_subscription_save
 
         body = self._body(request)
         self.InputSerializer(data=body).is_valid(raise_exception=True)
@@ -404,7 +404,7 @@ class PushSubscriptionApi(ParticipantsApiView):
         responses={204: None, **errors(400, 401, 403)},
     )
     def delete(self, request):
-        from ..services.push import push_subscription_delete
+        from ...services.push import push_subscription_delete
 
         body = self._body(request)
         self.DeleteSerializer(data=body).is_valid(raise_exception=True)
