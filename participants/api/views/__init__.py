@@ -1,4 +1,4 @@
-"""Participant (phone) and staff API of the participants app (see phone.py)."""
+"""Participant (phone) API (phone.py) and staff API (staff.py) of the participants app."""
 
 from .phone import (
     ConsentApi,
@@ -7,15 +7,17 @@ from .phone import (
     MeApi,
     PushSubscriptionApi,
     PushVapidKeyApi,
+    WithdrawApi,
+    me_data,
+    safety_info,
+)
+from .staff import (
     StaffEnrolmentCodeApi,
     StaffEnrolmentQrApi,
     StaffParticipantsApi,
     StaffRandomiseApi,
     StaffTokenApi,
     StaffWithdrawApi,
-    WithdrawApi,
-    me_data,
-    safety_info,
 )
 
 __all__ = [
