@@ -24,10 +24,10 @@ from rest_framework.response import Response
 
 from trialsite.api.errors import ApiError, flatten_fields
 
-from .. import fhir
-from ..errors import SurveyError
-from ..models import Severity
-from ..selectors import (
+from ... import fhir
+from ...errors import SurveyError
+from ...models import Severity
+from ...selectors import (
     PHONE_STATUSES,
     dose_list,
     instance_phone_status,
@@ -35,8 +35,8 @@ from ..selectors import (
     survey_instance_get,
     survey_instance_list,
 )
-from ..services import dose_log_create, prompt_event_record, side_effect_report, survey_response_submit
-from .common import (
+from ...services import dose_log_create, prompt_event_record, side_effect_report, survey_response_submit
+from ..common import (
     IDEMPOTENCY_HEADER,
     AwareDateTimeField,
     ParticipantApiView,
@@ -164,13 +164,13 @@ class InstrumentDetailApi(ParticipantApiView):
     def get(self, request, slug: str):
         from trialsite.protocol.i18n import negotiate
 
-        from ..protocol import protocol_of_trial
+        from ...protocol import protocol_of_trial
 
         instrument = instrument_current(trial_id=request.participant.trial_id, slug=slug)
         if instrument is None:
             raise Http404
         d = instrument.definition
-        from ..validation import item_choices
+        from ...validation import item_choices
 
         default = protocol_of_trial(request.participant.trial_id).language
         translations = d.get("translations") or {}
