@@ -7,11 +7,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 
 from trialsite import roles as R
-from trialsite.admin_scoping import (
-    ReasonForm,
-    ScopedAdmin,
-    site_filter,
-)
+from trialsite.admin_scoping import ReasonForm, ScopedAdmin, site_filter
 
 from .. import models as m
 from .participants import SITE, service

@@ -5,10 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from trialsite import roles as R
-from trialsite.admin_scoping import (
-    ScopedAdmin,
-    site_filter,
-)
+from trialsite.admin_scoping import ScopedAdmin, site_filter
 
 from .. import models as m
 from .participants import SITE

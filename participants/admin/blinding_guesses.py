@@ -7,11 +7,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from trialsite import roles as R
-from trialsite.admin_scoping import (
-    CLINICAL_WRITE_ROLES,
-    ScopedAdmin,
-    site_filter,
-)
+from trialsite.admin_scoping import CLINICAL_WRITE_ROLES, ScopedAdmin, site_filter
 from trialsite.models import Trial
 from trialsite.protocol.services import protocol_current
 

@@ -25,13 +25,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from trialsite import roles as R
-from trialsite.admin_scoping import (
-    CLINICAL_WRITE_ROLES,
-    ReadOnlyInline,
-    ScopedAdmin,
-    has_any_role,
-    site_filter,
-)
+from trialsite.admin_scoping import CLINICAL_WRITE_ROLES, ReadOnlyInline, ScopedAdmin, has_any_role, site_filter
 from trialsite.models import Site, Trial
 from trialsite.protocol.services import protocol_current
 

@@ -6,12 +6,7 @@ from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
 
-from trialsite.admin_scoping import (
-    SAFETY_ROLES,
-    ScopedAdmin,
-    has_any_role,
-    site_filter,
-)
+from trialsite.admin_scoping import SAFETY_ROLES, ScopedAdmin, has_any_role, site_filter
 
 from .. import models as m
 from .participants import SITE, NoteForm, intermediate

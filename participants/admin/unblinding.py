@@ -7,10 +7,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from trialsite import roles as R
-from trialsite.admin_scoping import (
-    ScopedAdmin,
-    has_any_role,
-)
+from trialsite.admin_scoping import ScopedAdmin, has_any_role
 
 from .. import models as m
 from ..services.errors import WorkflowError

@@ -1,16 +1,16 @@
-"""The participant phone API of the surveys app (see surveys.py)."""
+"""The participant phone API of the surveys app: surveys.py (surveys, instruments, responses, doses, side
+effects, events), sync.py (offline sync), fhir.py (FHIR views)."""
 
+from .fhir import FhirQuestionnaireApi, FhirQuestionnaireResponseApi
 from .surveys import (
     DoseApi,
-    FhirQuestionnaireApi,
-    FhirQuestionnaireResponseApi,
     InstrumentDetailApi,
     PromptEventCreateApi,
     SideEffectCreateApi,
     SurveyListApi,
     SurveyResponseSubmitApi,
-    SyncApi,
 )
+from .sync import SyncApi
 
 __all__ = [
     "DoseApi",
