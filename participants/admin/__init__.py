@@ -6,8 +6,10 @@ the (unblinded-only) allocation tables; contact_access: who viewed contact detai
 coordinators' blinding guesses.
 """
 
+from trialsite.admin_scoping import STAFF_ROLES
+
 from . import adverse_events, allocation, blinding_guesses, contact_access, safety, unblinding
-from .participants import STAFF_ROLES, OpenAlertsFilter, ParticipantAdmin, error_text, intermediate, qr_svg
+from .participants import OpenAlertsFilter, ParticipantAdmin, error_text, intermediate, qr_svg
 
 __all__ = [
     "STAFF_ROLES",
