@@ -183,6 +183,13 @@ def test_emergency_unblinding_needs_the_other_role(
     assert req.status == "revealed" and req.revealed_at is not None
     # The notices are recorded with each step and sent by a worker, never inside the request.
     assert mail.outbox == []
+    # The requester's role is re-checked at every reveal: once it is revoked, the allocation stays hidden.
+    from trialsite.models import RoleGrant
+    from trialsite.services import role_revoke
+
+    role_revoke(grant=RoleGrant.objects.get(user=physician))
+    with pytest.raises(PermissionDenied, match="still holding the role"):
+        unblinding_reveal(request=req, actor=type(physician).objects.get(pk=physician.pk))
     assert OutboxMessage.objects.filter(dedupe_key__startswith=f"unblinding:{req.uuid}:").count() == 3
     assert outbox_deliver_pending() == {"sent": 3}
     assert outbox_deliver_pending() == {}  # delivered once

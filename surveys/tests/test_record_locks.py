@@ -69,7 +69,9 @@ def test_a_locked_participants_phone_changes_nothing_anywhere(phone, make_staff)
     result = synced.json()["results"][0]
     assert (result["idempotency_key"], result["status"]) == (key, 409)
     assert result["error"]["code"] == "conflict" and "locked" in result["error"]["message"]
-    consent = phone.post("/api/v1/consent", {"version": "1.0", "sha256": "x", "agree": True, "typed_name": "A"})
+    doc = phone.get("/api/v1/consent").json()
+    body = {"version": doc["version"], "sha256": doc["sha256"], "agree": True, "typed_name": "A Person"}
+    consent = phone.post("/api/v1/consent", body, format="json")
     assert consent.status_code == 409 and "locked" in consent.json()["error"]["message"]
     assert not Response.objects.filter(participant=p).exists() and not DoseLog.objects.filter(participant=p).exists()
     assert phone.get("/api/v1/me").status_code == 200  # reading is still fine
