@@ -121,3 +121,27 @@ def test_policy_knows_no_unknown_action_and_no_anonymous_actor(phone):
     assert not policy.can(phone.participant.user, "delete_everything", phone.participant)
     assert not policy.can(policy.SYSTEM, policy.PARTICIPANT_RANDOMISE, phone.participant)
     assert policy.can(policy.SYSTEM, policy.SAFETY_ALERT_ESCALATE, phone.participant)
+
+
+def _admin_action(client, participant, action, reason):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+    from django.urls import reverse
+
+    data = {"action": action, ACTION_CHECKBOX_NAME: [participant.pk], "confirm": "1", "reason": reason}
+    return client.post(reverse("admin:participants_participant_changelist"), data)
+
+
+def test_the_admin_revokes_a_lost_phone_and_locks_data_through_the_services(phone, client, make_staff):
+    p = phone.participant
+    client.force_login(make_staff("monitor"))
+    _admin_action(client, p, "revoke_tokens", "phone lost")  # not an action a monitor has: nothing happens
+    _admin_action(client, p, "lock_data", REASON)
+    assert phone.get("/api/v1/me").status_code == 200
+    client.force_login(make_staff("coordinator", site=p.site))
+    _admin_action(client, p, "lock_data", REASON)  # data management's, not the coordinator's
+    _admin_action(client, p, "revoke_tokens", "phone lost on the bus")
+    assert phone.get("/api/v1/me").status_code == 401
+    assert not Participant.objects.get(pk=p.pk).locked
+    client.force_login(make_staff("data_manager"))
+    _admin_action(client, p, "lock_data", REASON)
+    assert Participant.objects.get(pk=p.pk).locked
