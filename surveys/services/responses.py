@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from participants.models import Participant
 from participants.selectors import consent_status
+from trialsite.protocol.services import protocol_current
 
 from ..errors import InvalidInput, NotFound, SurveyError
 from ..models import DoseLog, InstanceStatus, ItemAnswer, PromptEvent, Response, Score, SideEffect, SurveyInstance
-from ..protocol import protocol_of_trial
 from ..safety import raise_alerts, rules_fired_for_response
 from ..scoring import score_answers
 from ..validation import validate_answers
@@ -164,7 +164,7 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
     Score.objects.bulk_create([Score(response=response, key=s.key, **_score_columns(s)) for s in scores])
     instance.status = InstanceStatus.COMPLETED
     instance.save(update_fields=["status"])
-    protocol = protocol_of_trial(participant.trial_id)
+    protocol = protocol_current(participant.trial_id)
     fired = rules_fired_for_response(
         protocol=protocol,
         instrument=instance.instrument.slug,
@@ -343,7 +343,7 @@ def item_answer_correct(*, item_answer: ItemAnswer, value: Any, user, reason: st
         for s in scores:
             Score.objects.update_or_create(response=response, key=s.key, defaults=_score_columns(s))
         fired = rules_fired_for_response(
-            protocol=protocol_of_trial(response.participant.trial_id),
+            protocol=protocol_current(response.participant.trial_id),
             instrument=response.instance.instrument.slug,
             answers=result.answers,
             scores={s.key: s.value for s in scores},
