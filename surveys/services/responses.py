@@ -87,10 +87,7 @@ def survey_response_submit(
     if authored.tzinfo is None:
         raise InvalidInput("authored needs an offset.", fields={"authored": ["A timestamp with an offset is needed."]})
     digest = request_hash({"instance": str(instance_id), "answers": answers, "authored": authored.isoformat()})
-    # Fast path for retries: no lock needed to answer a replay.
-    replay = idempotency_lookup(participant=participant, key=idempotency_key, kind="response", digest=digest)
-    if replay is not None:
-        return replay
+    # A replay is answered under the instance's lock (one lookup, no separate fast path: most writes are new).
     try:
         return _submit(
             participant=participant,
