@@ -106,6 +106,9 @@ def database_config() -> dict:
     config = dj_database_url.parse(url, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")))
     config["ENGINE"] = "django.db.backends.postgresql"
     config["CONN_HEALTH_CHECKS"] = True
+    # Behind PgBouncer in transaction-pooling mode (DB_TRANSACTION_POOLING=1): a server-side cursor outlives the
+    # statement's transaction on one server connection, so Django must not use them (README, Operations).
+    config["DISABLE_SERVER_SIDE_CURSORS"] = os.environ.get("DB_TRANSACTION_POOLING") == "1"
     # Each concurrent test run (developers, helpers, CI) may pick its own test database name.
     config["TEST"] = {"NAME": os.environ.get("TEST_DB_NAME") or None}
     return config
