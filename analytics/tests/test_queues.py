@@ -84,3 +84,39 @@ def test_a_due_reminder_leaves_while_the_export_pool_is_flooded_with_long_jobs(
         timeout=90,
         what="the exports",
     )
+
+
+@pytest.mark.timeout(300)
+def test_two_export_workers_given_one_job_twice_run_it_once(
+    trial, make_staff, celery_worker_process, worker_env, settings, tmp_path
+):
+    """Two workers against one database, the job's message delivered twice (a re-publish, a redelivery): the
+    second delivery finds the job leased by a live run (or already done) and does nothing; one run, one bundle."""
+    from analytics.models import ExportJob
+    from analytics.services import export_job_create, export_job_publish
+    from surveys.tests.reminder_helpers import queue_length
+
+    queue, start, _stop = celery_worker_process
+    pause, root = tmp_path / "pause", tmp_path / "exports"
+    pause.mkdir()
+    settings.EXPORT_QUEUE = queue
+    settings.EXPORT_ROOT = root
+    worker_env.update({"EXPORT_ROOT": str(root), "EXPORT_TEST_PAUSE_DIR": str(pause)})
+    job = export_job_create(trial=trial, user=make_staff("statistician"), formats=["csv"])
+    hold = pause / f"{job.uuid}.hold"
+    hold.touch()
+    start(concurrency=1)
+    wait_for(lambda: (pause / f"{job.uuid}.attempt-1.running").exists(), timeout=60, what="the first run")
+    start(concurrency=1)
+    assert export_job_publish(job_id=job.pk)  # the duplicate message, while the first run holds the lease
+    wait_for(lambda: queue_length(queue) == 0, timeout=60, what="the second worker to take the duplicate")
+    hold.unlink()
+    wait_for(
+        lambda: ExportJob.objects.filter(pk=job.pk, status__in=["done", "failed"]).exists(),
+        timeout=90,
+        what="the export",
+    )
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("done", 1), job.error
+    assert sorted(p.name for p in root.iterdir()) == [f"{job.uuid}.zip"]
+    assert not (pause / f"{job.uuid}.attempt-2.running").exists()

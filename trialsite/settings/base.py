@@ -289,7 +289,6 @@ EXPORT_MAX_ATTEMPTS = int(os.environ.get("EXPORT_MAX_ATTEMPTS", "3"))
 # Celery queue of export runs: their own queue and worker pool (docker-compose `worker-exports`), so a long
 # export never holds up a due reminder, an outbox e-mail or a sweep (all on the default queue, `worker`).
 EXPORT_QUEUE = os.environ.get("EXPORT_QUEUE") or "exports"
-CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {"analytics.tasks.export_job_run": {"queue": EXPORT_QUEUE}}
 # Test hook of the worker-kill fault test only: never set it in a deployment.
 EXPORT_TEST_PAUSE_DIR = os.environ.get("EXPORT_TEST_PAUSE_DIR") or None
