@@ -123,7 +123,9 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
         return replay
     now = now or timezone.now()
     _require_active(participant)
-    if instance.status == InstanceStatus.COMPLETED or Response.objects.filter(instance=instance).exists():
+    # An answered instance is `completed`; a response stored any other way still makes the insert below fail on
+    # the one-response-per-instance constraint, which the caller answers as the same conflict.
+    if instance.status == InstanceStatus.COMPLETED:
         raise SurveyError("This survey has already been answered.", code="conflict")
     if instance.status == InstanceStatus.CANCELLED:
         raise SurveyError("This survey was cancelled.", code="conflict")

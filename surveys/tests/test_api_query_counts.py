@@ -23,10 +23,10 @@ ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": T
 ME_QUERIES = 4
 # /surveys: the token (+ participant); the page's count; the page.
 SURVEYS_QUERIES = 3
-# A submission: the token; savepoint; the instance FOR UPDATE; the idempotency key; the consent (2); "already
-# answered?"; the response, its item answers, its scores; the instance's status; the current protocol version
-# (safety rules); the idempotency record; release.
-SUBMIT_QUERIES = 13
+# A submission: the token; savepoint; the instance FOR UPDATE; the idempotency key; the consent (2); the response
+# (one per instance: a constraint, not a query), its item answers, its scores; the instance's status; the current
+# protocol version (safety rules); the idempotency record; release.
+SUBMIT_QUERIES = 12
 # /sync with N responses: the token, then per item what one submission does after its token.
 SYNC_PER_REQUEST, SYNC_PER_RESPONSE = 1, SUBMIT_QUERIES - 1
 
@@ -99,3 +99,21 @@ def test_sync_costs_a_constant_plus_a_constant_per_item(phone, django_assert_num
         response = phone.post("/api/v1/sync", {"items": items}, format="json")
     assert [r["status"] for r in response.json()["results"]] == [201] * n
     assert validations == []
+
+
+def test_an_instance_answered_outside_the_api_is_a_conflict_not_a_500(phone):
+    from surveys.models import Response
+
+    (instance,) = open_instances(phone, 1)
+    Response.objects.create(
+        instance=instance,
+        participant=phone.participant,
+        instrument=instance.instrument,
+        idempotency_key=uuid.uuid4(),
+        request_hash="x",
+        answers={},
+        authored_at=timezone.now(),
+        received_at=timezone.now(),
+    )
+    response = submit(phone, instance)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "conflict"
