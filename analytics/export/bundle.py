@@ -18,15 +18,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connections
 
+from trialsite.db import replica_reads
 from trialsite.models import Trial
 from trialsite.protocol.schema import Protocol
 
-from .catalogue import bundle_tables
+from .catalogue import Table, bundle_tables
 from .codebook import CODEBOOK_COLUMNS, codebook_rows
 from .copy import TICK_SECONDS, copy_to
 from .formats import _HashingWriter, _parquet_from_csv, _write_spss, _write_stata, _zip_write_file
-from .snapshot import bundle_snapshot
+from .parallel import copy_tables_parallel
+from .snapshot import shared_snapshot
 
 FORMATS = ("csv", "parquet", "spss", "stata")
 COMPRESSION = zipfile.ZIP_DEFLATED
@@ -70,14 +73,19 @@ def write_bundle(
     reason: str = "",
     export_id: str | None = None,
     progress: Callable[[float], None] | None = None,
+    workers: int | None = None,
 ) -> BundleResult:
     """Write the export bundle (zip) to `out`. Callers check permissions (unblinded needs the role).
 
-    The whole bundle is read in one snapshot (`bundle_snapshot`). `progress(fraction)` is called after each
-    table and, while a table streams, every TICK_BYTES / TICK_SECONDS: the job's heartbeat. It may raise to
-    abandon the export (a lost lease); the partial file is then left for the caller to remove.
+    The whole bundle is read in one snapshot, on the replica when one is configured (`trialsite.db`). With
+    `workers` > 1 (default `settings.EXPORT_COPY_WORKERS`) the tables are copied in parallel on that many
+    connections sharing the snapshot (`shared_snapshot`); inside a caller's transaction they are read serially
+    in it. `progress(fraction)` is called after each table and, while tables stream, every TICK_BYTES /
+    TICK_SECONDS: the job's heartbeat. It may raise to abandon the export (a lost lease); the workers are then
+    stopped and the partial file is left for the caller to remove.
     """
-    with bundle_snapshot() as snapshot:
+    workers = max(1, int(settings.EXPORT_COPY_WORKERS if workers is None else workers))
+    with replica_reads() as using, shared_snapshot(using, export=workers > 1) as (snapshot, snapshot_id):
         return _write_bundle(
             trial=trial,
             out=out,
@@ -88,10 +96,73 @@ def write_bundle(
             export_id=export_id,
             progress=progress,
             snapshot=snapshot,
+            using=using,
+            snapshot_id=snapshot_id,
+            workers=workers,
         )
 
 
-def _write_bundle(*, trial, out, blinded, formats, user, reason, export_id, progress, snapshot) -> BundleResult:
+def table_entries(zf: zipfile.ZipFile, table: Table, *, sql, blinded, formats, tmpdir, connection, tick) -> list[dict]:
+    """Write one table into `zf`: its CSV (streamed by COPY on `connection`), then its other formats.
+
+    `tick()` is called every TICK_BYTES of CSV and before each conversion; `tick.maybe()` between chunks.
+    """
+    columns = table.visible_columns(blinded)
+    need_csv_copy = any(f != "csv" for f in formats)
+    csv_tmp = os.path.join(tmpdir, f"{table.name}.csv")
+    tee = open(csv_tmp, "wb") if need_csv_copy else None  # noqa: SIM115 - closed below
+    try:
+        with zf.open(f"{table.name}.csv", "w", force_zip64=True) as raw:
+            w = _HashingWriter(raw, tee=tee, tick=tick)
+            rows = copy_to(sql, w, tick=tick.maybe, connection=connection)
+    finally:
+        if tee is not None:
+            tee.close()
+    files = [
+        {
+            "name": f"{table.name}.csv",
+            "table": table.name,
+            "format": "csv",
+            "rows": rows,
+            "sha256": w.sha.hexdigest(),
+            "bytes": w.bytes,
+        }
+    ]
+    if "parquet" in formats:
+        tick()
+        pq_tmp = os.path.join(tmpdir, f"{table.name}.parquet")
+        _parquet_from_csv(table, columns, csv_tmp, pq_tmp)
+        files.append(
+            {
+                **_zip_write_file(zf, f"{table.name}.parquet", pq_tmp),
+                "table": table.name,
+                "format": "parquet",
+                "rows": rows,
+            }
+        )
+        os.unlink(pq_tmp)
+    for fmt, ext, writer in (("spss", "sav", _write_spss), ("stata", "dta", _write_stata)):
+        if fmt in formats:
+            tick()
+            tmp = os.path.join(tmpdir, f"{table.name}.{ext}")
+            writer(columns, csv_tmp, tmp)
+            files.append(
+                {
+                    **_zip_write_file(zf, f"{table.name}.{ext}", tmp),
+                    "table": table.name,
+                    "format": fmt,
+                    "rows": rows,
+                }
+            )
+            os.unlink(tmp)
+    if need_csv_copy:
+        os.unlink(csv_tmp)
+    return files
+
+
+def _write_bundle(
+    *, trial, out, blinded, formats, user, reason, export_id, progress, snapshot, using, snapshot_id, workers
+) -> BundleResult:
     formats = [f for f in FORMATS if f in set(formats) | {"csv"}]
     trial = Trial.objects.get(pk=trial.pk)  # read in the snapshot like everything else
     version = trial.current_protocol
@@ -105,61 +176,43 @@ def _write_bundle(*, trial, out, blinded, formats, user, reason, export_id, prog
     tmpdir = tempfile.mkdtemp(prefix=f"{'' if out.name.startswith('.') else '.'}{out.name}.tmp-", dir=out.parent)
     try:
         with zipfile.ZipFile(out, "w", compression=COMPRESSION, compresslevel=COMPRESS_LEVEL, allowZip64=True) as zf:
-            for n, table in enumerate(chosen):
-                columns = table.visible_columns(blinded)
-                sql = table.sql(trial_id=trial.pk, blinded=blinded)
-                need_csv_copy = any(f != "csv" for f in formats)
-                csv_tmp = os.path.join(tmpdir, f"{table.name}.csv")
-                tee = open(csv_tmp, "wb") if need_csv_copy else None  # noqa: SIM115 - closed below
-                ticker = _Ticker(progress, n / steps)
-                try:
-                    with zf.open(f"{table.name}.csv", "w", force_zip64=True) as raw:
-                        w = _HashingWriter(raw, tee=tee, tick=ticker)
-                        rows = copy_to(sql, w, tick=ticker.maybe)
-                finally:
-                    if tee is not None:
-                        tee.close()
-                files.append(
-                    {
-                        "name": f"{table.name}.csv",
-                        "table": table.name,
-                        "format": "csv",
-                        "rows": rows,
-                        "sha256": w.sha.hexdigest(),
-                        "bytes": w.bytes,
-                    }
+            jobs = [(table, table.sql(trial_id=trial.pk, blinded=blinded)) for table in chosen]
+            if snapshot_id is not None and workers > 1:
+                files += copy_tables_parallel(
+                    zf,
+                    jobs,
+                    write=lambda part_zf, table, sql, connection, tick: table_entries(
+                        part_zf,
+                        table,
+                        sql=sql,
+                        blinded=blinded,
+                        formats=formats,
+                        tmpdir=tmpdir,
+                        connection=connection,
+                        tick=tick,
+                    ),
+                    snapshot_id=snapshot_id,
+                    using=using,
+                    workers=workers,
+                    tmpdir=tmpdir,
+                    progress=progress,
+                    steps=steps,
                 )
-                if "parquet" in formats:
-                    ticker()
-                    pq_tmp = os.path.join(tmpdir, f"{table.name}.parquet")
-                    _parquet_from_csv(table, columns, csv_tmp, pq_tmp)
-                    files.append(
-                        {
-                            **_zip_write_file(zf, f"{table.name}.parquet", pq_tmp),
-                            "table": table.name,
-                            "format": "parquet",
-                            "rows": rows,
-                        }
+            else:
+                for n, (table, sql) in enumerate(jobs):
+                    ticker = _Ticker(progress, n / steps)
+                    files += table_entries(
+                        zf,
+                        table,
+                        sql=sql,
+                        blinded=blinded,
+                        formats=formats,
+                        tmpdir=tmpdir,
+                        connection=connections[using],
+                        tick=ticker,
                     )
-                    os.unlink(pq_tmp)
-                for fmt, ext, writer in (("spss", "sav", _write_spss), ("stata", "dta", _write_stata)):
-                    if fmt in formats:
-                        ticker()
-                        tmp = os.path.join(tmpdir, f"{table.name}.{ext}")
-                        writer(columns, csv_tmp, tmp)
-                        files.append(
-                            {
-                                **_zip_write_file(zf, f"{table.name}.{ext}", tmp),
-                                "table": table.name,
-                                "format": fmt,
-                                "rows": rows,
-                            }
-                        )
-                        os.unlink(tmp)
-                if need_csv_copy:
-                    os.unlink(csv_tmp)
-                if progress:
-                    progress((n + 1) / steps)
+                    if progress:
+                        progress((n + 1) / steps)
             # Codebook
             buf = io.StringIO()
             cw = csv.DictWriter(buf, fieldnames=CODEBOOK_COLUMNS, lineterminator="\n")

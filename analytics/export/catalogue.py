@@ -99,6 +99,7 @@ class Table:
     order_by: str
     unblinded_only: bool = False
     where: str = ""
+    weight: int = 1  # relative size, for scheduling a parallel export (largest first)
 
     def visible_columns(self, blinded: bool) -> list[Column]:
         return [c for c in self.columns if not (blinded and c.unblinded_only)]

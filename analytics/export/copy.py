@@ -6,7 +6,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from django.db import connection
+from django.db import connection as default_connection
 
 # While a large table streams, the progress callback (the job's heartbeat) is called every TICK_BYTES of CSV
 # or TICK_SECONDS, whichever comes first, not only between tables.
@@ -14,15 +14,16 @@ TICK_BYTES = 8 << 20
 TICK_SECONDS = 15.0
 
 
-def copy_to(sql: str, sink, *, threaded: bool = True, tick: Callable[[], None] | None = None) -> int:
+def copy_to(sql: str, sink, *, threaded: bool = True, tick: Callable[[], None] | None = None, connection=None) -> int:
     """COPY (sql) TO STDOUT WITH CSV HEADER into `sink.write`; returns the row count.
 
     With `threaded`, a reader thread drains the COPY stream while this thread compresses and hashes, so
     PostgreSQL, the network read and zlib (which releases the GIL) overlap. `tick` is called in this thread
-    between chunks (a time-based heartbeat while a slow query has not produced TICK_BYTES yet).
+    between chunks (a time-based heartbeat while a slow query has not produced TICK_BYTES yet). `connection`:
+    a Django connection (default: the default alias), in whatever transaction it is in.
     """
     statement = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
-    with connection.cursor() as cur:
+    with (connection or default_connection).cursor() as cur:
         if not threaded:
             with cur.copy(statement) as copy:
                 for data in copy:
