@@ -99,7 +99,7 @@ class Table:
     order_by: str
     unblinded_only: bool = False
     where: str = ""
-    weight: int = 1  # relative size, for scheduling a parallel export (largest first)
+    weight: int = 1  # relative copy time (bench/export.py: responses ~ 100), for a parallel export: largest first
 
     def visible_columns(self, blinded: bool) -> list[Column]:
         return [c for c in self.columns if not (blinded and c.unblinded_only)]
@@ -276,6 +276,7 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
             ],
             f"{T['item']} a JOIN {resp_from} ON r.id = a.response_id",
             "p.study_id, r.authored_at, r.id, a.id",
+            weight=100,
         ),
         Table(
             "scores",
@@ -292,6 +293,7 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
             ],
             f"{T['score']} sc JOIN {resp_from} ON r.id = sc.response_id",
             "p.study_id, r.authored_at, r.id, sc.key",
+            weight=8,
         ),
         Table(
             "schedule",
@@ -382,6 +384,7 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
             f"min(at) FILTER (WHERE kind = 'opened') AS opened FROM {T['event']} GROUP BY instance_id) ev "
             "ON ev.instance_id = i.id",
             "p.study_id, i.opens_at, i.id",
+            weight=60,
         ),
         Table(
             "doses",
