@@ -98,14 +98,18 @@ def copy_tables_parallel(
     cancel = threading.Event()
     pg_connections: list = []  # the workers' psycopg connections, so the coordinator can cancel their queries
 
+    # The coordinator's own settings (a test mirror's too); each worker opens a connection of its own with them.
+    source = connections[using]
+    backend, settings_dict = type(source), source.settings_dict
+
     def work() -> None:
-        conn = connections.create_connection(using)
+        conn = backend(dict(settings_dict), using)
         try:
             conn.ensure_connection()
             pg_connections.append(conn.connection)
             with conn.cursor() as cur:
-                cur.execute(f"SET application_name = '{APPLICATION_NAME}'")
                 adopt_snapshot(cur, snapshot_id)
+                cur.execute(f"SET LOCAL application_name = '{APPLICATION_NAME}'")  # transaction-scoped: poolers
             while not cancel.is_set():
                 try:
                     i = tasks.get_nowait()
