@@ -202,7 +202,8 @@ def main() -> None:
     size = (out_dir / "big.zip").stat().st_size
     rows = sum(r for r, _ in counts.values() if r)
     csv_bytes = sum(b for _, b in counts.values() if b)
-    print(f"cores: {os.cpu_count()}; load average before the runs: {os.getloadavg()[0]:.1f}; workers: {workers}")
+    load = os.getloadavg()[0]
+    print(f"cores: {os.cpu_count()}; load average (1 min) after the runs: {load:.1f}; workers: {workers}")
     print(
         f"rows exported: {rows} (responses {counts['responses'][0]}); CSV {csv_bytes / 1e6:.1f} MB; "
         f"bundle {size / 1e6:.1f} MB"
