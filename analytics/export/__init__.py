@@ -15,14 +15,15 @@ Blinding: the blinded bundle (the default) never contains an arm, an allocation 
 unblinded bundle adds `allocation` (and dose-unit codes on doses). No table holds a name, e-mail, phone,
 address, IP address, device id or push token: participants appear by study id only.
 
-The package: `catalogue` (the tables, declarative), `codebook`, `snapshot` (one consistent read), `copy` (the
-COPY engine), `parallel` (workers on one snapshot), `formats` (Parquet, SPSS, Stata) and `bundle` (the zip and
-its manifest).
+The package: `columns` (what a table entry is), `catalogue` (the tables, declarative), `codebook`, `snapshot`
+(one consistent read), `copy` (the COPY engine), `parallel` (workers on one snapshot), `formats` (Parquet, SPSS,
+Stata) and `bundle` (the zip and its manifest).
 """
 
 from .bundle import COMPRESS_LEVEL, COMPRESSION, FORMATS, BundleResult, write_bundle
-from .catalogue import Column, T, Table, bundle_tables, tables
+from .catalogue import T, bundle_tables, tables
 from .codebook import CODEBOOK_COLUMNS, codebook_rows
+from .columns import Column, Table
 from .copy import TICK_BYTES, TICK_SECONDS, copy_to
 from .snapshot import bundle_snapshot
 

@@ -24,8 +24,9 @@ from trialsite.db import replica_reads
 from trialsite.models import Trial
 from trialsite.protocol.schema import Protocol
 
-from .catalogue import Table, bundle_tables
+from .catalogue import bundle_tables
 from .codebook import CODEBOOK_COLUMNS, codebook_rows
+from .columns import Table
 from .copy import TICK_SECONDS, copy_to
 from .formats import _HashingWriter, _parquet_from_csv, _write_spss, _write_stata, _zip_write_file
 from .parallel import copy_tables_parallel

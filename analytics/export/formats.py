@@ -10,7 +10,7 @@ import shutil
 import zipfile
 from collections.abc import Callable
 
-from .catalogue import Column, Table
+from .columns import Column, Table
 from .copy import TICK_BYTES
 
 
