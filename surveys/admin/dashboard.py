@@ -22,13 +22,7 @@ from participants.admin import ParticipantAdmin
 from participants.models import Participant
 from trialsite.admin_scoping import site_filter
 
-from ..models import (
-    DoseLog,
-    InstanceStatus,
-    Response,
-    SideEffect,
-    SurveyInstance,
-)
+from ..models import DoseLog, InstanceStatus, Response, SideEffect, SurveyInstance
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
