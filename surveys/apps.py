@@ -6,8 +6,11 @@ class SurveysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from celery.schedules import crontab
+
         from participants import hooks
-        from trialsite import outbox
+        from trialsite import beat, outbox
+        from trialsite.celery import SWEEP_SCHEDULE
         from trialsite.protocol.services import register_protocol_loader
 
         from . import checks, selectors  # noqa: F401 - checks registers the reminder-provider system check
@@ -24,3 +27,17 @@ class SurveysConfig(AppConfig):
         hooks.register("randomised", "surveys.plan", schedule.on_randomised)
         hooks.register("timezone_changed", "surveys.plan", schedule.on_timezone_changed)
         hooks.register("withdrawn", "surveys.cancel", schedule.on_withdrawn)
+        # Reminders due, instances whose window closed (missed), missed-in-a-row coordinator tasks.
+        beat.register_periodic(
+            "reminders-sweep",
+            task="surveys.reminders.sweep",
+            schedule=SWEEP_SCHEDULE,
+            options={"expires": 55},  # a sweep that waited a whole minute is superseded by the next one
+        )
+        # End of study: participants whose schedule is complete become `completed` (on their local date).
+        beat.register_periodic(
+            "end-of-study-sweep",
+            task="surveys.participants_complete_finished",
+            schedule=crontab(minute="*/10"),
+            options={"expires": 500},
+        )
