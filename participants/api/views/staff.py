@@ -18,7 +18,7 @@ from trialsite.api.pagination import ResultsPagination
 from trialsite.api.permissions import IsStaff
 from trialsite.models import Site, Trial
 
-from ... import hooks, services
+from ... import providers, services
 from ...enrolment_link import enrolment_qr_svg
 from ...models import Participant, ParticipantStatus
 from ..common import ParticipantsApiView, errors
@@ -88,7 +88,7 @@ class StaffParticipantsApi(ParticipantsApiView):
 
     class ListItemSerializer(serializers.Serializer):
         """No arm, no dose-unit contents, no contact details. Adherence comes from the installed providers
-        (participants.hooks.adherence: the surveys app), computed for the whole page at once."""
+        (participants.providers: the surveys app), computed for the whole page at once."""
 
         class Meta:
             ref_name = "StaffParticipantsListItem"
@@ -180,7 +180,7 @@ class StaffParticipantsApi(ParticipantsApiView):
             qs = qs.filter(trial__slug=params["trial"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
-        figures = hooks.adherence(participants=page, now=utc_now())
+        figures = providers.schedule_provider().adherence(participants=page, now=utc_now())
         data = self.ListItemSerializer(page, many=True, context={"adherence": figures}).data
         return paginator.get_paginated_response(data)
 
