@@ -60,6 +60,9 @@ def staff_token_issue(*, request, username: str, password: str, otp: str = ""):
 
 
 class StaffTokenApi(APIView):
+    """A staff bearer token for scripts: username, password and, with a confirmed authenticator, a one-time
+    password (staff_token_issue)."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [ClientAddressThrottle]
