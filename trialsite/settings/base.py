@@ -322,7 +322,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # CELERY_DEFAULT_QUEUE: where tasks go without an explicit queue (tests point a worker and beat at a private one).
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE") or "celery"
 # The cache serves only the enrolment and staff-token throttles (axes keeps its lock-out in the database): short
-# timeouts, and those throttles let requests through while Redis is unreachable (participants.api.common).
+# timeouts, and those throttles let requests through while Redis is unreachable (trialsite.api.throttling).
 if REDIS_URL:
     CACHES["default"]["OPTIONS"] = {
         "socket_timeout": float(os.environ.get("CACHE_SOCKET_TIMEOUT", "1")),
