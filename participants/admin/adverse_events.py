@@ -9,7 +9,8 @@ from trialsite import roles as R
 from trialsite.admin_scoping import ReasonForm, ScopedAdmin, site_filter
 
 from .. import models as m
-from .participants import SITE, service
+from .. import services
+from .participants import SITE
 
 # --- adverse events ------------------------------------------------------------------------------------------
 
@@ -73,7 +74,7 @@ class AdverseEventAdmin(ScopedAdmin):
 
         if change:
             # Corrections re-run the safety rules (correcting an event to serious raises the alert).
-            service("adverse_event_correct")(
+            services.adverse_event_correct(
                 event=obj,
                 actor=request.user,
                 reason=form.cleaned_data.get("change_reason") or "",
@@ -82,7 +83,7 @@ class AdverseEventAdmin(ScopedAdmin):
             return
         data = {k: v for k, v in form.cleaned_data.items() if k in CORRECTABLE_FIELDS}
         participant = form.cleaned_data["participant"]
-        created = service("adverse_event_create")(participant=participant, actor=request.user, **data)
+        created = services.adverse_event_create(participant=participant, actor=request.user, **data)
         obj.pk = created.pk
 
     def save_related(self, request, form, formsets, change):

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from trialsite import policy
 
-from .. import hooks
+from .. import providers
 from ..models import ConsentDocument, ConsentSignature, Participant, ParticipantStatus
 from ..selectors import consent_status
 from .errors import Withdrawn, WorkflowError
@@ -62,7 +62,7 @@ def consent_sign(
     )
     signature.full_clean()
     signature.save()
-    hooks.emit("consented", participant=participant, document=document)
+    providers.schedule_provider().on_consented(participant=participant, document=document)
     return signature
 
 
@@ -96,5 +96,5 @@ def consent_record_paper(
     )
     signature.full_clean()
     signature.save()
-    hooks.emit("consented", participant=participant, document=document)
+    providers.schedule_provider().on_consented(participant=participant, document=document)
     return signature

@@ -8,15 +8,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from participants.admin import error_text, intermediate
 from trialsite import policy
 from trialsite import roles as R
-from trialsite.admin_scoping import (
-    ReadOnlyInline,
-    ReasonRequiredAdmin,
-    ScopedAdmin,
-    site_filter,
-)
+from trialsite.admin_actions import error_text, intermediate
+from trialsite.admin_scoping import ReadOnlyInline, ReasonRequiredAdmin, ScopedAdmin, site_filter
 
 from .. import data_queries
 from ..models import (
