@@ -95,7 +95,3 @@ def plan_event(*, event: ScheduleEvent, anchor_at: datetime, anchor_date: date, 
             )
         )
     return out
-
-
-def dose_days(*, start_day: int, end_day: int, every_n_days: int) -> list[int]:
-    return list(range(start_day, end_day + 1, every_n_days))
