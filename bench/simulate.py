@@ -87,19 +87,25 @@ def main() -> None:
     parser.add_argument("--audit", action="store_true", help="let the audit insert triggers fire")
     args = parser.parse_args()
     trial = setup(fresh_database(os.environ["DATABASE_URL"], "bench_sim"))
-    from analytics.simulation import simulate_trial
+    from analytics.simulation import TrialSimulator
 
     started = time.perf_counter()
-    result = simulate_trial(
-        trial=trial, participants=args.participants, days=args.days, seed=1, now=NOW, audit=args.audit
-    )
+    sim = TrialSimulator(trial=trial, seed=1, now=NOW, audit=args.audit)
+    result = sim.run(participants=args.participants, days=args.days)
     elapsed = time.perf_counter() - started
+    copies = sum(sim.writer.seconds.values())
+    rows = sum(sim.writer.written.values())
     floor = copy_floor(result.item_answers)
     rate, floor_rate = result.item_answers / elapsed, result.item_answers / floor
     print(
         f"simulate_trial {args.participants} participants x {args.days} days (audit={'on' if args.audit else 'off'}): "
         f"{result.instances} instances, {result.responses} responses, {result.item_answers} item answers "
         f"in {elapsed:.1f} s = {rate:,.0f} answers/s (goal >= 50,000)"
+    )
+    print(
+        f"of which COPY {copies:.1f} s for {rows} rows in {len(sim.writer.written)} tables "
+        f"({', '.join(f'{k} {v:.1f}s' for k, v in sim.writer.seconds.items() if v >= 0.05)}); "
+        f"the rest is drawing, production's planning/scoring functions, commits and the end-of-study sweep"
     )
     print(f"raw COPY floor of the same {result.item_answers} rows: {floor:.2f} s = {floor_rate:,.0f} rows/s")
     print(f"ratio simulator / floor: {rate / floor_rate:.3f}")
