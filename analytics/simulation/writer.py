@@ -2,13 +2,16 @@
 `cursor.copy`, text format) in foreign-key order, one large COPY per table per batch; no ORM object per row.
 
 The audit trail and bulk writes. The audit trail is pghistory's AFTER INSERT/UPDATE/DELETE row triggers, and they
-fire for COPY too: with `audit=True` every synthetic row gets its insert event, exactly as a row written by a
-service would (about half the write cost of a bulk table goes into its event table). With `audit=False` (the
-benchmarks and scale builds), the *insert* triggers of the simulator's tables are skipped for the simulator's own
-transactions only, through pgtrigger's documented per-transaction switch (`pgtrigger.ignore`, SET LOCAL); update
-and delete triggers stay armed, every other connection keeps auditing, and each batch is still recorded under one
-pghistory context whose metadata says `simulate_trial` wrote it. Synthetic rows are not clinical events: a
-simulated trial without insert events is a demo or benchmark database, never evidence.
+fire for COPY too: with `audit=True` (the default: `simulate_trial`, `demo`, the tests) every synthetic row gets
+its insert event, exactly as a row written by a service would, and the event tables roughly double the write
+volume. With `audit=False` (bench/simulate.py, bench/scale.py) the *insert* triggers of the tables below are
+skipped for the simulator's own transactions only, through pgtrigger's per-transaction switch
+(`set_config('pgtrigger.ignore', …, true)`, i.e. SET LOCAL): update and delete triggers stay armed, every other
+connection keeps auditing, and the rows the simulator still writes through the ORM (consent signatures,
+allocations, the slots it takes, withdrawals, adverse events) are audited as usual under a pghistory context
+whose metadata says `simulate_trial`. Synthetic rows are not clinical events: a trial simulated without insert
+events is a demo or benchmark database, never evidence. The foreign-key triggers (deferred, checked at commit)
+are never skipped.
 """
 
 from __future__ import annotations
