@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import connection
+from django.db import connections
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ from participants.models import Participant
 from surveys import definitions
 from surveys import selectors as survey_selectors
 from surveys.models import SurveyInstance
+from trialsite.db import replica_alias, replica_reads
 from trialsite.models import Trial
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import ProtocolError, protocol_current
@@ -34,7 +35,8 @@ from .export import T
 
 
 def _rows(sql: str, params: list) -> list[dict]:
-    with connection.cursor() as cur:
+    """Figures are read on the replica when one is configured (DATABASE_REPLICA_URL; see trialsite.db)."""
+    with connections[replica_alias()].cursor() as cur:
         cur.execute(sql, params)
         cols = [c.name for c in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
@@ -102,16 +104,17 @@ def completion(*, trial: Trial, site_ids=None, by: str = "site", now: datetime |
     if site_ids is not None:
         qs = qs.filter(participant__site_id__in=list(site_ids))
     answered = definitions.answered_q()
-    rows = list(
-        qs.annotate(**{name: key})
-        .values(name)
-        .annotate(
-            planned=Count("pk"),
-            answered=Count("pk", filter=answered),
-            on_time=Count("pk", filter=answered & Q(response__late=False)),
+    with replica_reads():
+        rows = list(
+            qs.annotate(**{name: key})
+            .values(name)
+            .annotate(
+                planned=Count("pk"),
+                answered=Count("pk", filter=answered),
+                on_time=Count("pk", filter=answered & Q(response__late=False)),
+            )
+            .order_by(name)
         )
-        .order_by(name)
-    )
     for r in rows:
         r["rate"] = definitions.rate(r["answered"], r["planned"], digits=4)
     return rows
@@ -128,8 +131,9 @@ def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | 
     people = Participant.objects.filter(trial=trial, day0__isnull=False).select_related("site")
     if site_ids is not None:
         people = people.filter(site_id__in=list(site_ids))
-    people = list(people.only("pk", "study_id", "timezone", "day0", "withdrawn_at", "site__code"))
-    logged = survey_selectors.dose_days_logged(participant_ids=[p.pk for p in people])
+    with replica_reads():
+        people = list(people.only("pk", "study_id", "timezone", "day0", "withdrawn_at", "site__code"))
+        logged = survey_selectors.dose_days_logged(participant_ids=[p.pk for p in people])
     groups: dict = {}
     for p in people:
         days = logged.get(p.pk, set())
