@@ -22,10 +22,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from participants.models import Participant
+from trialsite.protocol.services import ProtocolError, protocol_current
 
 from . import definitions
 from .models import DoseLog, InstanceStatus, Instrument, Score, SurveyInstance
-from .protocol import ProtocolError, protocol_of_trial
 
 # What the phone sees: `open` includes the grace period after closing (answers are then `late`).
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,7 +64,7 @@ def survey_instance_get(*, participant: Participant, uuid) -> SurveyInstance | N
 
 def instrument_current(*, trial_id: int, slug: str) -> Instrument | None:
     """The instrument version named by the trial's current protocol."""
-    protocol = protocol_of_trial(trial_id)
+    protocol = protocol_current(trial_id)
     version = next((i.version for i in protocol.instruments if i.slug == slug), None)
     if version is None:
         return None
@@ -78,13 +78,13 @@ def dose_list(*, participant: Participant) -> QuerySet[DoseLog]:
 def planned_dose_days(*, participant: Participant, now: datetime | None = None) -> list[date]:
     """Local dates of the participant's planned doses (definitions.dose_days): the whole plan, or those come by
     `now`; none before randomisation; none from the local date of a withdrawal on."""
-    dosing = protocol_of_trial(participant.trial_id).dosing
+    dosing = protocol_current(participant.trial_id).dosing
     return definitions.dose_day_dates(participant=participant, dosing=dosing, now=now)
 
 
 def baseline_status(*, participant: Participant) -> tuple[bool, list[str]]:
     """Baseline = every `baseline: true` schedule event of the protocol answered."""
-    protocol = protocol_of_trial(participant.trial_id)
+    protocol = protocol_current(participant.trial_id)
     keys = [e.key for e in protocol.schedule if e.baseline]
     done = set(
         SurveyInstance.objects.filter(
@@ -143,7 +143,7 @@ def participants_adherence(*, participants, now: datetime) -> dict[int, dict]:
         )
     }
     logged_days = dose_days_logged(participant_ids=ids)
-    protocols = {trial_id: protocol_of_trial(trial_id) for trial_id in {p.trial_id for p in participants}}
+    protocols = {trial_id: protocol_current(trial_id) for trial_id in {p.trial_id for p in participants}}
     out: dict[int, dict] = {}
     for p in participants:
         row = counts.get(p.pk, {"due": 0, "answered": 0})
@@ -183,7 +183,7 @@ def missed_in_a_row_annotation(*, now: datetime):
     rules = {}
     for trial_id in Trial.objects.values_list("pk", flat=True):
         try:
-            rule = protocol_of_trial(trial_id).reminders.missed_in_a_row
+            rule = protocol_current(trial_id).reminders.missed_in_a_row
         except ProtocolError:  # a trial without a loaded protocol has no rule
             rule = None
         if rule is not None:

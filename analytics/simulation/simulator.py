@@ -36,7 +36,7 @@ from surveys.scoring import score_answers
 from surveys.services.schedule import participants_complete_finished
 from trialsite.audit import audit_context
 from trialsite.models import Trial
-from trialsite.protocol.schema import Protocol
+from trialsite.protocol.services import protocol_current
 
 from .follow_up import FollowUp
 from .model import WITHDRAWAL_REASONS, AnswerModel, Person, SimulationResult, clip, draw_person, new_uuid
@@ -51,7 +51,7 @@ class TrialSimulator:
         self.rng = random.Random(seed)
         self.now = (now or djtz.now()).astimezone(UTC)
         self.version = trial.current_protocol
-        self.protocol = Protocol.model_validate(self.version.definition)
+        self.protocol = protocol_current(trial)  # production's one parse per protocol version
         self.instruments = self._instruments()
         self.sites = list(trial.sites.order_by("code"))
         if not self.sites:

@@ -22,7 +22,7 @@ from django.db import transaction
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import protocol_current
 
-from .. import hooks
+from .. import providers
 from ..models import AllocationList, AllocationSlot, Arm, DoseUnit, Participant
 
 UNIT_ALPHABET = "ACDEFGHJKMNPQRTUVWXY345679"
@@ -70,12 +70,12 @@ def trial_strata(*, trial) -> list[str]:
 
 
 def participant_stratum(*, participant: Participant) -> tuple[str | None, list[str]]:
-    """(stratum, what is missing). Uses the baseline score through participants.hooks."""
+    """(stratum, what is missing). Uses the baseline score through participants.providers."""
     return stratum_of(
         protocol=protocol_current(participant.trial),
         site_code=participant.site.code,
         eligibility=participant.eligibility,
-        score_of=lambda s: hooks.baseline_score(
+        score_of=lambda s: providers.schedule_provider().baseline_score(
             participant=participant, instrument=s.instrument, schedule=s.schedule, score=s.score
         ),
     )
