@@ -374,6 +374,9 @@ class AllocationSlot(models.Model):
     block_number = models.PositiveIntegerField()
     block_size = models.PositiveSmallIntegerField()
     arm = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="+")
+    # Crossover designs: the arm sequence (protocol `crossover.sequences[].code`, e.g. "AB"); `arm` is then the
+    # first period's arm. Empty for parallel-group trials. ARM-BEARING.
+    arm_sequence = models.CharField(max_length=16, blank=True, default="")
     taken = models.BooleanField(default=False)
 
     class Meta:
