@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from django.db import connection
 
+from participants.models import Arm
 from trialsite.models import Trial
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import ProtocolError, protocol_current
@@ -99,13 +100,18 @@ def session_records(
     *, trial: Trial, site_ids=None, outcome: str | None = None
 ) -> tuple[dict[tuple[int, str], list[GuessRecord]], dict]:
     """UNBLINDED. {(planned day, schedule key): [GuessRecord]} and the analysis' description
-    ({"outcome", "change_from_baseline", "crossover"}). Empty without a protocol or with other than two arms."""
+    ({"arms", "outcome", "change_from_baseline", "crossover"}). Empty without a protocol or with other than two arms."""
     try:
         protocol = protocol_current(trial)
     except ProtocolError:
-        return {}, {"outcome": None, "change_from_baseline": False, "crossover": False}
+        return {}, {"arms": {}, "outcome": None, "change_from_baseline": False, "crossover": False}
     if len(protocol.arms) != 2:
-        return {}, {"outcome": None, "change_from_baseline": False, "crossover": protocol.crossover is not None}
+        return {}, {
+            "arms": {},
+            "outcome": None,
+            "change_from_baseline": False,
+            "crossover": protocol.crossover is not None,
+        }
     placebo = protocol.control_arm().code
     cx = protocol.crossover
     chosen = parse_outcome(outcome, protocol)
@@ -119,6 +125,7 @@ def session_records(
             else:
                 follow_up.setdefault(row["pid"], []).append((row["study_day"], row["value"]))
     points: dict[tuple[int, str], list[GuessRecord]] = {}
+    seen: set[str] = set()
     for row in _guess_rows(trial, site_ids):
         day = row["study_day"]
         period = None
@@ -129,6 +136,7 @@ def session_records(
             code = cx.sequence(row["arm_sequence"]).arms[period - 1]
         else:
             code = row["arm_code"]
+        seen.add(code)
         value = None
         candidates = [
             (d, v)
@@ -148,7 +156,15 @@ def session_records(
                 outcome=value,
             )
         )
+    names = dict(Arm.objects.filter(trial=trial, code__in=seen).values_list("code", "name"))
     about = {
+        # The arms behind "active" and "placebo" in the figures below, as allocated (arm-bearing, like the figures).
+        "arms": {
+            label: [
+                {"code": c, "name": names.get(c, "")} for c in sorted(seen) if (c == placebo) == (label == "placebo")
+            ]
+            for label in ("active", "placebo")
+        },
         "outcome": f"{chosen[0]}.{chosen[1]}" if chosen else None,
         "change_from_baseline": bool(baseline),
         "crossover": cx is not None,
@@ -162,7 +178,7 @@ def blinding_session_figures(
     """UNBLINDED: per time point every figure of `analytics.blinding_sessions.session_figures`, and per period
     (crossover) the figures of each participant's last guess in that period.
 
-    {"outcome", "change_from_baseline", "crossover", "time_points": [{"schedule_key", "planned_day", "period",
+    {"arms", "outcome", "change_from_baseline", "crossover", "time_points": [{"schedule_key", "planned_day", "period",
     "dose_number", ...figures}], "periods": [{"period", ...figures}]}."""
     points, about = session_records(trial=trial, site_ids=site_ids, outcome=outcome)
     protocol = protocol_current(trial) if points else None

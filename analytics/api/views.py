@@ -194,6 +194,9 @@ class BlindingTimePointOutput(serializers.Serializer):
 
 
 class BlindingSessionsOutput(serializers.Serializer):
+    arms = serializers.DictField(
+        help_text='{"active": [{code, name}], "placebo": [{code, name}]}: the arms behind the labels'
+    )
     outcome = serializers.CharField(allow_null=True, help_text="instrument.score analysed, e.g. phq9.total")
     change_from_baseline = serializers.BooleanField()
     crossover = serializers.BooleanField()
