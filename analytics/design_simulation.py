@@ -23,7 +23,7 @@ import random
 
 from .blinding_sessions import GuessRecord
 
-__all__ = ["simulate_session", "simulate_design"]
+__all__ = ["simulate_session", "simulate_design", "simulate_crossover"]
 
 
 def simulate_session(
@@ -77,5 +77,23 @@ def simulate_design(*, n: int, dose_counts: list[int], seed: int = 0, **model) -
     expectancy = [rng.uniform(0, 100) for _ in range(n)]
     return {
         d: simulate_session(n=n, doses=d, seed=seed * 1000 + d, arms=arms, expectancy=expectancy, **model)
+        for d in dose_counts
+    }
+
+
+def simulate_crossover(
+    *, n: int, dose_counts: list[int], seed: int = 0, **model
+) -> dict[tuple[int, int], list[GuessRecord]]:
+    """A two-period AB/BA crossover: {(period, doses): records}. Half the participants take active in period 1
+    and placebo in period 2, the others the reverse; expectancies are the participant's own throughout."""
+    rng = random.Random(seed)
+    first = [("active", "placebo")[i % 2] for i in rng.sample(range(n), n)]
+    second = ["placebo" if a == "active" else "active" for a in first]
+    expectancy = [rng.uniform(0, 100) for _ in range(n)]
+    return {
+        (period, d): simulate_session(
+            n=n, doses=d, seed=seed * 1000 + period * 100 + d, arms=arms, expectancy=expectancy, **model
+        )
+        for period, arms in ((1, first), (2, second))
         for d in dose_counts
     }

@@ -129,3 +129,20 @@ def test_cgrc_keeps_a_real_effect_that_does_not_follow_the_guess():
     c = cgrc(rows, n_trials=100)
     assert c["naive_effect"] == pytest.approx(5.0, abs=1.0)
     assert c["estimate"] == pytest.approx(5.0, abs=1.2)
+
+
+def test_simulated_crossover_swaps_arms_and_the_demo_command_prints_both_designs():
+    import io
+
+    from django.core.management import call_command
+
+    from analytics.design_simulation import simulate_crossover
+
+    sessions = simulate_crossover(n=40, dose_counts=[2, 7], seed=3)
+    p1, p2 = ({r.participant: r.arm for r in sessions[(period, 7)]} for period in (1, 2))
+    assert p1.keys() == p2.keys() and all(p1[k] != p2[k] for k in p1)
+    out = io.StringIO()
+    call_command("blinding_demo", "--participants", "60", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert sum(line.startswith("parallel") for line in lines) == 2
+    assert sum(line.startswith("crossover") for line in lines) == 4
