@@ -62,6 +62,11 @@ def participant_for_user(user) -> Participant | None:
         return None
 
 
+def user_is_participant(user) -> bool:
+    """True when the user is a participant's (a phone's) user: never staff."""
+    return Participant.objects.filter(user=user).exists()
+
+
 # --- Web Push ------------------------------------------------------------------------------------------------
 
 

@@ -207,7 +207,8 @@ def participants_complete_finished(*, now=None) -> int:
             return done
 
 
-# Handlers for participants.hooks (registered in SurveysConfig.ready). They run inside the caller's transaction.
+# Participants' workflow steps (called through participants.providers: surveys.provider). They run inside the
+# caller's transaction.
 
 
 def on_consented(*, participant: Participant, **details) -> None:

@@ -94,8 +94,8 @@ TEMPLATES = [
 ]
 
 
-def database_config() -> dict:
-    url = os.environ.get("DATABASE_URL")
+def database_config(url: str | None = None) -> dict:
+    url = url or os.environ.get("DATABASE_URL")
     if not url:
         from django.core.exceptions import ImproperlyConfigured
 
@@ -112,6 +112,13 @@ def database_config() -> dict:
 
 
 DATABASES = {"default": database_config()}
+# A streaming replica for bulk reads (exports, analytics figures): see trialsite/db.py. Writes never go there.
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = {
+        **database_config(os.environ["DATABASE_REPLICA_URL"]),
+        "TEST": {"MIRROR": "default"},  # tests read the test database through the alias
+    }
+DATABASE_ROUTERS = ["trialsite.db.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 PASSWORD_HASHERS = [
@@ -142,6 +149,8 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", LOCAL_DIR / "media"))
 EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", LOCAL_DIR / "exports"))
+# Connections that copy an export's tables in parallel on one shared snapshot (1 = serial, one connection).
+EXPORT_COPY_WORKERS = int(os.environ.get("EXPORT_COPY_WORKERS", "3"))
 
 # Sessions: idle expiry 30 minutes (refreshed on every request), absolute expiry 12 hours
 # (trialsite.middleware.SessionExpiryMiddleware).
@@ -306,7 +315,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # CELERY_DEFAULT_QUEUE: where tasks go without an explicit queue (tests point a worker and beat at a private one).
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE") or "celery"
 # The cache serves only the enrolment and staff-token throttles (axes keeps its lock-out in the database): short
-# timeouts, and those throttles let requests through while Redis is unreachable (participants.api.common).
+# timeouts, and those throttles let requests through while Redis is unreachable (trialsite.api.throttling).
 if REDIS_URL:
     CACHES["default"]["OPTIONS"] = {
         "socket_timeout": float(os.environ.get("CACHE_SOCKET_TIMEOUT", "1")),

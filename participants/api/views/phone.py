@@ -10,14 +10,15 @@ from rest_framework.response import Response
 
 from trialsite.api.auth import token_revoke
 from trialsite.api.errors import NotFound, ValidationFailed
+from trialsite.api.permissions import IsParticipant
+from trialsite.api.throttling import ClientAddressThrottle
 from trialsite.models import ApiToken
 from trialsite.protocol.services import protocol_current
 
 from ... import services
 from ...models import Participant, WithdrawalScope
 from ...selectors import consent_status
-from ..common import ClientAddressThrottle, ParticipantsApiView, errors
-from ..permissions import IsParticipant
+from ..common import ParticipantsApiView, errors
 
 # --- shared output ------------------------------------------------------------------------------------------
 

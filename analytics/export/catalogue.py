@@ -1,41 +1,13 @@
 # ruff: noqa: S608 - SQL here is built from model table names and constants only; the trial id is cast to int.
-"""The export bundle: one long table per kind of data, a codebook and a checksummed manifest, in a zip.
+"""The column catalogue: every table of the export bundle, declared as data (columns, labels, value labels, SQL).
 
-Tables are streamed from PostgreSQL with `COPY (SELECT …) TO STDOUT WITH CSV HEADER` straight into the zip
-entry (zipfile streaming write), so memory stays flat however large the trial. Parquet is converted from the
-same stream in record batches (pyarrow); SPSS/Stata files (pyreadstat) carry variable and value labels and
-are built per table in memory, so ask for them only when needed.
-
-Consistency: every COPY and the codebook are read in ONE `REPEATABLE READ READ ONLY` transaction, so the
-tables agree with each other even while answers are being submitted (a score never lacks its item answers);
-the manifest records that snapshot (`snapshot`: its time, `pg_current_snapshot()` and xmin/xmax).
-
-Blinding: the blinded bundle (the default) never contains an arm, an allocation or a dose-unit code; only the
-unblinded bundle adds `allocation` (and dose-unit codes on doses). No table holds a name, e-mail, phone,
-address, IP address, device id or push token: participants appear by study id only.
+To add a table: append a `Table(...)` to the list `tables()` returns (its `source` joins the participant as `p`
+and the site as `s`, so `_WHO` and the trial filter apply), and add any new model's table to `T`. The COPY
+engine, the codebook, the formats and the blinded/unblinded selection then pick it up without further code.
+A column or table marked `unblinded_only` never reaches the blinded bundle (see the leak test).
 """
 
 from __future__ import annotations
-
-import csv
-import hashlib
-import io
-import json
-import os
-import queue
-import shutil
-import tempfile
-import threading
-import time
-import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-
-from django.conf import settings
-from django.db import connection, transaction
 
 from participants.models import (
     AdverseEvent,
@@ -62,12 +34,10 @@ from surveys.models import (
     SideEffect,
     SurveyInstance,
 )
-from trialsite.models import Site, Trial
+from trialsite.models import Site
 from trialsite.protocol.schema import Protocol
 
-FORMATS = ("csv", "parquet", "spss", "stata")
-COMPRESSION = zipfile.ZIP_DEFLATED
-COMPRESS_LEVEL = 1  # fast: the bundle keeps pace with COPY
+from .columns import Column, Table, _bool, _day, _ts
 
 T = {
     "participant": Participant._meta.db_table,
@@ -93,56 +63,6 @@ T = {
     "staff_guess": StaffBlindingGuess._meta.db_table,
     "substance": SubstanceRecord._meta.db_table,
 }
-
-
-def _ts(expr: str) -> str:
-    """A timestamptz as ISO 8601 UTC text (…Z)."""
-    return f"""to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
-
-
-def _day(expr: str) -> str:
-    """Study day of an instant in the participant's CURRENT zone (day 0 = randomisation date).
-
-    Rows store their study day when recorded (responses, doses, side effects, adverse events, safety alerts,
-    withdrawals) and are exported as stored, so a later zone change never rewrites a past study day; this is
-    the fallback for rows recorded before day 0 and for coordinators' guesses.
-    """
-    return f"((({expr}) AT TIME ZONE p.timezone)::date - p.day0)"
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    expr: str
-    type: str  # string, integer, float, boolean, timestamp, date, time
-    label: str
-    values: dict | None = None  # allowed value → label
-    unit: str = ""
-    missing: str = ""
-    unblinded_only: bool = False
-
-
-@dataclass(frozen=True)
-class Table:
-    name: str
-    label: str
-    columns: list[Column]
-    source: str  # FROM … (alias p for the participant, s for the site)
-    order_by: str
-    unblinded_only: bool = False
-    where: str = ""
-
-    def visible_columns(self, blinded: bool) -> list[Column]:
-        return [c for c in self.columns if not (blinded and c.unblinded_only)]
-
-    def sql(self, *, trial_id: int, blinded: bool) -> str:
-        cols = ",\n  ".join(f'{c.expr} AS "{c.name}"' for c in self.visible_columns(blinded))
-        where = f"p.trial_id = {int(trial_id)}" + (f" AND ({self.where})" if self.where else "")
-        return f"SELECT\n  {cols}\nFROM {self.source}\nWHERE {where}\nORDER BY {self.order_by}"  # noqa: S608
-
-
-def _bool(expr: str) -> str:
-    return f"({expr})::text"
 
 
 _WHO = [
@@ -307,6 +227,7 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
             ],
             f"{T['item']} a JOIN {resp_from} ON r.id = a.response_id",
             "p.study_id, r.authored_at, r.id, a.id",
+            weight=100,
         ),
         Table(
             "scores",
@@ -323,6 +244,7 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
             ],
             f"{T['score']} sc JOIN {resp_from} ON r.id = sc.response_id",
             "p.study_id, r.authored_at, r.id, sc.key",
+            weight=8,
         ),
         Table(
             "schedule",
@@ -413,6 +335,7 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
             f"min(at) FILTER (WHERE kind = 'opened') AS opened FROM {T['event']} GROUP BY instance_id) ev "
             "ON ev.instance_id = i.id",
             "p.study_id, i.opens_at, i.id",
+            weight=60,
         ),
         Table(
             "doses",
@@ -697,7 +620,7 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
 
 def _design_tables(*, protocol: Protocol | None, pf: str) -> list[Table]:
     """Covariates, blinding guesses by treatment, crossover treatment days (analytics.export_design)."""
-    from .export_design import design_tables
+    from ..export_design import design_tables
 
     return design_tables(
         protocol=protocol, Column=Column, Table=Table, T=T, who=_WHO, participant_from=pf, ts=_ts, boolean=_bool
@@ -706,500 +629,3 @@ def _design_tables(*, protocol: Protocol | None, pf: str) -> list[Table]:
 
 def bundle_tables(*, protocol: Protocol | None, blinded: bool) -> list[Table]:
     return [t for t in tables(protocol=protocol) if not (blinded and t.unblinded_only)]
-
-
-# --- codebook ----------------------------------------------------------------------------------------------
-
-CODEBOOK_COLUMNS = [
-    "table",
-    "variable",
-    "item",
-    "label",
-    "type",
-    "allowed_values",
-    "value_labels",
-    "unit",
-    "instrument",
-    "instrument_version",
-    "missing",
-]
-
-
-def codebook_rows(*, trial: Trial, protocol: Protocol | None, blinded: bool) -> list[dict]:
-    rows = []
-    for table in bundle_tables(protocol=protocol, blinded=blinded):
-        for c in table.visible_columns(blinded):
-            rows.append(
-                {
-                    "table": table.name,
-                    "variable": c.name,
-                    "item": "",
-                    "label": c.label,
-                    "type": c.type,
-                    "allowed_values": ";".join(c.values) if c.values else "",
-                    "value_labels": ";".join(f"{k}={v}" for k, v in c.values.items()) if c.values else "",
-                    "unit": c.unit,
-                    "instrument": "",
-                    "instrument_version": "",
-                    "missing": c.missing,
-                }
-            )
-    # Every item of every instrument version: what `responses.value` means for that item.
-    for ins in Instrument.objects.filter(trial=trial).order_by("slug", "version"):
-        d = ins.definition or {}
-        choice_sets = d.get("choice_sets") or {}
-        for item in d.get("items", []):
-            choices = item.get("choices")
-            if isinstance(choices, str):
-                choices = choice_sets.get(choices, [])
-            choices = choices or []
-            if item.get("type") == "boolean":
-                allowed, labels = "true;false", "true=yes;false=no"
-            else:
-                allowed = ";".join(str(c["value"]) for c in choices)
-                labels = ";".join(f"{c['value']}={c['label']}" for c in choices)
-            unit = ""
-            if item.get("min") is not None or item.get("max") is not None:
-                unit = f"{_num(item.get('min'))}-{_num(item.get('max'))}"
-            rows.append(
-                {
-                    "table": "responses",
-                    "variable": "value",
-                    "item": item["key"],
-                    "label": item.get("text", ""),
-                    "type": {"choice": "choice", "slider": "integer", "boolean": "boolean"}.get(
-                        item.get("type"), item.get("type", "")
-                    ),
-                    "allowed_values": allowed,
-                    "value_labels": labels,
-                    "unit": unit,
-                    "instrument": ins.slug,
-                    "instrument_version": str(ins.version),
-                    "missing": "no row: not answered" + ("" if item.get("required", True) else " (optional item)"),
-                }
-            )
-        for score in (d.get("scoring") or {}).get("scores", []):
-            bands = score.get("bands") or []
-            rows.append(
-                {
-                    "table": "scores",
-                    "variable": "value",
-                    "item": score["key"],
-                    "label": f"{ins.title}: {score['method']} of {', '.join(score.get('items', []))}",
-                    "type": "float",
-                    "allowed_values": "",
-                    "value_labels": ";".join(f"{_num(b['min'])}-{_num(b['max'])}={b['label']}" for b in bands),
-                    "unit": "",
-                    "instrument": ins.slug,
-                    "instrument_version": str(ins.version),
-                    "missing": f"empty: not scored ({score.get('missing', 'not_scored')})",
-                }
-            )
-    return rows
-
-
-def _num(v) -> str:
-    if v is None:
-        return ""
-    return str(int(v)) if float(v).is_integer() else str(v)
-
-
-# --- writing the bundle ------------------------------------------------------------------------------------
-
-
-@dataclass
-class BundleResult:
-    path: Path
-    sha256: str
-    size_bytes: int
-    manifest: dict
-    files: list[dict] = field(default_factory=list)
-
-
-class _HashingWriter:
-    """Wraps a zip entry: counts bytes and hashes them as they go in; calls `tick` every TICK_BYTES."""
-
-    def __init__(self, raw, tee=None, tick: Callable[[], None] | None = None):
-        self.raw = raw
-        self.tee = tee
-        self.tick = tick
-        self.sha = hashlib.sha256()
-        self.bytes = 0
-        self._next_tick = TICK_BYTES
-
-    def write(self, data) -> int:
-        self.sha.update(data)
-        self.bytes += len(data)
-        self.raw.write(data)
-        if self.tee is not None:
-            self.tee.write(data)
-        if self.tick is not None and self.bytes >= self._next_tick:
-            self._next_tick = self.bytes + TICK_BYTES
-            self.tick()
-        return len(data)
-
-
-# While a large table streams, the progress callback (the job's heartbeat) is called every TICK_BYTES of CSV
-# or TICK_SECONDS, whichever comes first, not only between tables.
-TICK_BYTES = 8 << 20
-TICK_SECONDS = 15.0
-
-
-class _Ticker:
-    """Rate-limits the progress callback during one table: at most every TICK_SECONDS, at least every TICK_BYTES."""
-
-    def __init__(self, progress: Callable[[float], None] | None, value: float):
-        self.progress = progress
-        self.value = value
-        self.last = time.monotonic()
-
-    def __call__(self) -> None:
-        if self.progress is not None:
-            self.progress(self.value)
-            self.last = time.monotonic()
-
-    def maybe(self) -> None:
-        if self.progress is not None and time.monotonic() - self.last >= TICK_SECONDS:
-            self()
-
-
-# --- one snapshot for the whole bundle -------------------------------------------------------------------
-
-
-def _snapshot_facts() -> dict:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT statement_timestamp(), current_setting('transaction_isolation'), "
-            "current_setting('transaction_read_only'), pg_current_snapshot()::text, "
-            "pg_snapshot_xmin(pg_current_snapshot())::text, pg_snapshot_xmax(pg_current_snapshot())::text"
-        )
-        taken_at, isolation, read_only, snap, xmin, xmax = cur.fetchone()
-    return {
-        "taken_at": taken_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        "isolation": isolation,
-        "read_only": read_only == "on",
-        "pg_snapshot": snap,
-        "xmin": int(xmin),
-        "xmax": int(xmax),
-    }
-
-
-@contextmanager
-def bundle_snapshot() -> Iterator[dict]:
-    """Everything read inside sees one state of the database; yields the facts the manifest records.
-
-    Outside a transaction (the worker, the command) this opens `REPEATABLE READ READ ONLY` and takes the
-    snapshot with its first statement. Inside a caller's transaction (tests under pytest-django) the isolation
-    can no longer be set: the bundle is read in that transaction and the manifest says which isolation it had.
-    """
-    if connection.in_atomic_block:
-        yield _snapshot_facts()
-        return
-    with transaction.atomic():
-        with connection.cursor() as cur:
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield _snapshot_facts()
-
-
-def copy_to(sql: str, sink, *, threaded: bool = True, tick: Callable[[], None] | None = None) -> int:
-    """COPY (sql) TO STDOUT WITH CSV HEADER into `sink.write`; returns the row count.
-
-    With `threaded`, a reader thread drains the COPY stream while this thread compresses and hashes, so
-    PostgreSQL, the network read and zlib (which releases the GIL) overlap. `tick` is called in this thread
-    between chunks (a time-based heartbeat while a slow query has not produced TICK_BYTES yet).
-    """
-    statement = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
-    with connection.cursor() as cur:
-        if not threaded:
-            with cur.copy(statement) as copy:
-                for data in copy:
-                    sink.write(data)
-            return cur.rowcount
-        chunks: queue.Queue = queue.Queue(maxsize=2)  # bounded: at most ~0.4 MB in flight
-        failure: list[BaseException] = []
-        done = object()
-        buffer_size = 1 << 17
-
-        def pump() -> None:
-            try:
-                with cur.copy(statement) as copy:
-                    pending: list[bytes] = []
-                    size = 0
-                    for data in copy:
-                        pending.append(bytes(data))
-                        size += len(data)
-                        if size >= buffer_size:
-                            chunks.put(b"".join(pending))
-                            pending, size = [], 0
-                    if pending:
-                        chunks.put(b"".join(pending))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                failure.append(exc)
-            finally:
-                chunks.put(done)
-
-        reader = threading.Thread(target=pump, name="export-copy", daemon=True)
-        reader.start()
-        try:
-            while True:
-                try:
-                    item = chunks.get(timeout=TICK_SECONDS if tick else None)
-                except queue.Empty:
-                    tick()
-                    continue
-                if item is done:
-                    break
-                sink.write(item)
-                if tick is not None:
-                    tick()
-        finally:
-            # Keep draining if the sink failed so the reader can finish; then join it.
-            while reader.is_alive():
-                try:
-                    chunks.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-            reader.join()
-        if failure:
-            raise failure[0]
-        return cur.rowcount
-
-
-def _zip_write_file(zf: zipfile.ZipFile, name: str, src_path: str) -> dict:
-    with open(src_path, "rb") as src, zf.open(name, "w", force_zip64=True) as raw:
-        w = _HashingWriter(raw)
-        shutil.copyfileobj(src, w, 1 << 20)
-    return {"name": name, "sha256": w.sha.hexdigest(), "bytes": w.bytes}
-
-
-def _parquet_from_csv(table: Table, columns: list[Column], csv_path: str, out_path: str) -> int:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    types = {
-        "string": pa.string(),
-        "integer": pa.int64(),
-        "float": pa.float64(),
-        "boolean": pa.bool_(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "date": pa.date32(),
-        "time": pa.time64("us"),
-    }
-    column_types = {c.name: types[c.type] for c in columns}
-    schema = pa.schema([pa.field(c.name, types[c.type], metadata={"label": c.label}) for c in columns])
-    reader = pacsv.open_csv(
-        csv_path,
-        read_options=pacsv.ReadOptions(block_size=1 << 22),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=column_types,
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-            true_values=["true"],
-            false_values=["false"],
-            timestamp_parsers=["%Y-%m-%dT%H:%M:%S.%fZ", pacsv.ISO8601],
-        ),
-    )
-    rows = 0
-    with pq.ParquetWriter(out_path, schema, compression="zstd") as writer:
-        for batch in reader:
-            batch = batch.cast(schema) if batch.schema != schema else batch
-            writer.write_batch(batch)
-            rows += batch.num_rows
-    return rows
-
-
-def _labelled_frame(columns: list[Column], csv_path: str):
-    """The table as a DataFrame for SPSS/Stata: coded strings become integers with value labels."""
-    import pandas as pd
-
-    dtypes = {c.name: "string" for c in columns if c.type in ("string", "date", "time", "timestamp", "boolean")}
-    df = pd.read_csv(csv_path, dtype=dtypes, keep_default_na=False, na_values={c.name: [""] for c in columns})
-    value_labels: dict[str, dict] = {}
-    for c in columns:
-        if c.name not in df:
-            continue
-        if c.type == "timestamp":
-            df[c.name] = pd.to_datetime(df[c.name], utc=True, format="ISO8601").dt.tz_localize(None)
-        elif c.type == "date":
-            df[c.name] = pd.to_datetime(df[c.name], format="%Y-%m-%d")
-        elif c.values and c.type in ("string", "boolean"):
-            codes = {v: i for i, v in enumerate(c.values, start=1)}
-            df[c.name] = df[c.name].map(codes).astype("float64")
-            value_labels[c.name] = {float(i): str(c.values[v]) for v, i in codes.items()}
-        elif c.type in ("string", "time"):
-            df[c.name] = df[c.name].fillna("").astype(object)
-    return df, value_labels
-
-
-def _write_spss(columns, csv_path, out_path) -> None:
-    import pyreadstat
-
-    df, value_labels = _labelled_frame(columns, csv_path)
-    pyreadstat.write_sav(
-        df,
-        out_path,
-        column_labels={c.name: c.label for c in columns},
-        variable_value_labels=value_labels,
-    )
-
-
-def _write_stata(columns, csv_path, out_path) -> None:
-    import pyreadstat
-
-    df, value_labels = _labelled_frame(columns, csv_path)
-    pyreadstat.write_dta(
-        df,
-        out_path,
-        column_labels={c.name: c.label[:80] for c in columns},
-        variable_value_labels={k: {int(code): lab[:80] for code, lab in v.items()} for k, v in value_labels.items()},
-        version=15,
-    )
-
-
-def write_bundle(
-    *,
-    trial: Trial,
-    out: str | Path,
-    blinded: bool = True,
-    formats: list[str] | tuple[str, ...] = ("csv",),
-    user=None,
-    reason: str = "",
-    export_id: str | None = None,
-    progress: Callable[[float], None] | None = None,
-) -> BundleResult:
-    """Write the export bundle (zip) to `out`. Callers check permissions (unblinded needs the role).
-
-    The whole bundle is read in one snapshot (`bundle_snapshot`). `progress(fraction)` is called after each
-    table and, while a table streams, every TICK_BYTES / TICK_SECONDS: the job's heartbeat. It may raise to
-    abandon the export (a lost lease); the partial file is then left for the caller to remove.
-    """
-    with bundle_snapshot() as snapshot:
-        return _write_bundle(
-            trial=trial,
-            out=out,
-            blinded=blinded,
-            formats=formats,
-            user=user,
-            reason=reason,
-            export_id=export_id,
-            progress=progress,
-            snapshot=snapshot,
-        )
-
-
-def _write_bundle(*, trial, out, blinded, formats, user, reason, export_id, progress, snapshot) -> BundleResult:
-    formats = [f for f in FORMATS if f in set(formats) | {"csv"}]
-    trial = Trial.objects.get(pk=trial.pk)  # read in the snapshot like everything else
-    version = trial.current_protocol
-    protocol = Protocol.model_validate(version.definition) if version else None
-    chosen = bundle_tables(protocol=protocol, blinded=blinded)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    files: list[dict] = []
-    steps = len(chosen) + 1
-    # Named after the bundle, so whoever cleans up after a killed run finds it (`.<bundle name>.tmp-*`).
-    tmpdir = tempfile.mkdtemp(prefix=f"{'' if out.name.startswith('.') else '.'}{out.name}.tmp-", dir=out.parent)
-    try:
-        with zipfile.ZipFile(out, "w", compression=COMPRESSION, compresslevel=COMPRESS_LEVEL, allowZip64=True) as zf:
-            for n, table in enumerate(chosen):
-                columns = table.visible_columns(blinded)
-                sql = table.sql(trial_id=trial.pk, blinded=blinded)
-                need_csv_copy = any(f != "csv" for f in formats)
-                csv_tmp = os.path.join(tmpdir, f"{table.name}.csv")
-                tee = open(csv_tmp, "wb") if need_csv_copy else None  # noqa: SIM115 - closed below
-                ticker = _Ticker(progress, n / steps)
-                try:
-                    with zf.open(f"{table.name}.csv", "w", force_zip64=True) as raw:
-                        w = _HashingWriter(raw, tee=tee, tick=ticker)
-                        rows = copy_to(sql, w, tick=ticker.maybe)
-                finally:
-                    if tee is not None:
-                        tee.close()
-                files.append(
-                    {
-                        "name": f"{table.name}.csv",
-                        "table": table.name,
-                        "format": "csv",
-                        "rows": rows,
-                        "sha256": w.sha.hexdigest(),
-                        "bytes": w.bytes,
-                    }
-                )
-                if "parquet" in formats:
-                    ticker()
-                    pq_tmp = os.path.join(tmpdir, f"{table.name}.parquet")
-                    _parquet_from_csv(table, columns, csv_tmp, pq_tmp)
-                    files.append(
-                        {
-                            **_zip_write_file(zf, f"{table.name}.parquet", pq_tmp),
-                            "table": table.name,
-                            "format": "parquet",
-                            "rows": rows,
-                        }
-                    )
-                    os.unlink(pq_tmp)
-                for fmt, ext, writer in (("spss", "sav", _write_spss), ("stata", "dta", _write_stata)):
-                    if fmt in formats:
-                        ticker()
-                        tmp = os.path.join(tmpdir, f"{table.name}.{ext}")
-                        writer(columns, csv_tmp, tmp)
-                        files.append(
-                            {
-                                **_zip_write_file(zf, f"{table.name}.{ext}", tmp),
-                                "table": table.name,
-                                "format": fmt,
-                                "rows": rows,
-                            }
-                        )
-                        os.unlink(tmp)
-                if need_csv_copy:
-                    os.unlink(csv_tmp)
-                if progress:
-                    progress((n + 1) / steps)
-            # Codebook
-            buf = io.StringIO()
-            cw = csv.DictWriter(buf, fieldnames=CODEBOOK_COLUMNS, lineterminator="\n")
-            cw.writeheader()
-            cb_rows = codebook_rows(trial=trial, protocol=protocol, blinded=blinded)
-            cw.writerows(cb_rows)
-            data = buf.getvalue().encode("utf-8")
-            zf.writestr("codebook.csv", data)
-            files.append(
-                {
-                    "name": "codebook.csv",
-                    "table": "codebook",
-                    "format": "csv",
-                    "rows": len(cb_rows),
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "bytes": len(data),
-                }
-            )
-            manifest = {
-                "export_id": export_id,
-                "trial": trial.slug,
-                "trial_title": trial.title,
-                "protocol_version": version.version if version else None,
-                "protocol_sha256": version.sha256 if version else None,
-                "software_version": settings.SOFTWARE_VERSION,
-                "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                "created_by": getattr(user, "username", None) or "",
-                "reason": reason,
-                "blinded": blinded,
-                "formats": formats,
-                "timestamps": "UTC (ISO 8601, Z); study_day counts local dates in the participant's zone from day 0",
-                # The one database snapshot every file was read in: its time, isolation and transaction ids.
-                "snapshot": snapshot,
-                "files": files,
-            }
-            zf.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    sha = hashlib.sha256()
-    with open(out, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(chunk)
-    if progress:
-        progress(1.0)
-    return BundleResult(path=out, sha256=sha.hexdigest(), size_bytes=out.stat().st_size, manifest=manifest, files=files)
