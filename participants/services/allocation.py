@@ -73,22 +73,32 @@ def trial_strata(*, trial) -> list[str]:
 
 def participant_stratum(*, participant: Participant) -> tuple[str | None, list[str]]:
     """(stratum, what is missing). Uses the baseline score through participants.providers."""
-    protocol = protocol_current(participant.trial)
+    return stratum_of(
+        protocol=protocol_current(participant.trial),
+        site_code=participant.site.code,
+        eligibility=participant.eligibility,
+        score_of=lambda s: providers.schedule_provider().baseline_score(
+            participant=participant, instrument=s.instrument, schedule=s.schedule, score=s.score
+        ),
+    )
+
+
+def stratum_of(*, protocol: Protocol, site_code: str, eligibility: dict, score_of) -> tuple[str | None, list[str]]:
+    """The stratum label by the protocol's strata (pure): `score_of(stratum)` gives the baseline score of a
+    score stratum, or None when it is not there yet. Returns (stratum, what is missing)."""
     parts: list[str] = []
     missing: list[str] = []
     for stratum in protocol.randomisation.strata:
         if stratum.source == "site":
-            parts.append(participant.site.code)
+            parts.append(site_code)
         elif stratum.source == "score":
-            value = providers.schedule_provider().baseline_score(
-                participant=participant, instrument=stratum.instrument, schedule=stratum.schedule, score=stratum.score
-            )
+            value = score_of(stratum)
             if value is None:
                 missing.append(f"baseline {stratum.instrument} {stratum.score} score")
                 continue
             parts.append(_score_label(stratum, float(value)))
         else:
-            parts.append(f"{stratum.key}_{'yes' if participant.eligibility.get(stratum.key) else 'no'}")
+            parts.append(f"{stratum.key}_{'yes' if eligibility.get(stratum.key) else 'no'}")
     if missing:
         return None, missing
     return ("|".join(parts) if parts else "all"), []

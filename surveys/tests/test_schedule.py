@@ -188,8 +188,8 @@ def test_withdrawal_all_cancels_future_instances_intervention_keeps_them(trial, 
     future = SurveyInstance.objects.filter(participant=stop, grace_until__gt=now)
     assert future.exists() and set(future.values_list("status", flat=True)) == {"cancelled"}
     assert SurveyInstance.objects.filter(participant=stop, grace_until__lte=now, status="scheduled").exists()
-    # Dosing stops with either scope: planned dose days end at the withdrawal date.
-    assert planned_dose_days(participant=keep)[-1] == date(2026, 5, 10)
+    # Dosing stops with either scope: the withdrawal date (day 9, a dose day) is no longer a dose day.
+    assert planned_dose_days(participant=keep)[-1] == date(2026, 5, 7)
 
 
 def test_planned_dose_days_every_third_day_for_six_weeks(london):
