@@ -574,6 +574,8 @@ class TrialSimulator:
     def _plan(self, p: _Person) -> list[dict]:
         out = []
         for event in self.protocol.schedule:
+            if event.after_dose is not None:
+                continue  # dose-anchored entries open after logged doses, not on a plan
             ins_obj, ins = self.instruments[event.instrument]
             window = parse_duration(event.window)
             grace = parse_duration(event.grace)

@@ -663,3 +663,7 @@ class PushSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"push subscription {self.pk} of {self.participant_id}"
+
+
+# Self-blinding kits live in their own module (ARM-BEARING: see participants.blinding.REGISTRY).
+from .kit_models import KitEnvelope  # noqa: E402, F401

@@ -17,6 +17,9 @@ class SurveysConfig(AppConfig):
 
         register_protocol_loader("surveys", load_surveys_part)
         outbox.register(MISSED_STREAK_CHECK, missed_streak_check_run)
+        from .services.kits import KIT_CODE_MISSING_CHECK, kit_code_missing_check_run
+
+        outbox.register(KIT_CODE_MISSING_CHECK, kit_code_missing_check_run)
         hooks.register_baseline_check("surveys", selectors.baseline_status)
         hooks.register_baseline_score("surveys", selectors.baseline_score)
         hooks.register_adherence("surveys", selectors.participants_adherence)
