@@ -26,6 +26,7 @@ class KitInput(serializers.Serializer):
         required=False,
         allow_null=True,
         min_value=1,
+        max_value=52,
         help_text="the period the envelope was opened for (default: the current period); an earlier, started "
         "period records a late code",
     )
