@@ -12,8 +12,8 @@ from rest_framework.response import Response
 
 from participants.selectors import kit_periods
 
-from ..services.kits import kit_code_submit
-from .common import IDEMPOTENCY_HEADER, ParticipantApiView, errors, idempotency_key
+from ...services.kits import kit_code_submit
+from ..common import IDEMPOTENCY_HEADER, ParticipantApiView, errors, idempotency_key
 
 TAGS = ["participant: self-blinding kit"]
 
