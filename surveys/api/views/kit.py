@@ -6,7 +6,7 @@ GET lists the periods with "recorded: yes/no" (never a condition); POST records 
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -53,9 +53,15 @@ class KitOutput(serializers.Serializer):
 class KitApi(ParticipantApiView):
     @extend_schema_serializer(component_name="KitStatus")
     class StatusOutput(serializers.Serializer):
-        periods = serializers.ListField(
-            child=serializers.DictField(),
-            help_text='one {"period": n, "recorded": bool, "recorded_at": timestamp|null} per period of the protocol',
+        periods = inline_serializer(
+            name="KitPeriod",
+            many=True,
+            fields={
+                "period": serializers.IntegerField(),
+                "recorded": serializers.BooleanField(help_text="an envelope code was recorded for this period"),
+                "recorded_at": serializers.DateTimeField(allow_null=True),
+            },
+            help_text="one entry per period of the protocol (empty outside a self-blinding trial); never a condition",
         )
         current_period = serializers.IntegerField(help_text="0 before the first period starts")
 
