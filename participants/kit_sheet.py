@@ -56,4 +56,14 @@ def kit_sheet(*, participant) -> dict:
         "envelope's capsules during the period.",
         "Keep the envelopes you do not use sealed; the study team will tell you what to do with them at the end.",
     ]
-    return {"sets": list(sets.values()), "steps": steps, "periods": sb.periods if sb else 0, "total": total}
+    realised = [
+        {"period": e.period, "label_set": e.label_set, "condition": e.condition.name, "recorded_at": e.recorded_at}
+        for e in sorted((e for e in envelopes if e.period is not None), key=lambda e: e.period)
+    ]
+    return {
+        "sets": list(sets.values()),
+        "steps": steps,
+        "periods": sb.periods if sb else 0,
+        "total": total,
+        "realised": realised,  # the conditions of the periods recorded so far (unblinded view)
+    }

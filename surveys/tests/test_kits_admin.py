@@ -57,4 +57,8 @@ def test_unblinded_statistician_prints_the_kit_sheet(kit, client, make_staff):
     urls = {label.url for s in sets for label in s.labels}
     assert urls == {f"https://trial.example.org/app/kit#{code}" for code in codes.values()}
     assert html.count('class="kit-label"') == 8
+    realised = response.context["sheet"]["realised"]
+    assert [(r["period"], r["condition"]) for r in realised] == [
+        (1, KitEnvelope.objects.get(participant=participant, period=1).condition.name)
+    ]
     assert "shuffle them" in html and "Label set 1" in html and "micro-dose capsules" in html
