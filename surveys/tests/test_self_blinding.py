@@ -176,3 +176,26 @@ def test_missed_envelope_survey_raises_a_coordinator_task(sb):
     instances_mark_missed(now=now)
     outbox_deliver_pending()
     assert CoordinatorTask.objects.filter(kind="kit_code_missing").count() == 1
+
+
+def test_code_typed_into_the_envelope_survey_records_its_period_once(sb, api_client):
+    trial, site = sb
+    now = timezone.now()
+    participant, key = randomised_participant(trial=trial, site=site, randomised_at=now - timedelta(days=1, hours=10))
+    auth(api_client, key)
+    code = KitEnvelope.objects.filter(participant=participant).values_list("code", flat=True).last()
+    survey = SurveyInstance.objects.get(participant=participant, schedule_key="envelope", study_day=1)
+    item = {
+        "kind": "response",
+        "idempotency_key": str(uuid.uuid4()),
+        "instance": str(survey.uuid),
+        "answers": {"envelope_code": kit_code_format(code).lower()},
+        "authored": now.isoformat(),
+    }
+    for _ in range(2):  # the offline queue flushed twice
+        r = api_client.post("/api/v1/sync", {"items": [item]}, format="json")
+        assert r.status_code == 200 and r.json()["results"][0]["status"] in (200, 201), r.content
+    envelope = KitEnvelope.objects.get(code=code)
+    assert (envelope.period, envelope.recorded_source) == (1, "sync")
+    assert Response.objects.get(instance=survey).answers == {"envelope_code": code}
+    assert KitEnvelope.objects.filter(participant=participant, period__isnull=False).count() == 1
