@@ -94,8 +94,8 @@ TEMPLATES = [
 ]
 
 
-def database_config() -> dict:
-    url = os.environ.get("DATABASE_URL")
+def database_config(url: str | None = None) -> dict:
+    url = url or os.environ.get("DATABASE_URL")
     if not url:
         from django.core.exceptions import ImproperlyConfigured
 
@@ -112,6 +112,13 @@ def database_config() -> dict:
 
 
 DATABASES = {"default": database_config()}
+# A streaming replica for bulk reads (exports, analytics figures): see trialsite/db.py. Writes never go there.
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = {
+        **database_config(os.environ["DATABASE_REPLICA_URL"]),
+        "TEST": {"MIRROR": "default"},  # tests read the test database through the alias
+    }
+DATABASE_ROUTERS = ["trialsite.db.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 PASSWORD_HASHERS = [
@@ -142,6 +149,8 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", LOCAL_DIR / "media"))
 EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", LOCAL_DIR / "exports"))
+# Connections that copy an export's tables in parallel on one shared snapshot (1 = serial, one connection).
+EXPORT_COPY_WORKERS = int(os.environ.get("EXPORT_COPY_WORKERS", "3"))
 
 # Sessions: idle expiry 30 minutes (refreshed on every request), absolute expiry 12 hours
 # (trialsite.middleware.SessionExpiryMiddleware).
