@@ -418,9 +418,7 @@ def instances_mark_missed(*, now: datetime | None = None, limit: int = BATCH) ->
                     items=[(f"missed_streak_check:{pk}", {"instance_id": pk}) for pk in checks],
                     now=now,
                 )
-            # A missed self-blinding kit survey without its envelope: a coordinator task (surveys.services.kits).
-            kit_checks = kit_missing_checks(rows, _protocol_of_version)
-            if kit_checks:
+            if kit_checks := kit_missing_checks(rows, _protocol_of_version):  # self-blinding: envelope missing?
                 outbox_enqueue_many(kind=KIT_CODE_MISSING_CHECK, items=kit_checks, now=now)
     return rows
 
