@@ -22,7 +22,7 @@ from django.db import connections
 
 from trialsite.db import replica_reads
 from trialsite.models import Trial
-from trialsite.protocol.schema import Protocol
+from trialsite.protocol.services import protocol_of_version
 
 from .catalogue import bundle_tables
 from .codebook import CODEBOOK_COLUMNS, codebook_rows
@@ -167,7 +167,7 @@ def _write_bundle(
     formats = [f for f in FORMATS if f in set(formats) | {"csv"}]
     trial = Trial.objects.get(pk=trial.pk)  # read in the snapshot like everything else
     version = trial.current_protocol
-    protocol = Protocol.model_validate(version.definition) if version else None
+    protocol = protocol_of_version(version) if version else None
     chosen = bundle_tables(protocol=protocol, blinded=blinded)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from participants import hooks
+from participants import providers
 from participants.models import ConsentDocument, ConsentSignature, Participant, ParticipantStatus
 from trialsite.api.auth import token_issue
 from trialsite.models import ApiToken
@@ -48,7 +48,7 @@ def sign_consent(participant: Participant, *, at: datetime | None = None, versio
         typed_name="Test Person",
         signed_at=at or timezone.now(),
     )
-    hooks.emit("consented", participant=participant, signature=signature, now=now)
+    providers.schedule_provider().on_consented(participant=participant, signature=signature, now=now)
     return signature
 
 
@@ -57,7 +57,7 @@ def randomise(participant: Participant, *, at: datetime, now=None) -> Participan
     participant.randomised_at = at
     participant.day0 = at.astimezone(participant.zone).date()
     participant.save(update_fields=["status", "randomised_at", "day0"])
-    hooks.emit("randomised", participant=participant, now=now or at)
+    providers.schedule_provider().on_randomised(participant=participant, now=now or at)
     return participant
 
 
