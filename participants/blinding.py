@@ -15,7 +15,7 @@ from trialsite import roles
 # whole: no blinded interface shows any of its rows.
 REGISTRY: dict[str, tuple[str, ...]] = {
     "participants.Arm": ("*",),
-    "participants.AllocationSlot": ("arm",),
+    "participants.AllocationSlot": ("arm", "arm_sequence"),
     "participants.Allocation": ("slot",),
     "participants.DoseUnit": ("slot",),
     # Self-blinding envelopes: the condition of each envelope (and so of the period it was used in), and the
@@ -23,7 +23,7 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     "participants.KitEnvelope": ("condition", "label_set"),
     # The audit trail (pghistory event tables) copies the rows above: just as arm-bearing.
     "participants.ArmEvent": ("*",),
-    "participants.AllocationSlotEvent": ("arm",),
+    "participants.AllocationSlotEvent": ("arm", "arm_sequence"),
     "participants.AllocationEvent": ("slot",),
     "participants.DoseUnitEvent": ("slot",),
     "participants.KitEnvelopeEvent": ("condition", "label_set"),

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('participants', '0012_self_blinding_kit_envelopes'),
+        ('participants', '0014_self_blinding_kit_envelopes'),
         ('surveys', '0004_backfill_recorded_study_day'),
         ('trialsite', '0005_outbox_message'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

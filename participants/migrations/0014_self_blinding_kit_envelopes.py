@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('participants', '0011_backfill_recorded_study_day'),
+        ('participants', '0013_substance_record_per_participant'),
         ('pghistory', '0007_auto_20250421_0444'),
     ]
 
