@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -57,21 +57,6 @@ def instrument_current(*, trial_id: int, slug: str) -> Instrument | None:
 
 def dose_list(*, participant: Participant) -> QuerySet[DoseLog]:
     return DoseLog.objects.filter(participant=participant).order_by("taken_at", "id")
-
-
-def planned_dose_days(*, participant: Participant) -> list[date]:
-    """Local dates on which the protocol plans a dose (for adherence). Empty before randomisation; none
-    after a withdrawal (either scope stops the intervention)."""
-    dosing = protocol_of_trial(participant.trial_id).dosing
-    if dosing is None or participant.day0 is None:
-        return []
-    days = [
-        participant.day0 + timedelta(days=n) for n in range(dosing.start_day, dosing.end_day + 1, dosing.every_n_days)
-    ]
-    if participant.withdrawn_at is not None:
-        stop = participant.withdrawn_at.astimezone(participant.zone).date()
-        days = [d for d in days if d <= stop]
-    return days
 
 
 def baseline_status(*, participant: Participant) -> tuple[bool, list[str]]:

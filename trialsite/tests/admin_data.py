@@ -115,7 +115,7 @@ def add_participant(*, trial, site, coordinator, n_instances: int = 3, now=None)
         severity="mild",
         idempotency_key=uuid.uuid4(),
     )
-    safety_alert_raise(
+    alert = safety_alert_raise(
         participant=participant,
         rule="phq9_item9",
         title="PHQ-9 item 9 above 0",
@@ -125,7 +125,7 @@ def add_participant(*, trial, site, coordinator, n_instances: int = 3, now=None)
         details={"phq9_9": 1},
         now=now,
     )
-    assert AlertStatus.OPEN
+    assert alert.status == AlertStatus.OPEN
     return participant
 
 
