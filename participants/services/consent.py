@@ -59,7 +59,7 @@ def consent_sign(
     )
     signature.full_clean()
     signature.save()
-    hooks.emit("consented", participant=participant, document=document)
+    hooks.emit("consented", participant=participant, document=document, now=now)
     return signature
 
 

@@ -81,7 +81,7 @@ def _randomise(*, participant: Participant, user, now) -> Allocation:
     participant.day0 = now.astimezone(participant.zone).date()
     participant.stratum = stratum
     participant.save(update_fields=["status", "randomised_at", "day0", "stratum"])
-    hooks.emit("randomised", participant=participant)
+    hooks.emit("randomised", participant=participant, now=now)
     return allocation
 
 

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from participants.models import ContactDetails, EnrolmentCode, Participant
-from participants.tests.conftest import ELIGIBLE
+from participants.tests.factories import ELIGIBLE
 
 CODE_RE = re.compile(r"^[ACDEFGHJKMNPQRTUVWXY345679]{4}-[ACDEFGHJKMNPQRTUVWXY345679]{4}$")
 

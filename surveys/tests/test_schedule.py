@@ -7,6 +7,7 @@ import pytest
 
 from participants import hooks
 from participants.models import ParticipantStatus, WithdrawalScope
+from participants.services.errors import WorkflowError
 from surveys.models import InstanceStatus, SurveyInstance
 from surveys.scheduling import local_to_utc, plan_event
 from surveys.selectors import participants_adherence
@@ -272,8 +273,9 @@ def test_amendment_replans_future_and_reconsent_blocks_new_instances(
     assert set(
         SurveyInstance.objects.filter(participant=london, status="cancelled").values_list("cancel_reason", flat=True)
     ) == {"amendment"}
-    # A participant who signs only the superseded version gets nothing until they sign 2.0.
-    sign_consent(fresh, version="1.0", at=now, now=now)
+    # A participant cannot sign the superseded version, and gets nothing until they sign 2.0.
+    with pytest.raises(WorkflowError, match=r"not the current version \(2\.0\)"):
+        sign_consent(fresh, version="1.0", at=now, now=now)
     assert not SurveyInstance.objects.filter(participant=fresh).exists()
     sign_consent(fresh, version="2.0", at=now + timedelta(minutes=5), now=now + timedelta(minutes=5))
     assert SurveyInstance.objects.filter(participant=fresh, schedule_key__startswith="baseline").count() == 2
