@@ -1,31 +1,23 @@
-"""Participant (phone) and staff API of the participants app. Thin: parse, call one service, shape output."""
+"""Participant (phone) API of the participants app: enrol, logout, /me, consent, withdraw, push. Thin: parse,
+call one service, shape output."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.contrib.auth import authenticate
-from django.db.models import Max
-from django.http import HttpResponse
-from django.urls import reverse
-from django.utils.timezone import now as utc_now
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from trialsite import roles
-from trialsite.api.auth import token_issue, token_revoke
-from trialsite.api.errors import ApiError, Forbidden, NotFound, ValidationFailed
-from trialsite.models import ApiToken, Site, Trial
+from trialsite.api.auth import token_revoke
+from trialsite.api.errors import NotFound, ValidationFailed
+from trialsite.models import ApiToken
 from trialsite.protocol.services import protocol_current
 
-from .. import hooks, services
-from ..enrolment_link import enrolment_qr_svg
-from ..models import Participant, ParticipantStatus, WithdrawalScope
-from ..selectors import consent_status
-from .common import ClientAddressThrottle, ParticipantsApiView, ResultsPagination, errors
-from .permissions import IsParticipant, IsStaff
+from ... import services
+from ...models import Participant, WithdrawalScope
+from ...selectors import consent_status
+from ..common import ClientAddressThrottle, ParticipantsApiView, errors
+from ..permissions import IsParticipant
 
 # --- shared output ------------------------------------------------------------------------------------------
 
@@ -133,7 +125,7 @@ def me_data(participant: Participant, request=None) -> dict:
 
 def _reachable_channels(participant: Participant) -> list[str]:
     # Push counts once a device can be reached (a Web Push subscription or a legacy token).
-    from ..selectors import participant_has_push
+    from ...selectors import participant_has_push
 
     channels = list(participant.channels)
     if "push" in channels and not participant_has_push(participant=participant):
@@ -390,7 +382,7 @@ class PushSubscriptionApi(ParticipantsApiView):
         responses={204: None, **errors(400, 401, 403)},
     )
     def put(self, request):
-        from ..services.push import push_subscription_save
+        from ...services.push import push_subscription_save
 
         body = self._body(request)
         self.InputSerializer(data=body).is_valid(raise_exception=True)
@@ -404,333 +396,9 @@ class PushSubscriptionApi(ParticipantsApiView):
         responses={204: None, **errors(400, 401, 403)},
     )
     def delete(self, request):
-        from ..services.push import push_subscription_delete
+        from ...services.push import push_subscription_delete
 
         body = self._body(request)
         self.DeleteSerializer(data=body).is_valid(raise_exception=True)
         push_subscription_delete(participant=request.participant, endpoint=body["endpoint"])
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-# --- staff API ----------------------------------------------------------------------------------------------
-
-
-class StaffTokenApi(ParticipantsApiView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-    throttle_classes = [ClientAddressThrottle]
-    throttle_scope = "staff_token"
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "StaffTokenInput"
-
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(max_length=256, trim_whitespace=False)
-        otp = serializers.CharField(required=False, allow_blank=True, max_length=16)
-
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "StaffTokenOutput"
-
-        token = serializers.CharField()
-        expires_at = serializers.DateTimeField()
-
-    @extend_schema(
-        operation_id="staff_token",
-        request=InputSerializer,
-        responses={201: OutputSerializer, **errors(400, 401, 403, 429)},
-        auth=[],
-    )
-    def post(self, request):
-        from axes.exceptions import AxesBackendPermissionDenied
-        from django_otp import devices_for_user
-
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        refusal = ApiError("Wrong username or password.", code="not_authenticated")
-        refusal.status_code = 401
-        try:
-            user = authenticate(
-                request=request._request,
-                username=data.validated_data["username"],
-                password=data.validated_data["password"],
-            )
-        except AxesBackendPermissionDenied:
-            user = None
-        if getattr(request._request, "axes_locked_out", False):
-            # Answer in the API's error shape; clearing the flag stops AxesMiddleware from replacing this answer
-            # with its HTML lock-out page.
-            request._request.axes_locked_out = False
-            raise Forbidden("Too many failed sign-ins: this account is locked for a while.")
-        if user is None or not user.is_active or not (user.is_staff or user.is_superuser):
-            raise refusal
-        if Participant.objects.filter(user=user).exists():
-            raise refusal
-        devices = list(devices_for_user(user, confirmed=True))
-        if devices:
-            otp = (data.validated_data.get("otp") or "").strip()
-            if not otp or not any(device.verify_token(otp) for device in devices):
-                bad_otp = ApiError(
-                    "A valid one-time password is required.", code="not_authenticated", fields={"otp": ["Invalid."]}
-                )
-                bad_otp.status_code = 401
-                raise bad_otp
-        elif settings.TRIALSITE_REQUIRE_2FA:
-            raise Forbidden("Two-factor authentication is required: set up an authenticator in the admin first.")
-        key, token = token_issue(user=user, kind=ApiToken.STAFF, ttl=settings.API_TOKEN_TTL_STAFF)
-        return Response({"token": key, "expires_at": token.expires_at}, status=status.HTTP_201_CREATED)
-
-
-def _staff_participants(user):
-    return roles.filter_by_site(Participant.objects.all(), user)
-
-
-def _staff_participant(user, pk) -> Participant:
-    """A participant the staff user may see (any role at the site), else 404 not_found."""
-    participant = _staff_participants(user).select_related("trial", "site").filter(uuid=pk).first()
-    if participant is None:
-        raise NotFound("No such participant.")
-    return participant
-
-
-def _require_coordinator(user, participant: Participant) -> None:
-    if not roles.can_reach_site(user, participant.site_id, roles=[roles.COORDINATOR]) or not roles.has_role(
-        user, roles.COORDINATOR
-    ):
-        raise Forbidden("Only a coordinator of the participant's site may do this.")
-
-
-def _qr_url(request, participant: Participant) -> str:
-    return request.build_absolute_uri(reverse("participants:staff-enrolment-qr", kwargs={"pk": participant.uuid}))
-
-
-class StaffAdherenceSerializer(serializers.Serializer):
-    class Meta:
-        ref_name = "StaffParticipantsAdherence"
-
-    surveys_due = serializers.IntegerField(help_text="instances whose window has closed, or answered early")
-    surveys_answered = serializers.IntegerField()
-    completion = serializers.FloatField(allow_null=True, help_text="answered ÷ due")
-    doses_planned = serializers.IntegerField(help_text="dose days planned up to the participant's local today")
-    doses_logged = serializers.IntegerField()
-    dose_adherence = serializers.FloatField(allow_null=True, help_text="min(logged, planned) ÷ planned")
-
-
-class StaffParticipantsApi(ParticipantsApiView):
-    permission_classes = [IsStaff]
-    pagination_class = ResultsPagination
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "StaffParticipantsInput"
-
-        trial = serializers.SlugField(max_length=64)
-        site = serializers.CharField(max_length=16)
-        timezone = serializers.CharField(max_length=64)
-        eligibility = serializers.DictField(child=serializers.BooleanField())
-        contact = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
-
-    class CreatedSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "StaffParticipantsCreated"
-
-        id = serializers.UUIDField()
-        study_id = serializers.CharField()
-        status = serializers.CharField()
-        enrolment_code = serializers.CharField(allow_null=True)
-        enrolment_qr_url = serializers.URLField(allow_null=True)
-
-    class ListItemSerializer(serializers.Serializer):
-        """No arm, no dose-unit contents, no contact details. Adherence comes from the installed providers
-        (participants.hooks.adherence: the surveys app), computed for the whole page at once."""
-
-        class Meta:
-            ref_name = "StaffParticipantsListItem"
-
-        id = serializers.UUIDField(source="uuid")
-        study_id = serializers.CharField()
-        trial = serializers.CharField(source="trial.slug")
-        site = serializers.CharField(source="site.code")
-        status = serializers.CharField()
-        withdrawal_scope = serializers.CharField()
-        timezone = serializers.CharField()
-        eligible = serializers.BooleanField()
-        registered_at = serializers.DateTimeField()
-        enrolled_at = serializers.DateTimeField(allow_null=True)
-        consented_at = serializers.DateTimeField(allow_null=True)
-        randomised_at = serializers.DateTimeField(allow_null=True)
-        day0 = serializers.DateField(allow_null=True)
-        withdrawn_at = serializers.DateTimeField(allow_null=True)
-        adherence = serializers.SerializerMethodField()
-
-        @extend_schema_field(StaffAdherenceSerializer(allow_null=True))
-        def get_adherence(self, obj):
-            figures = self.context.get("adherence", {}).get(obj.pk)
-            return figures or None
-
-    @extend_schema(
-        operation_id="staff_participant_create",
-        request=InputSerializer,
-        responses={201: CreatedSerializer, **errors(400, 401, 403)},
-    )
-    def post(self, request):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
-        trial = Trial.objects.filter(slug=v["trial"]).first()
-        site = Site.objects.filter(code=v["site"]).first()
-        problems = {}
-        if trial is None:
-            problems["trial"] = ["No such trial."]
-        if site is None:
-            problems["site"] = ["No such site."]
-        if problems:
-            raise ValidationFailed(fields=problems)
-        if not roles.has_role(request.user, roles.COORDINATOR) or not roles.can_reach_site(
-            request.user, site.pk, roles=[roles.COORDINATOR]
-        ):
-            raise Forbidden(f"Only a coordinator of {site.code} may register participants there.")
-        participant, code = services.participant_register(
-            trial=trial,
-            site=site,
-            tz=v["timezone"],
-            eligibility=request.data.get("eligibility"),
-            contact=v.get("contact"),
-            user=request.user,
-        )
-        body = {
-            "id": participant.uuid,
-            "study_id": participant.study_id,
-            "status": participant.status,
-            "enrolment_code": code,
-            "enrolment_qr_url": _qr_url(request, participant) if code else None,
-        }
-        return Response(self.CreatedSerializer(body).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(
-        operation_id="staff_participant_list",
-        parameters=[
-            OpenApiParameter("site", str, description="site code"),
-            OpenApiParameter("status", str, enum=ParticipantStatus.values),
-            OpenApiParameter("trial", str, description="trial slug"),
-        ],
-        responses={200: ListItemSerializer(many=True), **errors(400, 401, 403)},
-    )
-    def get(self, request):
-        qs = (
-            _staff_participants(request.user)
-            .select_related("trial", "site")
-            .annotate(consented_at=Max("consents__signed_at"))
-            .order_by("study_id")
-        )
-        params = request.query_params
-        if params.get("status"):
-            if params["status"] not in ParticipantStatus.values:
-                raise ValidationFailed(fields={"status": [f"One of {', '.join(ParticipantStatus.values)}."]})
-            qs = qs.filter(status=params["status"])
-        if params.get("site"):
-            qs = qs.filter(site__code=params["site"])
-        if params.get("trial"):
-            qs = qs.filter(trial__slug=params["trial"])
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        figures = hooks.adherence(participants=page, now=utc_now())
-        data = self.ListItemSerializer(page, many=True, context={"adherence": figures}).data
-        return paginator.get_paginated_response(data)
-
-
-class StaffEnrolmentCodeApi(ParticipantsApiView):
-    """Re-issue the enrolment code (the previous one dies)."""
-
-    permission_classes = [IsStaff]
-
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "StaffEnrolmentCodeOutput"
-
-        enrolment_code = serializers.CharField()
-        enrolment_qr_url = serializers.URLField()
-
-    @extend_schema(
-        operation_id="staff_enrolment_code_issue",
-        request=None,
-        responses={201: OutputSerializer, **errors(401, 403, 404, 409)},
-    )
-    def post(self, request, pk):
-        participant = _staff_participant(request.user, pk)
-        _require_coordinator(request.user, participant)
-        code = services.enrolment_code_issue(participant=participant, user=request.user)
-        return Response(
-            {"enrolment_code": code, "enrolment_qr_url": _qr_url(request, participant)}, status=status.HTTP_201_CREATED
-        )
-
-
-class StaffEnrolmentQrApi(ParticipantsApiView):
-    permission_classes = [IsStaff]
-
-    @extend_schema(
-        operation_id="staff_enrolment_qr",
-        responses={(200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.BINARY), **errors(401, 403, 404)},
-    )
-    def get(self, request, pk):
-        participant = _staff_participant(request.user, pk)
-        _require_coordinator(request.user, participant)
-        code = services.enrolment_code_live(participant=participant)
-        if code is None:
-            raise NotFound("This participant has no live enrolment code; issue a new one.")
-        svg = enrolment_qr_svg(code)
-        response = HttpResponse(svg, content_type="image/svg+xml")
-        response["Cache-Control"] = "no-store"
-        return response
-
-
-class StaffRandomiseApi(ParticipantsApiView):
-    permission_classes = [IsStaff]
-
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "StaffRandomiseOutput"
-
-        study_id = serializers.CharField()
-        randomised_at = serializers.DateTimeField()
-        unit_codes = serializers.ListField(child=serializers.CharField(), help_text="labels, not contents")
-
-    @extend_schema(
-        operation_id="staff_participant_randomise",
-        request=None,
-        responses={201: OutputSerializer, **errors(401, 403, 404, 409)},
-    )
-    def post(self, request, pk):
-        participant = _staff_participant(request.user, pk)
-        _require_coordinator(request.user, participant)
-        allocation = services.participant_randomise(participant=participant, user=request.user)
-        body = {
-            "study_id": participant.study_id,
-            "randomised_at": allocation.allocated_at,
-            "unit_codes": services.unit_codes_of(allocation),
-        }
-        return Response(self.OutputSerializer(body).data, status=status.HTTP_201_CREATED)
-
-
-class StaffWithdrawApi(ParticipantsApiView):
-    permission_classes = [IsStaff]
-
-    @extend_schema(
-        operation_id="staff_participant_withdraw",
-        request=WithdrawInputSerializer,
-        responses={201: WithdrawOutputSerializer, **errors(400, 401, 403, 404, 409)},
-    )
-    def post(self, request, pk):
-        participant = _staff_participant(request.user, pk)
-        _require_coordinator(request.user, participant)
-        data = WithdrawInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        withdrawal = services.participant_withdraw(
-            participant=participant,
-            scope=data.validated_data["scope"],
-            reason=data.validated_data.get("reason", ""),
-            by_participant=False,
-            user=request.user,
-        )
-        return Response(WithdrawOutputSerializer(withdrawal).data, status=status.HTTP_201_CREATED)

@@ -1,5 +1,5 @@
 """The participant phone API of the surveys app (API.md): surveys, instruments, responses, doses, side
-effects, prompt telemetry, offline sync and the FHIR views. One view per operation; business rules live in
+effects, prompt telemetry (offline sync: sync.py, FHIR: fhir.py). One view per operation; business rules live in
 surveys.services and surveys.selectors."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 from django.http import Http404
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -22,21 +21,11 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from trialsite.api.errors import ApiError, flatten_fields
-
-from .. import fhir
-from ..errors import SurveyError
-from ..models import Severity
-from ..selectors import (
-    PHONE_STATUSES,
-    dose_list,
-    instance_phone_status,
-    instrument_current,
-    survey_instance_get,
-    survey_instance_list,
-)
-from ..services import dose_log_create, prompt_event_record, side_effect_report, survey_response_submit
-from .common import (
+from ...errors import SurveyError
+from ...models import Severity
+from ...selectors import PHONE_STATUSES, dose_list, instance_phone_status, instrument_current, survey_instance_list
+from ...services import dose_log_create, prompt_event_record, side_effect_report, survey_response_submit
+from ..common import (
     IDEMPOTENCY_HEADER,
     AwareDateTimeField,
     ParticipantApiView,
@@ -44,7 +33,6 @@ from .common import (
     as_api_error,
     errors,
     idempotency_key,
-    parse_key,
 )
 
 TAGS = ["participant: surveys"]
@@ -164,13 +152,13 @@ class InstrumentDetailApi(ParticipantApiView):
     def get(self, request, slug: str):
         from trialsite.protocol.i18n import negotiate
 
-        from ..protocol import protocol_of_trial
+        from ...protocol import protocol_of_trial
 
         instrument = instrument_current(trial_id=request.participant.trial_id, slug=slug)
         if instrument is None:
             raise Http404
         d = instrument.definition
-        from ..validation import item_choices
+        from ...validation import item_choices
 
         default = protocol_of_trial(request.participant.trial_id).language
         translations = d.get("translations") or {}
@@ -391,129 +379,3 @@ def perform_item(participant, kind: str, data: Any, *, key, instance_id=None, so
     except SurveyError as exc:
         raise as_api_error(exc)
     raise ValidationError({"kind": [f"Unknown kind {kind!r}."]})
-
-
-class SyncApi(ParticipantApiView):
-    @extend_schema_serializer(component_name="SyncBatch")
-    class InputSerializer(serializers.Serializer):
-        items = serializers.ListField(
-            child=serializers.DictField(child=serializers.JSONField(allow_null=True)),
-            max_length=500,
-            help_text=(
-                'Each item: {"kind": "response"|"dose"|"side_effect"|"event", "idempotency_key": uuid, ...}. '
-                "response: instance, answers, authored. dose: taken_at, unit_code?, note?. side_effect: "
-                "started_on, description, severity, serious, ongoing. event: instance, event (delivered|opened), at."
-            ),
-        )
-
-    @extend_schema_serializer(component_name="SyncResults")
-    class OutputSerializer(serializers.Serializer):
-        results = inline_serializer(
-            name="SyncResult",
-            many=True,
-            fields={
-                "idempotency_key": serializers.CharField(allow_null=True),
-                "status": serializers.IntegerField(),
-                "id": serializers.UUIDField(required=False),
-                "error": serializers.DictField(required=False),
-            },
-        )
-
-    @extend_schema(
-        tags=TAGS,
-        operation_id="sync_create",
-        request=InputSerializer,
-        responses={200: OutputSerializer, **errors(400, 401, 403)},
-    )
-    def post(self, request):
-        items = _validated(self.InputSerializer, request.data)["items"]
-        participant = request.participant
-        results = []
-        # Each item is judged alone, in order: one failure does not undo or block the others.
-        for item in items:
-            raw_key = item.get("idempotency_key")
-            result: dict[str, Any] = {"idempotency_key": None if raw_key is None else str(raw_key)}
-            try:
-                key = parse_key(raw_key)
-                kind = item.get("kind")
-                data = {k: v for k, v in item.items() if k not in ("kind", "idempotency_key")}
-                instance_id = None
-                if kind == "response":
-                    instance_id = parse_key(data.pop("instance", None), field="instance")
-                if kind == "event":
-                    data["kind"] = data.pop("event", None)
-                status_code, body = perform_item(
-                    participant, kind, data, key=key, instance_id=instance_id, source="sync"
-                )
-                result["status"] = status_code
-                if "id" in body:
-                    result["id"] = body["id"]
-            except ApiError as exc:
-                result["status"] = exc.status_code
-                result["error"] = {"code": exc.error_code, "message": str(exc.detail), "fields": exc.fields}
-            except ValidationError as exc:
-                result["status"] = 400
-                result["error"] = {
-                    "code": "validation_error",
-                    "message": "The item is not valid.",
-                    "fields": flatten_fields(exc.detail),
-                }
-            results.append(result)
-        return Response({"results": results})
-
-
-class FhirQuestionnaireApi(ParticipantApiView):
-    @extend_schema(
-        tags=["participant: FHIR"],
-        operation_id="fhir_questionnaire_retrieve",
-        responses={
-            200: OpenApiResponse(OpenApiTypes.OBJECT, description="FHIR R4 Questionnaire"),
-            **errors(401, 403, 404),
-        },
-    )
-    def get(self, request, slug: str):
-        instrument = instrument_current(trial_id=request.participant.trial_id, slug=slug)
-        if instrument is None:
-            raise Http404
-        return Response(fhir.questionnaire(instrument=instrument, trial_slug=request.participant.trial.slug))
-
-
-class FhirQuestionnaireResponseApi(ParticipantApiView):
-    @extend_schema(
-        tags=["participant: FHIR"],
-        operation_id="fhir_questionnaire_response_create",
-        request=OpenApiTypes.OBJECT,
-        responses={
-            201: SubmitOutput,
-            200: OpenApiResponse(SubmitOutput, description="replay"),
-            **errors(400, 401, 403, 404, 409),
-        },
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                OpenApiTypes.UUID,
-                OpenApiParameter.HEADER,
-                required=False,
-                description="Ignored: the resource's id is the idempotency key.",
-            )
-        ],
-    )
-    def post(self, request):
-        participant = request.participant
-        try:
-            parsed = fhir.parse_questionnaire_response(request.data)
-            instance = survey_instance_get(participant=participant, uuid=parsed["instance"])
-            if instance is None:
-                raise Http404
-            answers = fhir.answers_from_items(instance.instrument.definition, parsed["items"])
-            result = survey_response_submit(
-                participant=participant,
-                instance_id=instance.uuid,
-                idempotency_key=parsed["key"],
-                answers=answers,
-                authored=parsed["authored"],
-                source="fhir",
-            )
-        except SurveyError as exc:
-            raise as_api_error(exc)
-        return Response(result.body, status=result.status_code)
