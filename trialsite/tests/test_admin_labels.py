@@ -1,6 +1,7 @@
 """What a coordinator reads says what it is: the admin index's headings and names, pinned as shown."""
 
 import re
+from html import unescape
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -106,3 +107,22 @@ def test_dashboard_tables_say_study_week(client, trial, make_staff):
     html = client.get("/admin/dashboard/").content.decode()
     assert "Completion by site and study week" in html and "<th>study week</th>" in html
     assert "<th>week</th>" not in html
+
+
+def _headers_and_filters(html: str) -> tuple[list[str], list[str]]:
+    thead = html.split("<thead>")[1].split("</thead>")[0] if "<thead>" in html else ""
+    headers = [re.sub(r"<[^>]+>|\s+", " ", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", thead, re.S)]
+    filters = [unescape(t).strip() for t in re.findall(r"<summary>\s*By ([^<]+)</summary>", html)]
+    return [h for h in headers if h], filters
+
+
+def test_changelist_columns_and_filters_read_as_words(client, trial, site_ldn, make_staff):
+    client.force_login(make_staff("data_manager"))
+    audit, audit_filters = _headers_and_filters(client.get("/admin/pghistory/events/").content.decode())
+    assert audit == ["When", "Table", "Record id", "Event", "User", "Reason", "Changes"]
+    assert "when" in audit_filters and not any("pgh" in f for f in audit_filters)
+    _, withdrawal_filters = _headers_and_filters(client.get("/admin/participants/withdrawal/").content.decode())
+    assert "participant's own request" in withdrawal_filters and "by participant" not in withdrawal_filters
+    client.force_login(make_staff("monitor"))
+    _, login_filters = _headers_and_filters(client.get("/admin/trialsite/staffloginevent/").content.decode())
+    assert "when" in login_filters and "at" not in login_filters
