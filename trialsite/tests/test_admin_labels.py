@@ -1,8 +1,8 @@
 """What a coordinator reads says what it is: the admin index's headings and names, pinned as shown."""
 
 import re
-from html import unescape
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 from django.contrib import admin
