@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 run: $(VENV)/.installed
 	$(STACK) $(PY) -m trialsite.devrun
 
-test: $(VENV)/.installed browser-deps
+test: $(VENV)/.installed browser-deps pgbouncer-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(STACK) sh -c '$(PY) manage.py makemigrations --check --dry-run && $(PY) -m pytest $(PYTEST_ARGS)'
@@ -57,6 +57,16 @@ browser-deps:
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 		apt-get install -y chromium chromium-driver || { apt-get update && apt-get install -y chromium chromium-driver; }; \
 	else echo "Chromium is missing and cannot be installed here: run (as root) apt-get install -y chromium chromium-driver, or set SKIP_BROWSER=1"; fi
+
+# PgBouncer for the transaction-pooling test (analytics/tests/test_pgbouncer.py): Debian's, installed when root and
+# missing; otherwise that test fails saying so, unless SKIP_PGBOUNCER=1 is set on purpose.
+.PHONY: pgbouncer-deps
+pgbouncer-deps:
+	@if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then :; \
+	elif [ "$$SKIP_PGBOUNCER" = "1" ]; then echo "SKIP_PGBOUNCER=1: the PgBouncer test will be skipped"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		apt-get install -y pgbouncer || { apt-get update && apt-get install -y pgbouncer; }; \
+	else echo "PgBouncer is missing and cannot be installed here: run (as root) apt-get install -y pgbouncer, or set SKIP_PGBOUNCER=1"; fi
 
 # Refresh the app's vendored browser libraries from the npm registry (needs node/npm; nothing else does).
 vendor:

@@ -4,3 +4,17 @@ from django.apps import AppConfig
 class AnalyticsConfig(AppConfig):
     name = "analytics"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from celery.schedules import crontab
+
+        from trialsite import beat
+
+        # Export jobs: reclaim a running job whose heartbeat went stale, re-publish a queued one whose message was
+        # lost.
+        beat.register_periodic(
+            "export-jobs-sweep",
+            task="analytics.tasks.export_jobs_sweep",
+            schedule=crontab(minute="*"),
+            options={"expires": 55},
+        )

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import connection
+from django.db import connections
 from django.utils import timezone
 
+from trialsite.db import replica_alias
 from trialsite.models import Trial
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import ProtocolError, protocol_current
@@ -32,7 +33,8 @@ from .export import T
 
 
 def _rows(sql: str, params: list) -> list[dict]:
-    with connection.cursor() as cur:
+    """Figures are read on the replica when one is configured (DATABASE_REPLICA_URL; see trialsite.db)."""
+    with connections[replica_alias()].cursor() as cur:
         cur.execute(sql, params)
         cols = [c.name for c in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]

@@ -57,9 +57,17 @@ def participant_for_user(user) -> Participant | None:
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     try:
+        if type(user).participant.is_cached(user):
+            # Fetched with the bearer token in its one query (settings.API_TOKEN_SELECT_RELATED).
+            return user.participant
         return Participant.objects.select_related("trial", "site").get(user=user)
     except Participant.DoesNotExist:
         return None
+
+
+def user_is_participant(user) -> bool:
+    """True when the user is a participant's (a phone's) user: never staff."""
+    return Participant.objects.filter(user=user).exists()
 
 
 # --- Web Push ------------------------------------------------------------------------------------------------

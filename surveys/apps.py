@@ -6,21 +6,36 @@ class SurveysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from participants import hooks
-        from trialsite import outbox
+        from celery.schedules import crontab
+
+        from participants import dashboard, providers
+        from trialsite import beat, outbox
+        from trialsite.celery import SWEEP_SCHEDULE
         from trialsite.protocol.services import register_protocol_loader
 
         from . import checks, selectors  # noqa: F401 - checks registers the reminder-provider system check
+        from .admin.dashboard import DASHBOARD
         from .protocol_loader import load_surveys_part
+        from .provider import SurveysScheduleProvider
         from .reminders.services import MISSED_STREAK_CHECK, missed_streak_check_run
-        from .services import schedule
 
         register_protocol_loader("surveys", load_surveys_part)
         outbox.register(MISSED_STREAK_CHECK, missed_streak_check_run)
-        hooks.register_baseline_check("surveys", selectors.baseline_status)
-        hooks.register_baseline_score("surveys", selectors.baseline_score)
-        hooks.register_adherence("surveys", selectors.participants_adherence)
-        hooks.register("consented", "surveys.plan", schedule.on_consented)
-        hooks.register("randomised", "surveys.plan", schedule.on_randomised)
-        hooks.register("timezone_changed", "surveys.plan", schedule.on_timezone_changed)
-        hooks.register("withdrawn", "surveys.cancel", schedule.on_withdrawn)
+        # The baseline, adherence and survey planning participants' workflows need (participants.providers).
+        providers.register_schedule_provider(SurveysScheduleProvider())
+        # The participant dashboard's survey columns, filters and change-page sections.
+        dashboard.register_dashboard_extension("surveys", DASHBOARD)
+        # Reminders due, instances whose window closed (missed), missed-in-a-row coordinator tasks.
+        beat.register_periodic(
+            "reminders-sweep",
+            task="surveys.reminders.sweep",
+            schedule=SWEEP_SCHEDULE,
+            options={"expires": 55},  # a sweep that waited a whole minute is superseded by the next one
+        )
+        # End of study: participants whose schedule is complete become `completed` (on their local date).
+        beat.register_periodic(
+            "end-of-study-sweep",
+            task="surveys.participants_complete_finished",
+            schedule=crontab(minute="*/10"),
+            options={"expires": 500},
+        )

@@ -1,26 +1,20 @@
-"""The trial's current protocol, parsed once per immutable protocol version (a hot path of every submission)."""
+"""Kept only so branches in flight still import: the one definition is trialsite.protocol.services.
+
+New code calls `protocol_current(trial)`, `protocol_version_current(trial)` and `protocol_of_version(version)`.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from trialsite.models import ProtocolVersion
 from trialsite.protocol.schema import Protocol
-from trialsite.protocol.services import ProtocolError
+from trialsite.protocol.services import protocol_current, protocol_of_version
+from trialsite.protocol.services import protocol_version_current as _row
 
 
-@lru_cache(maxsize=32)
-def _parsed(pk: int, sha256: str) -> Protocol:
-    # Keyed by content hash too: protocol versions are immutable, so a cached parse is never stale.
-    return Protocol.model_validate(ProtocolVersion.objects.get(pk=pk).definition)
-
-
-def protocol_version_current(trial_id: int) -> tuple[ProtocolVersion | None, Protocol]:
-    row = ProtocolVersion.objects.filter(trial_id=trial_id).order_by("-version").only("pk", "sha256", "version").first()
-    if row is None:
-        raise ProtocolError([f"trial {trial_id} has no protocol loaded"])
-    return row, _parsed(row.pk, row.sha256)
+def protocol_version_current(trial_id: int) -> tuple[ProtocolVersion, Protocol]:
+    row = _row(trial_id)
+    return row, protocol_of_version(row)
 
 
 def protocol_of_trial(trial_id: int) -> Protocol:
-    return protocol_version_current(trial_id)[1]
+    return protocol_current(trial_id)

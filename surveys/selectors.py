@@ -8,9 +8,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from participants.models import Participant
+from trialsite.protocol.services import protocol_current
 
 from .models import DoseLog, InstanceStatus, Instrument, Score, SurveyInstance
-from .protocol import protocol_of_trial
 
 # What the phone sees: `open` includes the grace period after closing (answers are then `late`).
 PHONE_STATUSES = ("open", "upcoming", "completed", "missed")
@@ -48,7 +48,7 @@ def survey_instance_get(*, participant: Participant, uuid) -> SurveyInstance | N
 
 def instrument_current(*, trial_id: int, slug: str) -> Instrument | None:
     """The instrument version named by the trial's current protocol."""
-    protocol = protocol_of_trial(trial_id)
+    protocol = protocol_current(trial_id)
     version = next((i.version for i in protocol.instruments if i.slug == slug), None)
     if version is None:
         return None
@@ -61,7 +61,7 @@ def dose_list(*, participant: Participant) -> QuerySet[DoseLog]:
 
 def baseline_status(*, participant: Participant) -> tuple[bool, list[str]]:
     """Baseline = every `baseline: true` schedule event of the protocol answered."""
-    protocol = protocol_of_trial(participant.trial_id)
+    protocol = protocol_current(participant.trial_id)
     keys = [e.key for e in protocol.schedule if e.baseline]
     done = set(
         SurveyInstance.objects.filter(
@@ -121,7 +121,7 @@ def participants_adherence(*, participants, now: datetime) -> dict[int, dict]:
         .annotate(n=Count("id"))
         .values_list("participant_id", "n")
     )
-    protocols = {trial_id: protocol_of_trial(trial_id) for trial_id in {p.trial_id for p in participants}}
+    protocols = {trial_id: protocol_current(trial_id) for trial_id in {p.trial_id for p in participants}}
     out: dict[int, dict] = {}
     for p in participants:
         row = counts.get(p.pk, {"due": 0, "answered": 0})

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextvars
 import csv
 import json
+from typing import Any
 
 from django.contrib import admin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.http import StreamingHttpResponse
 from django.urls import path
 from django.utils.html import format_html_join
@@ -24,6 +25,26 @@ from . import roles as R
 from .admin_scoping import STAFF_ROLES, blinding_registry, has_any_role, user_is_unblinded
 
 _current_request: contextvars.ContextVar = contextvars.ContextVar("audit_admin_request")
+
+# The rows the audit trail is scoped by (site staff see events referencing those of their sites) and that
+# `?participant=<key>` finds: registered by the participants app in its AppConfig.ready().
+_subject: dict[str, Any] = {}
+
+
+def register_audit_subject(*, model, key_field: str, site_field: str = "site") -> None:
+    """model: the subject (a participant); key_field: what `?participant=` matches (the study id);
+    site_field: the subject's site foreign key."""
+    _subject.update(model=model, key_field=key_field, site_field=site_field)
+
+
+def audit_subject() -> dict[str, Any]:
+    if not _subject:
+        raise ImproperlyConfigured(
+            "No audit subject is registered (trialsite.admin_audit.register_audit_subject, called by the "
+            "participants app's AppConfig.ready()): the audit trail cannot be scoped to sites."
+        )
+    return _subject
+
 
 AUDIT_ROLES = (R.TRIAL_MANAGER, R.DATA_MANAGER, R.MONITOR, R.UNBLINDED_STATISTICIAN, R.COORDINATOR, R.SAFETY_PHYSICIAN)
 
@@ -113,10 +134,12 @@ class ParticipantFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        from participants.models import Participant
-
-        participants = R.filter_by_site(Participant.objects.filter(study_id=value), request.user)
-        found = list(participants)
+        subject = audit_subject()
+        found = list(
+            R.filter_by_site(
+                subject["model"].objects.filter(**{subject["key_field"]: value}), request.user, subject["site_field"]
+            )
+        )
         if not found:
             return queryset.none()
         return queryset.references(found)
@@ -244,9 +267,8 @@ class AuditTrailAdmin(EventsAdmin):
         # ObjectFilter checks the object against its own admin's scoping, and pghistory cannot combine
         # tracks() with references(); every other view of site-scoped staff is narrowed here.
         if ids is not None and not request.GET.get("obj"):
-            from participants.models import Participant
-
-            queryset = queryset.references(Participant.objects.filter(site_id__in=ids))
+            subject = audit_subject()
+            queryset = queryset.references(subject["model"].objects.filter(**{f"{subject['site_field']}__in": ids}))
         return queryset
 
     def lookup_allowed(self, lookup, value, request=None):

@@ -4,12 +4,15 @@
   history, autocomplete, actions and related-object dropdowns all go through it.
 - Permissions: granted in code from the user's roles (`view_roles`, `add_roles`, `change_roles`);
   nothing clinical is ever deleted from the admin.
-- Blinding: models and fields listed in participants.blinding.REGISTRY (or declared on the admin with
+- Blinding: models and fields the apps register (register_arm_bearing) (or declared on the admin with
   `arm_bearing` / `blinded_fields`) are shown only to the unblinded statistician. Superusers are blinded too.
 - Submitted clinical data: changes need a reason (stored in the audit context); locked rows are read-only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import admin
@@ -25,31 +28,40 @@ CLINICAL_WRITE_ROLES = (R.COORDINATOR, R.TRIAL_MANAGER)
 SAFETY_ROLES = (R.SAFETY_PHYSICIAN, R.TRIAL_MANAGER)
 
 
+_arm_bearing_sources: dict[str, Callable[[], Any]] = {}
+
+
+def register_arm_bearing(app: str, source: Callable[[], Any]) -> None:
+    """An app's arm-bearing data, registered in its AppConfig.ready(): `source()` returns its registry (read
+    at every call, so the app's own module stays the one place it is written)."""
+    _arm_bearing_sources[app] = source
+
+
 def blinding_registry() -> dict[str, set[str] | None]:
     """model label (lower case) → arm-bearing field names, or None when the whole model is arm-bearing.
 
-    Reads participants.blinding.REGISTRY; it may map models (or labels) to field lists, or list whole models.
-    Fails closed: a missing module or an empty registry raises (no admin page renders), never "nothing is
-    arm-bearing".
+    Reads what the apps registered (register_arm_bearing; participants.blinding.REGISTRY); each registry may
+    map models (or labels) to field lists, or list whole models. Fails closed: no registered source, or
+    an empty registry, raises (no admin page renders), never "nothing is arm-bearing".
     """
-    import importlib
-
     from django.core.exceptions import ImproperlyConfigured
 
-    try:
-        blinding = importlib.import_module("participants.blinding")
-    except ImportError as exc:
-        raise ImproperlyConfigured("The blinding registry (participants.blinding) cannot be imported.") from exc
-    registry = getattr(blinding, "REGISTRY", None)
-    if not registry:
-        raise ImproperlyConfigured("The blinding registry (participants.blinding.REGISTRY) is missing or empty.")
+    if not _arm_bearing_sources:
+        raise ImproperlyConfigured(
+            "No blinding registry is registered (trialsite.admin_scoping.register_arm_bearing, called by the "
+            "participants app's AppConfig.ready())."
+        )
     result: dict[str, set[str] | None] = {}
-    items = registry.items() if isinstance(registry, dict) else ((entry, None) for entry in registry)
-    for key, fields in items:
-        label = key if isinstance(key, str) else key._meta.label
-        if fields is not None and not isinstance(fields, (list, tuple, set, frozenset)):
-            fields = getattr(fields, "fields", None)
-        result[label.lower()] = None if not fields or "*" in fields else set(fields)
+    for app, source in _arm_bearing_sources.items():
+        registry = source()
+        if not registry:
+            raise ImproperlyConfigured(f"The blinding registry of {app} is missing or empty.")
+        items = registry.items() if isinstance(registry, dict) else ((entry, None) for entry in registry)
+        for key, fields in items:
+            label = key if isinstance(key, str) else key._meta.label
+            if fields is not None and not isinstance(fields, (list, tuple, set, frozenset)):
+                fields = getattr(fields, "fields", None)
+            result[label.lower()] = None if not fields or "*" in fields else set(fields)
     return result
 
 

@@ -1,5 +1,7 @@
 """Celery beat's scheduler with a heartbeat file, so a health check can tell a working beat from a stuck one.
 
+The apps contribute their sweeps through `register_periodic` (see trialsite.celery).
+
 `celery -A trialsite beat --scheduler trialsite.beat:HeartbeatScheduler --schedule /data/celerybeat-schedule`
 touches `/data/celerybeat-schedule.heartbeat` once at start (after reaching the broker) and after every due
 task it hands to the broker. The sweeps run every minute, so a healthy beat's heartbeat is never more than
@@ -14,8 +16,33 @@ import os
 from pathlib import Path
 
 from celery.beat import PersistentScheduler
+from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
+
+# The apps' periodic sweeps, registered in their AppConfig.ready() (register_periodic); trialsite.celery merges
+# them into beat's schedule once Django is set up. The spine's own entries (heartbeat, outbox) live there.
+_periodic: dict[str, dict] = {}
+
+
+def register_periodic(name: str, *, task: str, schedule, options: dict | None = None) -> None:
+    """A periodic task of an app: a short sweep (claims rows with SKIP LOCKED, fans out small tasks)."""
+    entry = {"task": task, "schedule": schedule}
+    if options:
+        entry["options"] = dict(options)
+    _periodic[name] = entry
+
+
+def app_schedule() -> dict[str, dict]:
+    """The apps' entries of beat's schedule. Fails closed: none registered (apps not ready) raises, rather
+    than a beat that runs without the reminder and safety sweeps."""
+    if not _periodic:
+        raise ImproperlyConfigured(
+            "No app registered a periodic task (trialsite.beat.register_periodic in AppConfig.ready()): "
+            "is Django set up?"
+        )
+    return {name: dict(entry) for name, entry in _periodic.items()}
+
 
 HEARTBEAT_SUFFIX = ".heartbeat"
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import celeryd_init
+from celery.signals import celeryd_init, import_modules
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trialsite.settings.development")
 
@@ -17,37 +17,23 @@ app.autodiscover_tasks()
 _SWEEP_SECONDS = float(os.environ.get("TRIALSITE_SWEEP_SECONDS") or 0)
 SWEEP_SCHEDULE = timedelta(seconds=_SWEEP_SECONDS) if _SWEEP_SECONDS > 0 else crontab(minute="*")
 
-# Short periodic sweeps that claim rows with select_for_update(skip_locked=True) and fan out small tasks.
-# Apps add their sweeps here (never long countdown/ETA tasks).
+# Short periodic sweeps that claim rows with select_for_update(skip_locked=True) and fan out small tasks
+# (never long countdown/ETA tasks). The spine's own are here; the apps register theirs in AppConfig.ready()
+# (trialsite.beat.register_periodic), merged in below once Django is set up.
 app.conf.beat_schedule = {
     "heartbeat": {"task": "trialsite.tasks.heartbeat", "schedule": SWEEP_SCHEDULE},
-    # Reminders due, instances whose window closed (missed), missed-in-a-row coordinator tasks.
-    "reminders-sweep": {
-        "task": "surveys.reminders.sweep",
-        "schedule": SWEEP_SCHEDULE,
-        "options": {"expires": 55},  # a sweep that waited a whole minute is superseded by the next one
-    },
-    # Safety alerts nobody acknowledged in time → trial managers.
-    "safety-escalation-sweep": {
-        "task": "participants.tasks.safety_alerts_escalate_due",
-        "schedule": SWEEP_SCHEDULE,
-        "options": {"expires": 55},
-    },
-    # End of study: participants whose schedule is complete become `completed` (on their local date).
-    "end-of-study-sweep": {
-        "task": "surveys.participants_complete_finished",
-        "schedule": crontab(minute="*/10"),
-        "options": {"expires": 500},
-    },
-    # Export jobs: reclaim a running job whose heartbeat went stale, re-publish a queued one whose message was lost.
-    "export-jobs-sweep": {
-        "task": "analytics.tasks.export_jobs_sweep",
-        "schedule": crontab(minute="*"),
-        "options": {"expires": 55},
-    },
     # outbox: e-mails and other effects recorded with their change and not yet delivered (trialsite.outbox).
     "outbox-sweep": {"task": "trialsite.outbox.sweep", "schedule": SWEEP_SCHEDULE, "options": {"expires": 55}},
 }
+
+
+# Celery's Django fixup connected first (when the app was created), so Django is set up by the time this runs:
+# in beat and workers, before the scheduler reads the schedule.
+@import_modules.connect(sender=app)
+def _apps_beat_schedule(**_kwargs) -> None:
+    from .beat import app_schedule
+
+    app.conf.beat_schedule = {**app.conf.beat_schedule, **app_schedule()}
 
 
 # outbox: a worker waits out a hanging Redis instead of timing out mid-protocol. With the web's 2 s read timeout a

@@ -50,7 +50,9 @@ def main() -> int:
             cwd=ROOT,
         ),
         subprocess.Popen(
-            [PY, "-m", "celery", "-A", "trialsite", "worker", "--loglevel", "INFO", "--concurrency", "2"],
+            # One development worker consumes both queues (production runs a pool for each: docker-compose.yml).
+            [PY, "-m", "celery", "-A", "trialsite", "worker", "-Q", "celery,exports", "--loglevel", "INFO"]
+            + ["--concurrency", "2"],
             cwd=ROOT,
         ),
         subprocess.Popen(

@@ -29,7 +29,13 @@ class Trial(models.Model):
 
     @property
     def current_protocol(self) -> ProtocolVersion:
-        return self.protocol_versions.order_by("-version").first()
+        """The latest version's row (not the parsed protocol: that is protocol.services.protocol_current)."""
+        from .protocol.services import ProtocolError, protocol_version_current
+
+        try:
+            return protocol_version_current(self)  # deferred fields (definition, source) load on first access
+        except ProtocolError:
+            return None
 
 
 @tracked()

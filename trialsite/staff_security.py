@@ -9,6 +9,8 @@ from __future__ import annotations
 from django.contrib.auth import signals as auth_signals
 from django.dispatch import receiver
 
+from . import principals
+
 
 def _request_meta(request) -> dict:
     if request is None:
@@ -39,8 +41,8 @@ def staff_login_event_record(*, kind: str, request=None, user=None, username: st
 
 
 def _has_participant(user) -> bool:
-    # RelatedObjectDoesNotExist is an AttributeError: staff users have no participant.
-    return getattr(user, "participant", None) is not None
+    # The participants app tells the spine who is a participant (trialsite.principals).
+    return principals.is_participant(user)
 
 
 @receiver(auth_signals.user_logged_in, dispatch_uid="trialsite_staff_login")

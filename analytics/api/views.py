@@ -13,10 +13,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from participants.api.common import errors
-from participants.api.permissions import IsStaff
 from trialsite import roles
 from trialsite.api.errors import Conflict, Forbidden, NotFound
+from trialsite.api.permissions import IsStaff
+from trialsite.api.schema import errors
 from trialsite.audit import audit_context
 from trialsite.models import Trial
 

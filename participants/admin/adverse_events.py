@@ -10,7 +10,8 @@ from trialsite import roles as R
 from trialsite.admin_scoping import ReasonForm, ScopedAdmin, site_filter
 
 from .. import models as m
-from .participants import SITE, service
+from .. import services
+from .participants import SITE
 
 # --- adverse events ------------------------------------------------------------------------------------------
 
@@ -74,7 +75,7 @@ class AdverseEventAdmin(ScopedAdmin):
 
         if change:
             # Corrections re-run the safety rules (correcting an event to serious raises the alert).
-            service("adverse_event_correct")(
+            services.adverse_event_correct(
                 event=obj,
                 user=request.user,
                 reason=form.cleaned_data.get("change_reason") or "",
@@ -85,7 +86,7 @@ class AdverseEventAdmin(ScopedAdmin):
         participant = form.cleaned_data["participant"]
         if not R.can_reach_site(request.user, participant.site_id) and not request.user.is_superuser:
             raise PermissionDenied
-        created = service("adverse_event_create")(participant=participant, user=request.user, **data)
+        created = services.adverse_event_create(participant=participant, user=request.user, **data)
         obj.pk = created.pk
 
     def save_related(self, request, form, formsets, change):

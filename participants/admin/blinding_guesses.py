@@ -12,8 +12,9 @@ from trialsite.models import Trial
 from trialsite.protocol.services import protocol_current
 
 from .. import models as m
+from .. import services
 from ..services.errors import WorkflowError
-from .participants import SITE, error_text, service
+from .participants import SITE, error_text
 
 # --- coordinators' blinding guesses -------------------------------------------------------------------------
 
@@ -49,7 +50,7 @@ class StaffBlindingGuessForm(forms.ModelForm):
         if self.errors or self.request is None:
             return data
         try:
-            self.recorded = service("staff_blinding_guess_record")(
+            self.recorded = services.staff_blinding_guess_record(
                 participant=data["participant"],
                 user=self.request.user,
                 time_point=data["time_point"],

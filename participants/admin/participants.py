@@ -4,8 +4,8 @@ page, consent, and the helpers the other areas share (service lookup, error text
 The other areas live beside this module (safety, adverse_events, unblinding, allocation, contact_access,
 blinding_guesses); the package's __init__ imports them all so that every ModelAdmin is registered.
 The participant dashboard's survey-derived columns (adherence, last answer, next due, missed in a row)
-and the survey sections of the change page are added by surveys/admin, which subclasses
-ParticipantAdmin: participants never imports surveys (dependency direction).
+and the survey sections of the change page are added by surveys through participants.dashboard (a registry
+surveys fills in its AppConfig.ready()): participants never imports surveys (dependency direction).
 Every write goes through participants.services.
 """
 
@@ -24,50 +24,20 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from trialsite import admin_actions
 from trialsite import roles as R
+from trialsite.admin_actions import error_text
 from trialsite.admin_scoping import CLINICAL_WRITE_ROLES, ReadOnlyInline, ScopedAdmin, has_any_role, site_filter
 from trialsite.models import Site, Trial
 from trialsite.protocol.services import protocol_current
 
 from .. import models as m
+from .. import services
+from ..dashboard import dashboard_extensions
 from ..enrolment_link import enrolment_qr_svg
 from ..services.errors import WorkflowError
 
 SITE = "participant__site"
-
-
-def service(name: str):
-    """A participants service by name; a clear message (not a 500) when it is not installed."""
-    from .. import services
-
-    fn = getattr(services, name, None)
-    if fn is None:
-        import importlib
-
-        for module in (
-            "registration",
-            "safety",
-            "randomisation",
-            "withdrawal",
-            "consent",
-            "adverse_events",
-            "unblinding",
-        ):
-            try:
-                fn = getattr(importlib.import_module(f"participants.services.{module}"), name, None)
-            except ImportError:
-                fn = None
-            if fn is not None:
-                break
-    if fn is None:
-        raise ValidationError(f"The operation {name} is not available yet.")
-    return fn
-
-
-def error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(exc.messages)
-    return str(exc)
 
 
 def qr_svg(text: str) -> str:
@@ -130,34 +100,12 @@ class NoteForm(forms.Form):
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="what was done")
 
 
-def intermediate(modeladmin, request, queryset, *, form_class, title, action, apply, form_kwargs=None):
-    """Render a form for an action on the selected rows; on a valid POST call `apply(obj, data)` per row."""
-    form_kwargs = form_kwargs or {}
-    if "confirm" in request.POST:
-        form = form_class(request.POST, **form_kwargs)
-        if form.is_valid():
-            done = 0
-            for obj in queryset:
-                try:
-                    apply(obj, form.cleaned_data)
-                    done += 1
-                except (ValidationError, PermissionDenied, WorkflowError, ValueError) as exc:
-                    modeladmin.message_user(request, f"{obj}: {error_text(exc)}", messages.ERROR)
-            if done:
-                modeladmin.message_user(request, f"{title}: {done} done.", messages.SUCCESS)
-            return None
-    else:
-        form = form_class(**form_kwargs)
-    context = {
-        **modeladmin.admin_site.each_context(request),
-        "title": title,
-        "form": form,
-        "objects": queryset,
-        "action": action,
-        "opts": modeladmin.model._meta,
-        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
-    }
-    return TemplateResponse(request, "admin/participants/action_form.html", context)
+REFUSALS = (*admin_actions.REFUSALS, WorkflowError)
+
+
+def intermediate(modeladmin, request, queryset, **kwargs):
+    """trialsite.admin_actions.intermediate, with participants' workflow refusals shown per row."""
+    return admin_actions.intermediate(modeladmin, request, queryset, refusals=REFUSALS, **kwargs)
 
 
 # --- participants --------------------------------------------------------------------------------------------
@@ -253,7 +201,33 @@ class ParticipantAdmin(ScopedAdmin):
             .annotate(n=Count("pk"))
             .values("n")[:1]
         )
-        return super().get_queryset(request).annotate(open_alerts=Coalesce(Subquery(open_alerts), Value(0)))
+        queryset = super().get_queryset(request).annotate(open_alerts=Coalesce(Subquery(open_alerts), Value(0)))
+        for extension in dashboard_extensions():
+            queryset = extension.annotate(queryset)
+        return queryset
+
+    # --- the dashboard: columns, filters and change-page sections other apps add (participants.dashboard) -------
+    def get_list_display(self, request):
+        extensions = dashboard_extensions()
+        display = list(super().get_list_display(request))
+        at = display.index("study_day_now") + 1
+        display[at:at] = [column for ext in extensions for column in ext.columns]
+        return display + [column for ext in extensions for column in ext.trailing_columns]
+
+    def get_list_filter(self, request):
+        return list(super().get_list_filter(request)) + [f for ext in dashboard_extensions() for f in ext.filters]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        participant = self.get_object(request, object_id)
+        if participant is not None:
+            extra_context["dashboard_sections"] = [
+                section
+                for ext in dashboard_extensions()
+                if ext.sections is not None
+                for section in ext.sections(request, participant)
+            ]
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="study day")
     def study_day_now(self, obj):
@@ -295,7 +269,7 @@ class ParticipantAdmin(ScopedAdmin):
             ):
                 raise PermissionDenied
             try:
-                participant, code = service("participant_register")(
+                participant, code = services.participant_register(
                     trial=data["trial"],
                     site=data["site"],
                     tz=data["timezone"],
@@ -331,11 +305,11 @@ class ParticipantAdmin(ScopedAdmin):
             if not has_any_role(request.user, CLINICAL_WRITE_ROLES):
                 raise PermissionDenied
             try:
-                code = service("enrolment_code_issue")(participant=participant, user=request.user)
+                code = services.enrolment_code_issue(participant=participant, user=request.user)
             except Exception as exc:  # noqa: BLE001 - WorkflowError/ValidationError: shown to the user
                 self.message_user(request, error_text(exc), messages.ERROR)
         if code is None:
-            code = service("enrolment_code_live")(participant=participant)
+            code = services.enrolment_code_live(participant=participant)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Enrolment code for {participant.study_id}",
@@ -356,7 +330,7 @@ class ParticipantAdmin(ScopedAdmin):
         details = None
         if request.method == "POST" and form.is_valid():
             try:
-                details = service("contact_view")(
+                details = services.contact_view(
                     participant=participant, user=request.user, purpose=form.cleaned_data["purpose"]
                 )
             except ValidationError as exc:
@@ -377,7 +351,7 @@ class ParticipantAdmin(ScopedAdmin):
         issued = []
         for participant in queryset:
             try:
-                service("enrolment_code_issue")(participant=participant, user=request.user)
+                services.enrolment_code_issue(participant=participant, user=request.user)
                 issued.append(participant)
             except Exception as exc:  # noqa: BLE001 - WorkflowError/ValidationError: shown to the user
                 self.message_user(request, f"{participant}: {error_text(exc)}", messages.ERROR)
@@ -389,11 +363,9 @@ class ParticipantAdmin(ScopedAdmin):
 
     @admin.action(description="Randomise")
     def randomise(self, request, queryset):
-        fn = None
         for participant in queryset:
             try:
-                fn = fn or service("participant_randomise")
-                fn(participant=participant, user=request.user)
+                services.participant_randomise(participant=participant, user=request.user)
                 self.message_user(request, f"{participant}: randomised.", messages.SUCCESS)
             except Exception as exc:  # noqa: BLE001 - workflow refusals are shown, not raised
                 self.message_user(request, f"{participant}: {error_text(exc)}", messages.ERROR)
@@ -401,7 +373,7 @@ class ParticipantAdmin(ScopedAdmin):
     @admin.action(description="Withdraw (scope and reason)")
     def withdraw(self, request, queryset):
         def apply(participant, data):
-            service("participant_withdraw")(
+            services.participant_withdraw(
                 participant=participant,
                 scope=data["scope"],
                 reason=data["reason"],
@@ -422,7 +394,7 @@ class ParticipantAdmin(ScopedAdmin):
     @admin.action(description="Record paper consent")
     def record_paper_consent(self, request, queryset):
         def apply(participant, data):
-            service("consent_record_paper")(
+            services.consent_record_paper(
                 participant=participant,
                 version=data["document"].version,
                 signed_at=data["signed_on"],

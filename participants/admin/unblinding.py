@@ -10,8 +10,9 @@ from trialsite import roles as R
 from trialsite.admin_scoping import ScopedAdmin, has_any_role
 
 from .. import models as m
+from .. import services
 from ..services.errors import WorkflowError
-from .participants import SITE, NoteForm, error_text, intermediate, service
+from .participants import SITE, NoteForm, error_text, intermediate
 
 # --- emergency unblinding -----------------------------------------------------------------------------------
 
@@ -32,7 +33,7 @@ class UnblindRequestForm(forms.ModelForm):
         if self.errors or self.request is None or "participant" not in data:
             return data
         try:
-            self.recorded = service("unblinding_request")(
+            self.recorded = services.unblinding_request(
                 participant=data["participant"], user=self.request.user, reason=data.get("reason", "")
             )
         except (ValidationError, PermissionDenied, WorkflowError) as exc:
@@ -87,7 +88,7 @@ class UnblindingRequestAdmin(ScopedAdmin):
 
     def _decide(self, request, queryset, *, approve: bool):
         def apply(req, data):
-            service("unblinding_decide")(request=req, user=request.user, approve=approve, note=data["note"])
+            services.unblinding_decide(request=req, user=request.user, approve=approve, note=data["note"])
 
         return intermediate(
             self,
@@ -104,7 +105,7 @@ class UnblindingRequestAdmin(ScopedAdmin):
         obj = self.get_object(request, object_id)
         if obj is not None and request.method == "POST" and "_reveal" in request.POST:
             try:
-                extra_context["revealed"] = service("unblinding_reveal")(request=obj, user=request.user)
+                extra_context["revealed"] = services.unblinding_reveal(request=obj, user=request.user)
             except (ValidationError, PermissionDenied, WorkflowError) as exc:
                 self.message_user(request, error_text(exc), messages.ERROR)
             request.method = "GET"

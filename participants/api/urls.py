@@ -2,6 +2,8 @@
 
 from django.urls import path
 
+from trialsite.api.staff_token import StaffTokenApi
+
 from . import views
 
 app_name = "participants"
@@ -14,7 +16,7 @@ urlpatterns = [
     path("withdraw", views.WithdrawApi.as_view(), name="withdraw"),
     path("push/vapid-key", views.PushVapidKeyApi.as_view(), name="push-vapid-key"),
     path("push/subscription", views.PushSubscriptionApi.as_view(), name="push-subscription"),
-    path("staff/token", views.StaffTokenApi.as_view(), name="staff-token"),
+    path("staff/token", StaffTokenApi.as_view(), name="staff-token"),
     path("staff/participants", views.StaffParticipantsApi.as_view(), name="staff-participants"),
     path(
         "staff/participants/<uuid:pk>/enrolment-code",

@@ -22,7 +22,7 @@ from django.db import transaction
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import protocol_current
 
-from .. import hooks
+from .. import providers
 from ..models import AllocationList, AllocationSlot, Arm, DoseUnit, Participant
 
 UNIT_ALPHABET = "ACDEFGHJKMNPQRTUVWXY345679"
@@ -70,7 +70,7 @@ def trial_strata(*, trial) -> list[str]:
 
 
 def participant_stratum(*, participant: Participant) -> tuple[str | None, list[str]]:
-    """(stratum, what is missing). Uses the baseline score through participants.hooks."""
+    """(stratum, what is missing). Uses the baseline score through participants.providers."""
     protocol = protocol_current(participant.trial)
     parts: list[str] = []
     missing: list[str] = []
@@ -78,7 +78,7 @@ def participant_stratum(*, participant: Participant) -> tuple[str | None, list[s
         if stratum.source == "site":
             parts.append(participant.site.code)
         elif stratum.source == "score":
-            value = hooks.baseline_score(
+            value = providers.schedule_provider().baseline_score(
                 participant=participant, instrument=stratum.instrument, schedule=stratum.schedule, score=stratum.score
             )
             if value is None:

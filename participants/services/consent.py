@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .. import hooks
+from .. import providers
 from ..models import ConsentDocument, ConsentSignature, Participant, ParticipantStatus
 from ..selectors import consent_status
 from .errors import Withdrawn, WorkflowError
@@ -59,7 +59,7 @@ def consent_sign(
     )
     signature.full_clean()
     signature.save()
-    hooks.emit("consented", participant=participant, document=document, now=now)
+    providers.schedule_provider().on_consented(participant=participant, document=document, now=now)
     return signature
 
 
@@ -91,5 +91,5 @@ def consent_record_paper(
     )
     signature.full_clean()
     signature.save()
-    hooks.emit("consented", participant=participant, document=document)
+    providers.schedule_provider().on_consented(participant=participant, document=document)
     return signature

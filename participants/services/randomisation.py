@@ -11,7 +11,7 @@ from trialsite import roles
 from trialsite.models import RoleGrant
 from trialsite.outbox import mail_enqueue
 
-from .. import hooks
+from .. import providers
 from ..models import Allocation, AllocationList, AllocationSlot, Participant, ParticipantStatus
 from ..selectors import consent_status
 from .allocation import participant_stratum
@@ -49,7 +49,7 @@ def _randomise(*, participant: Participant, user, now) -> Allocation:
     status = consent_status(participant=participant, on=participant.local_date(now))
     if not status.has_consented or status.needs_consent:
         raise NotConsented(f"{participant.study_id} has not signed the current consent.")
-    complete, missing = hooks.baseline_status(participant=participant)
+    complete, missing = providers.schedule_provider().baseline_status(participant=participant)
     if not complete:
         raise WorkflowError(f"{participant.study_id}: baseline not complete ({'; '.join(missing)}).")
     stratum, missing = participant_stratum(participant=participant)
@@ -81,7 +81,7 @@ def _randomise(*, participant: Participant, user, now) -> Allocation:
     participant.day0 = now.astimezone(participant.zone).date()
     participant.stratum = stratum
     participant.save(update_fields=["status", "randomised_at", "day0", "stratum"])
-    hooks.emit("randomised", participant=participant, now=now)
+    providers.schedule_provider().on_randomised(participant=participant, now=now)
     return allocation
 
 

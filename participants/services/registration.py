@@ -18,7 +18,7 @@ from trialsite.api.auth import token_issue
 from trialsite.models import Site, Trial
 from trialsite.protocol.services import protocol_current
 
-from .. import crypto, hooks
+from .. import crypto, providers
 from ..models import (
     ContactAccess,
     ContactDetails,
@@ -371,5 +371,7 @@ def participant_settings_update(
         participant.full_clean()
         participant.save(update_fields=sorted(set(fields)))
     if participant.timezone != old_zone:
-        hooks.emit("timezone_changed", participant=participant, old=old_zone, new=participant.timezone)
+        providers.schedule_provider().on_timezone_changed(
+            participant=participant, old=old_zone, new=participant.timezone
+        )
     return participant

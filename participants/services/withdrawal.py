@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .. import hooks
+from .. import providers
 from ..models import EnrolmentCode, Participant, ParticipantStatus, Withdrawal, WithdrawalScope
 from .errors import WorkflowError
 
@@ -43,5 +43,5 @@ def participant_withdraw(
         EnrolmentCode.objects.filter(participant=participant, used_at__isnull=True, revoked_at__isnull=True).update(
             revoked_at=now, code_encrypted=""
         )
-    hooks.emit("withdrawn", participant=participant, scope=scope)
+    providers.schedule_provider().on_withdrawn(participant=participant, scope=scope)
     return withdrawal

@@ -8,10 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from rest_framework.test import APIClient
 
-from participants import hooks
+from participants import providers
 from participants.tests.factories import ELIGIBLE, ConsentFactory, ParticipantFactory
-
-PROVIDER = "participants-tests"
 
 
 @pytest.fixture
@@ -22,14 +20,24 @@ def api_client():
     return client
 
 
+class _Provider:
+    """Delegates to the registered schedule provider (the surveys app's), except what a test overrides."""
+
+    def __init__(self, inner, **overrides):
+        self._inner = inner
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
 @pytest.fixture
 def baseline(monkeypatch):
-    """A test baseline provider: baseline[participant.pk] = PHQ-9 total (absent: baseline not done).
+    """A test baseline: baseline[participant.pk] = PHQ-9 total (absent: baseline not done).
 
-    It replaces the providers installed by other apps (the surveys app's real one) for the test's duration."""
+    It replaces the baseline of the registered schedule provider (the surveys app's) for the test's duration;
+    survey planning and adherence still go to the real one."""
     scores: dict[int, float] = {}
-    monkeypatch.setattr(hooks, "_baseline_checks", {})
-    monkeypatch.setattr(hooks, "_baseline_scores", {})
 
     def check(*, participant):
         return (participant.pk in scores), ([] if participant.pk in scores else ["baseline PHQ-9"])
@@ -37,24 +45,29 @@ def baseline(monkeypatch):
     def score(*, participant, instrument, schedule, score):
         return scores.get(participant.pk) if instrument == "phq9" else None
 
-    hooks.register_baseline_check(PROVIDER, check)
-    hooks.register_baseline_score(PROVIDER, score)
-    yield scores
-    hooks.unregister(PROVIDER)
+    provider = _Provider(providers.schedule_provider(), baseline_status=check, baseline_score=score)
+    monkeypatch.setitem(providers._registered, "schedule", provider)
+    return scores
 
 
 @pytest.fixture
-def events():
-    """Records every participants hook event: list of (event, participant_id, details)."""
+def events(monkeypatch):
+    """Records every participants workflow step passed to the schedule provider: list of (event, participant_id,
+    details); the registered provider (the surveys app's) still plans the surveys."""
     seen: list[tuple[str, int, dict]] = []
-    for event in ("consented", "randomised", "withdrawn", "timezone_changed"):
-        hooks.register(
-            event,
-            PROVIDER + "-events",
-            lambda *, participant, _e=event, **details: seen.append((_e, participant.pk, details)),
-        )
-    yield seen
-    hooks.unregister(PROVIDER + "-events")
+    inner = providers.schedule_provider()
+
+    def recorder(event):
+        def record(*, participant, **details):
+            seen.append((event, participant.pk, details))
+            getattr(inner, f"on_{event}")(participant=participant, **details)
+
+        return record
+
+    steps = ("consented", "randomised", "withdrawn", "timezone_changed")
+    provider = _Provider(inner, **{f"on_{event}": recorder(event) for event in steps})
+    monkeypatch.setitem(providers._registered, "schedule", provider)
+    return seen
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""The participant dashboard (staff admin of participants, with survey-derived columns and sections).
+"""The participant dashboard's survey-derived columns, filters and change-page sections.
 
-The dashboard (participants changelist) extends participants.admin.ParticipantAdmin here, because its
-columns come from survey instances and responses (surveys may import participants, never the reverse).
+The dashboard is participants' ParticipantAdmin; surveys contributes through participants.dashboard (the
+DashboardExtension below, registered in SurveysConfig.ready()), because the columns come from survey instances
+and responses (surveys may import participants, never the reverse).
 Every column is an annotation or subquery, so the changelist costs the same number of queries for 1 or
 50 participants.
 """
@@ -17,18 +18,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import format_html
 
-from participants import admin as participants_admin
-from participants.admin import ParticipantAdmin
-from participants.models import Participant
-from trialsite.admin_scoping import site_filter
+from participants.dashboard import DashboardExtension
 
-from ..models import (
-    DoseLog,
-    InstanceStatus,
-    Response,
-    SideEffect,
-    SurveyInstance,
-)
+from ..models import DoseLog, InstanceStatus, Response, SideEffect, SurveyInstance
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -121,112 +113,96 @@ class MissedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ParticipantDashboardAdmin(ParticipantAdmin):
-    list_display = [
-        "study_id",
-        "site",
-        "status",
-        "study_day_now",
-        "adherence_7d",
-        "adherence_all",
-        "last_answer_col",
-        "next_due_col",
-        "open_alerts_col",
-        "missed_row_col",
+# --- the columns, filters and change-page sections surveys adds to participants' dashboard ----------------
+
+
+@admin.display(description="surveys answered, 7 d", ordering="adherence_7")
+def adherence_7d(obj):
+    return _pct(obj.done_7, obj.due_7)
+
+
+@admin.display(description="surveys answered, all")
+def adherence_all(obj):
+    return _pct(obj.done_all, obj.due_all)
+
+
+@admin.display(description="last answer", ordering="last_answer")
+def last_answer_col(obj):
+    return obj.last_answer.strftime("%Y-%m-%d %H:%M") if obj.last_answer else "—"
+
+
+@admin.display(description="next due", ordering="next_due")
+def next_due_col(obj):
+    return obj.next_due.strftime("%Y-%m-%d %H:%M") if obj.next_due else "—"
+
+
+@admin.display(description="missed in a row", ordering="missed_row")
+def missed_row_col(obj):
+    return (
+        format_html('<strong style="color:#ba2121">{}</strong>', obj.missed_row)
+        if obj.missed_row >= 3
+        else obj.missed_row
+    )
+
+
+# The change page: the participant's whole story, in a fixed number of queries.
+def sections(request, participant) -> list[dict]:
+    instances = list(
+        SurveyInstance.objects.filter(participant=participant)
+        .select_related("instrument", "response")
+        .prefetch_related("reminders", "prompt_events", "response__scores")
+        .order_by("opens_at", "id")
+    )
+    for instance in instances:
+        response = getattr(instance, "response", None) if hasattr(instance, "response") else None
+        instance.answer = response
+        instance.score_list = list(response.scores.all()) if response else []
+        instance.telemetry = {e.kind: e.at for e in instance.prompt_events.all()}
+    doses = list(DoseLog.objects.filter(participant=participant).order_by("taken_at"))
+    side_effects = list(SideEffect.objects.filter(participant=participant).order_by("reported_at"))
+    context = {"participant": participant, "instances": instances, "doses": doses, "side_effects": side_effects}
+    sections = [
+        {
+            "title": "Surveys, answers and scores",
+            "html": render_to_string("admin/surveys/sections/instances.html", context),
+        },
+        {
+            "title": "Reminders (planned → sent → delivered → opened → answered)",
+            "html": render_to_string("admin/surveys/sections/reminders.html", context),
+        },
+        {"title": "Doses", "html": render_to_string("admin/surveys/sections/doses.html", context)},
+        {
+            "title": "Side effects (participant-reported)",
+            "html": render_to_string("admin/surveys/sections/side_effects.html", context),
+        },
     ]
-    list_filter = [
-        site_filter("site"),
-        "status",
-        participants_admin.OpenAlertsFilter,
-        AdherenceFilter,
-        MissedFilter,
-    ]
-
-    def get_queryset(self, request):
-        return dashboard_annotations(super().get_queryset(request))
-
-    @admin.display(description="surveys answered, 7 d", ordering="adherence_7")
-    def adherence_7d(self, obj):
-        return _pct(obj.done_7, obj.due_7)
-
-    @admin.display(description="surveys answered, all")
-    def adherence_all(self, obj):
-        return _pct(obj.done_all, obj.due_all)
-
-    @admin.display(description="last answer", ordering="last_answer")
-    def last_answer_col(self, obj):
-        return obj.last_answer.strftime("%Y-%m-%d %H:%M") if obj.last_answer else "—"
-
-    @admin.display(description="next due", ordering="next_due")
-    def next_due_col(self, obj):
-        return obj.next_due.strftime("%Y-%m-%d %H:%M") if obj.next_due else "—"
-
-    @admin.display(description="missed in a row", ordering="missed_row")
-    def missed_row_col(self, obj):
-        return (
-            format_html('<strong style="color:#ba2121">{}</strong>', obj.missed_row)
-            if obj.missed_row >= 3
-            else obj.missed_row
-        )
-
-    # --- change page: the participant's whole story, in a fixed number of queries ---------------------------
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = extra_context or {}
-        participant = self.get_object(request, object_id)
-        if participant is not None:
-            extra_context["dashboard_sections"] = self.sections(request, participant)
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def sections(self, request, participant) -> list[dict]:
-        instances = list(
-            SurveyInstance.objects.filter(participant=participant)
-            .select_related("instrument", "response")
-            .prefetch_related("reminders", "prompt_events", "response__scores")
-            .order_by("opens_at", "id")
-        )
-        for instance in instances:
-            response = getattr(instance, "response", None) if hasattr(instance, "response") else None
-            instance.answer = response
-            instance.score_list = list(response.scores.all()) if response else []
-            instance.telemetry = {e.kind: e.at for e in instance.prompt_events.all()}
-        doses = list(DoseLog.objects.filter(participant=participant).order_by("taken_at"))
-        side_effects = list(SideEffect.objects.filter(participant=participant).order_by("reported_at"))
-        context = {"participant": participant, "instances": instances, "doses": doses, "side_effects": side_effects}
-        sections = [
-            {
-                "title": "Surveys, answers and scores",
-                "html": render_to_string("admin/surveys/sections/instances.html", context),
-            },
-            {
-                "title": "Reminders (planned → sent → delivered → opened → answered)",
-                "html": render_to_string("admin/surveys/sections/reminders.html", context),
-            },
-            {"title": "Doses", "html": render_to_string("admin/surveys/sections/doses.html", context)},
-            {
-                "title": "Side effects (participant-reported)",
-                "html": render_to_string("admin/surveys/sections/side_effects.html", context),
-            },
-        ]
-        sections.append({"title": "Audit history", "html": self.audit_section(request, participant)})
-        return sections
-
-    def audit_section(self, request, participant) -> str:
-        from pghistory.models import Events
-
-        from trialsite.admin_audit import hidden_keys, visible_event_models
-
-        events = list(
-            Events.objects.across(*visible_event_models(request.user))
-            .references(participant)
-            .order_by("-pgh_created_at")[:200]
-        )
-        rows = []
-        for event in events:
-            hidden = hidden_keys(request.user, event.pgh_obj_model or "")
-            diff = {k: v for k, v in (event.pgh_diff or {}).items() if k not in hidden}
-            rows.append({"event": event, "diff": diff, "context": event.pgh_context or {}})
-        return render_to_string("admin/surveys/sections/audit.html", {"rows": rows})
+    sections.append({"title": "Audit history", "html": audit_section(request, participant)})
+    return sections
 
 
-admin.site.unregister(Participant)
-admin.site.register(Participant, ParticipantDashboardAdmin)
+def audit_section(request, participant) -> str:
+    from pghistory.models import Events
+
+    from trialsite.admin_audit import hidden_keys, visible_event_models
+
+    events = list(
+        Events.objects.across(*visible_event_models(request.user))
+        .references(participant)
+        .order_by("-pgh_created_at")[:200]
+    )
+    rows = []
+    for event in events:
+        hidden = hidden_keys(request.user, event.pgh_obj_model or "")
+        diff = {k: v for k, v in (event.pgh_diff or {}).items() if k not in hidden}
+        rows.append({"event": event, "diff": diff, "context": event.pgh_context or {}})
+    return render_to_string("admin/surveys/sections/audit.html", {"rows": rows})
+
+
+# Registered in SurveysConfig.ready() (participants.dashboard.register_dashboard_extension).
+DASHBOARD = DashboardExtension(
+    annotate=dashboard_annotations,
+    columns=(adherence_7d, adherence_all, last_answer_col, next_due_col),
+    trailing_columns=(missed_row_col,),
+    filters=(AdherenceFilter, MissedFilter),
+    sections=sections,
+)

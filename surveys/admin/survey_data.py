@@ -8,15 +8,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from participants.admin import error_text, intermediate
 from trialsite import roles as R
-from trialsite.admin_scoping import (
-    ReadOnlyInline,
-    ReasonRequiredAdmin,
-    ScopedAdmin,
-    has_any_role,
-    site_filter,
-)
+from trialsite.admin_actions import error_text, intermediate
+from trialsite.admin_scoping import ReadOnlyInline, ReasonRequiredAdmin, ScopedAdmin, has_any_role, site_filter
 
 from .. import data_queries
 from ..models import (

@@ -6,13 +6,14 @@ import uuid
 
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from participants.api.common import ErrorBody, ResultsPagination
-from participants.api.permissions import IsParticipant
 from trialsite.api.errors import ApiError
+from trialsite.api.pagination import ResultsPagination
+from trialsite.api.permissions import IsParticipant
+from trialsite.api.schema import ErrorBody, error_responses
 
 from ..errors import SurveyError
 from ..validation import instant_in_range
@@ -37,7 +38,7 @@ _ERROR_TEXT = {
 
 
 def errors(*codes: int) -> dict:
-    return {code: OpenApiResponse(ErrorBody, description=_ERROR_TEXT.get(code, "")) for code in codes}
+    return error_responses(_ERROR_TEXT, *codes)
 
 
 def as_api_error(exc: SurveyError) -> ApiError:

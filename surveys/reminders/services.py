@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -25,9 +24,9 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from participants.models import Participant, ParticipantStatus, WithdrawalScope
-from trialsite.models import ProtocolVersion
 from trialsite.outbox import outbox_enqueue_many
 from trialsite.protocol.schema import Protocol, parse_duration
+from trialsite.protocol.services import protocol_of_version
 
 from ..models import (
     CoordinatorTask,
@@ -67,14 +66,8 @@ def claim_stale_after() -> timedelta:
     return _seconds("REMINDER_CLAIM_STALE_AFTER", 5 * 60)
 
 
-@cache
-def _protocol_of_version(version_id: int) -> Protocol:
-    # Protocol versions are immutable, so caching per process is safe.
-    return Protocol.model_validate(ProtocolVersion.objects.values_list("definition", flat=True).get(pk=version_id))
-
-
 def protocol_of(instance: SurveyInstance) -> Protocol:
-    return _protocol_of_version(instance.protocol_version_id)
+    return protocol_of_version(instance.protocol_version_id)
 
 
 def _withdrawn_q(prefix: str = "participant__") -> Q:
@@ -106,7 +99,7 @@ def reminders_plan_due(*, now: datetime | None = None) -> int:
     version_ids = sorted(set(open_now.order_by().values_list("protocol_version_id", flat=True).distinct()))
     created = 0
     for version_id in version_ids:
-        protocol = _protocol_of_version(version_id)
+        protocol = protocol_of_version(version_id)
         for stage in protocol.reminders.stages:
             offset = parse_duration(stage.offset)
             anchor = "opens_at" if stage.at == "open" else "closes_at"
@@ -429,7 +422,7 @@ def missed_rule_instruments(version_ids) -> dict[int, str]:
     """protocol version id → the instrument slug whose misses in a row raise a coordinator task."""
     out = {}
     for version_id in set(version_ids):
-        rule = _protocol_of_version(version_id).reminders.missed_in_a_row
+        rule = protocol_of_version(version_id).reminders.missed_in_a_row
         if rule is not None:
             out[version_id] = rule.instrument
     return out

@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from participants.models import Participant
 from participants.selectors import consent_status
+from trialsite.protocol.services import protocol_current
 
 from ..errors import InvalidInput, NotFound, SurveyError
 from ..models import DoseLog, InstanceStatus, ItemAnswer, PromptEvent, Response, Score, SideEffect, SurveyInstance
-from ..protocol import protocol_of_trial
 from ..safety import raise_alerts, rules_fired_for_response
 from ..scoring import score_answers
 from ..validation import validate_answers
@@ -87,10 +87,7 @@ def survey_response_submit(
     if authored.tzinfo is None:
         raise InvalidInput("authored needs an offset.", fields={"authored": ["A timestamp with an offset is needed."]})
     digest = request_hash({"instance": str(instance_id), "answers": answers, "authored": authored.isoformat()})
-    # Fast path for retries: no lock needed to answer a replay.
-    replay = idempotency_lookup(participant=participant, key=idempotency_key, kind="response", digest=digest)
-    if replay is not None:
-        return replay
+    # A replay is answered under the instance's lock (one lookup, no separate fast path: most writes are new).
     try:
         return _submit(
             participant=participant,
@@ -126,7 +123,9 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
         return replay
     now = now or timezone.now()
     _require_active(participant)
-    if instance.status == InstanceStatus.COMPLETED or Response.objects.filter(instance=instance).exists():
+    # An answered instance is `completed`; a response stored any other way still makes the insert below fail on
+    # the one-response-per-instance constraint, which the caller answers as the same conflict.
+    if instance.status == InstanceStatus.COMPLETED:
         raise SurveyError("This survey has already been answered.", code="conflict")
     if instance.status == InstanceStatus.CANCELLED:
         raise SurveyError("This survey was cancelled.", code="conflict")
@@ -164,7 +163,7 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
     Score.objects.bulk_create([Score(response=response, key=s.key, **_score_columns(s)) for s in scores])
     instance.status = InstanceStatus.COMPLETED
     instance.save(update_fields=["status"])
-    protocol = protocol_of_trial(participant.trial_id)
+    protocol = protocol_current(participant.trial_id)
     fired = rules_fired_for_response(
         protocol=protocol,
         instrument=instance.instrument.slug,
@@ -343,7 +342,7 @@ def item_answer_correct(*, item_answer: ItemAnswer, value: Any, user, reason: st
         for s in scores:
             Score.objects.update_or_create(response=response, key=s.key, defaults=_score_columns(s))
         fired = rules_fired_for_response(
-            protocol=protocol_of_trial(response.participant.trial_id),
+            protocol=protocol_current(response.participant.trial_id),
             instrument=response.instance.instrument.slug,
             answers=result.answers,
             scores={s.key: s.value for s in scores},

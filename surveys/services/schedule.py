@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from participants.models import Participant, ParticipantStatus, WithdrawalScope
 from participants.selectors import consent_status
+from trialsite.protocol.services import protocol_of_version, protocol_version_current
 
 from ..models import InstanceStatus, Instrument, Reminder, ReminderStatus, SurveyInstance
-from ..protocol import protocol_version_current
 from ..scheduling import Occurrence, plan_event
 
 
@@ -81,7 +81,8 @@ def survey_instances_plan(*, participant: Participant, reason: str = "planned", 
         return PlanResult(created=0, cancelled=0)
     if participant.status in (ParticipantStatus.SCREEN_FAILED, ParticipantStatus.COMPLETED):
         return PlanResult(created=0, cancelled=0)  # nothing to plan: never started, or finished the study
-    version, protocol = protocol_version_current(participant.trial_id)
+    version = protocol_version_current(participant.trial_id)
+    protocol = protocol_of_version(version)
     anchors = _anchors(participant)
     desired: dict[tuple[str, int], Occurrence] = {}
     for event in protocol.schedule:
@@ -207,7 +208,8 @@ def participants_complete_finished(*, now=None) -> int:
             return done
 
 
-# Handlers for participants.hooks (registered in SurveysConfig.ready). They run inside the caller's transaction.
+# Participants' workflow steps (called through participants.providers: surveys.provider). They run inside the
+# caller's transaction.
 
 
 def on_consented(*, participant: Participant, **details) -> None:

@@ -11,9 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from trialsite.audit import audit_context, require_reason
+from trialsite.protocol.services import protocol_current
 
 from ..models import SideEffect
-from ..protocol import protocol_of_trial
 from ..safety import raise_alerts, rules_fired_for_record
 
 CORRECTABLE_FIELDS = ("started_on", "description", "severity", "serious", "ongoing")
@@ -23,7 +23,7 @@ def side_effect_safety_rules_run(*, side_effect: SideEffect, now: datetime) -> l
     """The protocol's side-effect rules on one record, inside the caller's transaction."""
     participant = side_effect.participant
     fired = rules_fired_for_record(
-        protocol=protocol_of_trial(participant.trial_id), source="side_effect", record=side_effect
+        protocol=protocol_current(participant.trial_id), source="side_effect", record=side_effect
     )
     if not fired:
         return []

@@ -9,7 +9,7 @@ import zipfile
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from participants import hooks
+from participants import providers
 from participants.models import Participant, ParticipantStatus
 from surveys.models import InstanceStatus, SurveyInstance
 from surveys.services.schedule import participants_complete_finished
@@ -59,7 +59,9 @@ def test_a_finished_schedule_completes_the_participant_on_their_local_date(trial
     before = SurveyInstance.objects.filter(participant=p).count()
     p.timezone = "Europe/London"
     p.save(update_fields=["timezone"])
-    hooks.emit("timezone_changed", participant=p, old="America/New_York", new="Europe/London", now=now)
+    providers.schedule_provider().on_timezone_changed(
+        participant=p, old="America/New_York", new="Europe/London", now=now
+    )
     assert SurveyInstance.objects.filter(participant=p).count() == before
     assert not SurveyInstance.objects.filter(participant=p, status=InstanceStatus.CANCELLED).exists()
 
@@ -90,7 +92,9 @@ def test_study_day_is_fixed_when_recorded_and_a_zone_change_does_not_rewrite_it(
     # The participant moves to New York: their future is re-planned, their past is not rewritten.
     p.timezone = "America/New_York"
     p.save(update_fields=["timezone"])
-    hooks.emit("timezone_changed", participant=p, old="Europe/London", new="America/New_York", now=at)
+    providers.schedule_provider().on_timezone_changed(
+        participant=p, old="Europe/London", new="America/New_York", now=at
+    )
     assert p.study_day(at) == 3  # what recomputing from the current zone would say
     zf = zipfile.ZipFile(write_bundle(trial=trial, out=tmp_path / "b.zip").path)
     responses = list(csv.DictReader(io.StringIO(zf.read("responses.csv").decode())))
@@ -166,7 +170,9 @@ def test_adverse_events_alerts_and_withdrawals_keep_their_recorded_study_day(tri
     p.refresh_from_db()
     p.timezone = "America/New_York"
     p.save(update_fields=["timezone"])
-    hooks.emit("timezone_changed", participant=p, old="Europe/London", new="America/New_York", now=at)
+    providers.schedule_provider().on_timezone_changed(
+        participant=p, old="Europe/London", new="America/New_York", now=at
+    )
     assert p.study_day(at) == 3  # what recomputing from the current zone would say
     zf = zipfile.ZipFile(write_bundle(trial=trial, out=tmp_path / "b.zip").path)
     for table in ("adverse_events", "safety_alerts", "withdrawals"):

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from participants import hooks
+from participants import providers
 from participants.models import ParticipantStatus, WithdrawalScope
 from participants.services.errors import WorkflowError
 from surveys.models import InstanceStatus, SurveyInstance
@@ -144,7 +144,7 @@ def test_randomisation_materialises_the_schedule_across_the_spring_change(london
     assert rows[("daily_mood", 6)].opens_at == utc(2026, 3, 28, 20)  # 20:00 GMT
     assert rows[("daily_mood", 7)].opens_at == utc(2026, 3, 29, 19)  # 20:00 BST
     # Emitting again (a retried hook) plans nothing twice.
-    hooks.emit("randomised", participant=london, now=at)
+    providers.schedule_provider().on_randomised(participant=london, now=at)
     assert SurveyInstance.objects.filter(participant=london).count() == len(rows)
 
 
@@ -155,7 +155,9 @@ def test_zone_change_replans_only_future_instances(london):
     now = utc(2026, 10, 24, 20, 30)  # day 14: that evening's daily survey is open (20:00 BST = 19:00Z)
     london.timezone = "America/New_York"
     london.save(update_fields=["timezone"])
-    hooks.emit("timezone_changed", participant=london, old="Europe/London", new="America/New_York", now=now)
+    providers.schedule_provider().on_timezone_changed(
+        participant=london, old="Europe/London", new="America/New_York", now=now
+    )
     live = {
         (r.schedule_key, r.study_day): r
         for r in SurveyInstance.objects.filter(participant=london).exclude(status=InstanceStatus.CANCELLED)
@@ -182,7 +184,7 @@ def test_withdrawal_all_cancels_future_instances_intervention_keeps_them(trial, 
     for p, scope in ((keep, WithdrawalScope.INTERVENTION), (stop, WithdrawalScope.ALL)):
         p.status, p.withdrawal_scope, p.withdrawn_at = ParticipantStatus.WITHDRAWN, scope, now
         p.save(update_fields=["status", "withdrawal_scope", "withdrawn_at"])
-        hooks.emit("withdrawn", participant=p, scope=scope, now=now)
+        providers.schedule_provider().on_withdrawn(participant=p, scope=scope, now=now)
     assert not SurveyInstance.objects.filter(participant=keep, status=InstanceStatus.CANCELLED).exists()
     future = SurveyInstance.objects.filter(participant=stop, grace_until__gt=now)
     assert future.exists() and set(future.values_list("status", flat=True)) == {"cancelled"}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from functools import cache
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -29,6 +31,13 @@ def token_revoke(*, token: ApiToken) -> None:
     ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
+@cache
+def _token_related() -> tuple[str, ...]:
+    # Read once per process: the relations fetched with the token in its one query (settings name them, e.g. the
+    # phone's participant, so no further query per request needs to find "who is this").
+    return tuple(getattr(settings, "API_TOKEN_SELECT_RELATED", None) or ("user",))
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -42,14 +51,14 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             key = header[1].decode()
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        now = timezone.now()
         token = (
-            ApiToken.objects.select_related("user")
-            .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, expires_at__gt=timezone.now())
+            ApiToken.objects.select_related(*_token_related())
+            .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, expires_at__gt=now)
             .first()
         )
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
-        now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=5):
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         audit.annotate(user=token.user.pk)

@@ -125,7 +125,7 @@ def protocol_load(*, source: str, source_path: str = "", user=None, now=None) ->
             code=site_def.code, defaults={"name": site_def.name, "timezone": site_def.timezone}
         )
         trial.sites.add(site)
-    previous = Protocol.model_validate(latest.definition) if latest else None
+    previous = protocol_of_version(latest) if latest else None
     for _name, loader in _loaders:
         loader(trial=trial, version=version, protocol=protocol, previous=previous, now=now)
     return LoadResult(trial=trial, version=version, created=True, amended=latest is not None)
@@ -142,9 +142,49 @@ def protocol_load_file(*, path: str | Path, user=None) -> LoadResult:
     return protocol_load(source=source, source_path=str(path), user=user)
 
 
-def protocol_current(trial: Trial) -> Protocol:
-    """The validated protocol of the trial's latest version."""
-    latest = trial.protocol_versions.order_by("-version").first()
-    if latest is None:
-        raise ProtocolError([f"trial {trial.slug!r} has no protocol loaded"])
-    return Protocol.model_validate(latest.definition)
+# --- the current protocol: one definition, parsed once per version -------------------------------------------
+# A ProtocolVersion is immutable once written (an amendment is a new row), and PostgreSQL never hands out a primary
+# key twice, so a process-local cache keyed by the version's pk can never be stale. Only the "which version is
+# current" lookup (one indexed query) runs per call, so a new amendment is seen at once by every process.
+_parsed: dict[int, Protocol] = {}
+_PARSED_MAX = 64  # versions kept per process (a deployment has a handful; the bound only guards a runaway loop)
+
+
+def protocol_of_version(version: ProtocolVersion | int) -> Protocol:
+    """The validated Protocol of one version (a row, or its pk). Shared: callers must not mutate it."""
+    pk = version if isinstance(version, int) else version.pk
+    protocol = _parsed.get(pk)
+    if protocol is None:
+        if isinstance(version, int) or "definition" in version.get_deferred_fields():
+            definition = ProtocolVersion.objects.values_list("definition", flat=True).get(pk=pk)
+        else:
+            definition = version.definition
+        protocol = Protocol.model_validate(definition)
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.pop(next(iter(_parsed)))
+        _parsed[pk] = protocol
+    return protocol
+
+
+def protocol_cache_clear() -> None:
+    _parsed.clear()
+
+
+def protocol_version_current(trial: Trial | int) -> ProtocolVersion:
+    """The trial's latest ProtocolVersion row (only pk, version, sha256 loaded), or ProtocolError if none."""
+    trial_id = trial if isinstance(trial, int) else trial.pk
+    row = (
+        ProtocolVersion.objects.filter(trial_id=trial_id)
+        .order_by("-version")
+        .only("pk", "trial_id", "version", "sha256")
+        .first()
+    )
+    if row is None:
+        name = trial if isinstance(trial, int) else repr(trial.slug)
+        raise ProtocolError([f"trial {name} has no protocol loaded"])
+    return row
+
+
+def protocol_current(trial: Trial | int) -> Protocol:
+    """The validated protocol of the trial's latest version: one small query, no parsing after the first call."""
+    return protocol_of_version(protocol_version_current(trial))

@@ -94,8 +94,8 @@ TEMPLATES = [
 ]
 
 
-def database_config() -> dict:
-    url = os.environ.get("DATABASE_URL")
+def database_config(url: str | None = None) -> dict:
+    url = url or os.environ.get("DATABASE_URL")
     if not url:
         from django.core.exceptions import ImproperlyConfigured
 
@@ -106,12 +106,22 @@ def database_config() -> dict:
     config = dj_database_url.parse(url, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")))
     config["ENGINE"] = "django.db.backends.postgresql"
     config["CONN_HEALTH_CHECKS"] = True
+    # Behind PgBouncer in transaction-pooling mode (DB_TRANSACTION_POOLING=1): a server-side cursor outlives the
+    # statement's transaction on one server connection, so Django must not use them (README, Operations).
+    config["DISABLE_SERVER_SIDE_CURSORS"] = os.environ.get("DB_TRANSACTION_POOLING") == "1"
     # Each concurrent test run (developers, helpers, CI) may pick its own test database name.
     config["TEST"] = {"NAME": os.environ.get("TEST_DB_NAME") or None}
     return config
 
 
 DATABASES = {"default": database_config()}
+# A streaming replica for bulk reads (exports, analytics figures): see trialsite/db.py. Writes never go there.
+if os.environ.get("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = {
+        **database_config(os.environ["DATABASE_REPLICA_URL"]),
+        "TEST": {"MIRROR": "default"},  # tests read the test database through the alias
+    }
+DATABASE_ROUTERS = ["trialsite.db.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 PASSWORD_HASHERS = [
@@ -142,6 +152,8 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", LOCAL_DIR / "media"))
 EXPORT_ROOT = Path(os.environ.get("EXPORT_ROOT", LOCAL_DIR / "exports"))
+# Connections that copy an export's tables in parallel on one shared snapshot (1 = serial, one connection).
+EXPORT_COPY_WORKERS = int(os.environ.get("EXPORT_COPY_WORKERS", "3"))
 
 # Sessions: idle expiry 30 minutes (refreshed on every request), absolute expiry 12 hours
 # (trialsite.middleware.SessionExpiryMiddleware).
@@ -216,6 +228,8 @@ PGHISTORY_MIDDLEWARE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 API_TOKEN_TTL_PARTICIPANT = timedelta(days=int(os.environ.get("PARTICIPANT_TOKEN_DAYS", "180")))
 API_TOKEN_TTL_STAFF = timedelta(hours=int(os.environ.get("STAFF_TOKEN_HOURS", "12")))
+# Fetched with a bearer token in its one query: a phone's participant (with trial and site) needs no second one.
+API_TOKEN_SELECT_RELATED = ["user", "user__participant__trial", "user__participant__site"]
 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "trialsite <noreply@trialsite.invalid>")
 
@@ -281,8 +295,10 @@ EXPORT_HEARTBEAT_STALE_AFTER = int(os.environ.get("EXPORT_HEARTBEAT_STALE_AFTER"
 EXPORT_REQUEUE_AFTER = int(os.environ.get("EXPORT_REQUEUE_AFTER", "120"))
 # Runs (claims) before a job whose workers keep dying is failed.
 EXPORT_MAX_ATTEMPTS = int(os.environ.get("EXPORT_MAX_ATTEMPTS", "3"))
-# Celery queue of export runs (default: Celery's default queue).
-EXPORT_QUEUE = os.environ.get("EXPORT_QUEUE") or None
+# Celery queue of export runs: their own queue and worker pool (docker-compose `worker-exports`), so a long
+# export never holds up a due reminder, an outbox e-mail or a sweep (all on the default queue, `worker`).
+EXPORT_QUEUE = os.environ.get("EXPORT_QUEUE") or "exports"
+CELERY_TASK_ROUTES = {"analytics.tasks.export_job_run": {"queue": EXPORT_QUEUE}}
 # Test hook of the worker-kill fault test only: never set it in a deployment.
 EXPORT_TEST_PAUSE_DIR = os.environ.get("EXPORT_TEST_PAUSE_DIR") or None
 
@@ -306,7 +322,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # CELERY_DEFAULT_QUEUE: where tasks go without an explicit queue (tests point a worker and beat at a private one).
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE") or "celery"
 # The cache serves only the enrolment and staff-token throttles (axes keeps its lock-out in the database): short
-# timeouts, and those throttles let requests through while Redis is unreachable (participants.api.common).
+# timeouts, and those throttles let requests through while Redis is unreachable (trialsite.api.throttling).
 if REDIS_URL:
     CACHES["default"]["OPTIONS"] = {
         "socket_timeout": float(os.environ.get("CACHE_SOCKET_TIMEOUT", "1")),

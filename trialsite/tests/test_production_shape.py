@@ -188,14 +188,15 @@ def test_web_starts_under_production_settings_and_its_healthcheck_passes(prod_en
     assert run_healthcheck([*check[:-1], check[-1].replace("127.0.0.1:8000", f"127.0.0.1:{port}")], prod_env).returncode
 
 
-def test_worker_starts_under_production_settings_and_its_healthcheck_passes(prod_env, processes):
-    command = compose_services()["worker"]["command"]
+@pytest.mark.parametrize("service", ["worker", "worker-exports"])
+def test_worker_starts_under_production_settings_and_its_healthcheck_passes(prod_env, processes, service):
+    command = compose_services()[service]["command"]
     assert command[:4] == ["celery", "-A", "trialsite", "worker"]
     argv = [sys.executable, "-m", *command]
     argv[argv.index("--concurrency") + 1] = "1"
     worker = processes([*argv, "--without-mingle", "--without-gossip"], prod_env)
 
-    check = healthcheck("worker")
+    check = healthcheck(service)
     assert check[2].startswith("celery ")
     check[2] = f"{shlex.quote(sys.executable)} -m {check[2]}"
     wait_for(lambda: run_healthcheck(check, prod_env).returncode == 0, timeout=90, what="worker ping", proc=worker)

@@ -16,7 +16,6 @@ from .staff import (
     StaffEnrolmentQrApi,
     StaffParticipantsApi,
     StaffRandomiseApi,
-    StaffTokenApi,
     StaffWithdrawApi,
 )
 
@@ -31,7 +30,6 @@ __all__ = [
     "StaffEnrolmentQrApi",
     "StaffParticipantsApi",
     "StaffRandomiseApi",
-    "StaffTokenApi",
     "StaffWithdrawApi",
     "WithdrawApi",
     "me_data",

@@ -10,14 +10,15 @@ from rest_framework.response import Response
 
 from trialsite.api.auth import token_revoke
 from trialsite.api.errors import NotFound, ValidationFailed
+from trialsite.api.permissions import IsParticipant
+from trialsite.api.throttling import ClientAddressThrottle
 from trialsite.models import ApiToken
 from trialsite.protocol.services import protocol_current
 
 from ... import services
 from ...models import Participant, WithdrawalScope
 from ...selectors import consent_status
-from ..common import ClientAddressThrottle, ParticipantsApiView, errors
-from ..permissions import IsParticipant
+from ..common import ParticipantsApiView, errors
 
 # --- shared output ------------------------------------------------------------------------------------------
 
@@ -72,11 +73,11 @@ class MeOutputSerializer(serializers.Serializer):
     )
 
 
-def safety_info(participant: Participant, request=None) -> dict | None:
+def safety_info(participant: Participant, request=None, *, protocol=None) -> dict | None:
     """The protocol's `safety_contact` in the participant's language (?lang=, else Accept-Language)."""
     from trialsite.protocol.i18n import localized, negotiate, text_languages
 
-    protocol = protocol_current(participant.trial)
+    protocol = protocol or protocol_current(participant.trial)
     block = protocol.safety_contact
     if block is None:
         return None
@@ -98,9 +99,10 @@ def safety_info(participant: Participant, request=None) -> dict | None:
 
 def me_data(participant: Participant, request=None) -> dict:
     state = consent_status(participant=participant)
+    protocol = protocol_current(participant.trial)  # once per request (parsed once per version)
     start, end = participant.quiet_hours_start, participant.quiet_hours_end
     if start is None or end is None:
-        default = protocol_current(participant.trial).reminders.quiet_hours
+        default = protocol.reminders.quiet_hours
         start, end = (default.start, default.end) if default else (None, None)
     return MeOutputSerializer(
         {
@@ -118,7 +120,7 @@ def me_data(participant: Participant, request=None) -> dict:
             },
             "quiet_hours": {"start": start, "end": end},
             "channels": _reachable_channels(participant),
-            "safety_info": safety_info(participant, request),
+            "safety_info": safety_info(participant, request, protocol=protocol),
         }
     ).data
 

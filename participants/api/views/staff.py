@@ -3,8 +3,6 @@ withdraw. Thin: parse, call one service, shape output."""
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.contrib.auth import authenticate
 from django.db.models import Max
 from django.http import HttpResponse
 from django.urls import reverse
@@ -12,89 +10,21 @@ from django.utils.timezone import now as utc_now
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from trialsite import roles
-from trialsite.api.auth import token_issue
-from trialsite.api.errors import ApiError, Forbidden, NotFound, ValidationFailed
-from trialsite.models import ApiToken, Site, Trial
+from trialsite.api.errors import Forbidden, NotFound, ValidationFailed
+from trialsite.api.pagination import ResultsPagination
+from trialsite.api.permissions import IsStaff
+from trialsite.models import Site, Trial
 
-from ... import hooks, services
+from ... import providers, services
 from ...enrolment_link import enrolment_qr_svg
 from ...models import Participant, ParticipantStatus
-from ..common import ClientAddressThrottle, ParticipantsApiView, ResultsPagination, errors
-from ..permissions import IsStaff
+from ..common import ParticipantsApiView, errors
 from .phone import WithdrawInputSerializer, WithdrawOutputSerializer
 
 # --- staff API ----------------------------------------------------------------------------------------------
-
-
-class StaffTokenApi(ParticipantsApiView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-    throttle_classes = [ClientAddressThrottle]
-    throttle_scope = "staff_token"
-
-    class InputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "StaffTokenInput"
-
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(max_length=256, trim_whitespace=False)
-        otp = serializers.CharField(required=False, allow_blank=True, max_length=16)
-
-    class OutputSerializer(serializers.Serializer):
-        class Meta:
-            ref_name = "StaffTokenOutput"
-
-        token = serializers.CharField()
-        expires_at = serializers.DateTimeField()
-
-    @extend_schema(
-        operation_id="staff_token",
-        request=InputSerializer,
-        responses={201: OutputSerializer, **errors(400, 401, 403, 429)},
-        auth=[],
-    )
-    def post(self, request):
-        from axes.exceptions import AxesBackendPermissionDenied
-        from django_otp import devices_for_user
-
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        refusal = ApiError("Wrong username or password.", code="not_authenticated")
-        refusal.status_code = 401
-        try:
-            user = authenticate(
-                request=request._request,
-                username=data.validated_data["username"],
-                password=data.validated_data["password"],
-            )
-        except AxesBackendPermissionDenied:
-            user = None
-        if getattr(request._request, "axes_locked_out", False):
-            # Answer in the API's error shape; clearing the flag stops AxesMiddleware from replacing this answer
-            # with its HTML lock-out page.
-            request._request.axes_locked_out = False
-            raise Forbidden("Too many failed sign-ins: this account is locked for a while.")
-        if user is None or not user.is_active or not (user.is_staff or user.is_superuser):
-            raise refusal
-        if Participant.objects.filter(user=user).exists():
-            raise refusal
-        devices = list(devices_for_user(user, confirmed=True))
-        if devices:
-            otp = (data.validated_data.get("otp") or "").strip()
-            if not otp or not any(device.verify_token(otp) for device in devices):
-                bad_otp = ApiError(
-                    "A valid one-time password is required.", code="not_authenticated", fields={"otp": ["Invalid."]}
-                )
-                bad_otp.status_code = 401
-                raise bad_otp
-        elif settings.TRIALSITE_REQUIRE_2FA:
-            raise Forbidden("Two-factor authentication is required: set up an authenticator in the admin first.")
-        key, token = token_issue(user=user, kind=ApiToken.STAFF, ttl=settings.API_TOKEN_TTL_STAFF)
-        return Response({"token": key, "expires_at": token.expires_at}, status=status.HTTP_201_CREATED)
 
 
 def _staff_participants(user):
@@ -158,7 +88,7 @@ class StaffParticipantsApi(ParticipantsApiView):
 
     class ListItemSerializer(serializers.Serializer):
         """No arm, no dose-unit contents, no contact details. Adherence comes from the installed providers
-        (participants.hooks.adherence: the surveys app), computed for the whole page at once."""
+        (participants.providers: the surveys app), computed for the whole page at once."""
 
         class Meta:
             ref_name = "StaffParticipantsListItem"
@@ -250,7 +180,7 @@ class StaffParticipantsApi(ParticipantsApiView):
             qs = qs.filter(trial__slug=params["trial"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
-        figures = hooks.adherence(participants=page, now=utc_now())
+        figures = providers.schedule_provider().adherence(participants=page, now=utc_now())
         data = self.ListItemSerializer(page, many=True, context={"adherence": figures}).data
         return paginator.get_paginated_response(data)
 

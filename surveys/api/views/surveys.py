@@ -151,8 +151,7 @@ class InstrumentDetailApi(ParticipantApiView):
     )
     def get(self, request, slug: str):
         from trialsite.protocol.i18n import negotiate
-
-        from ...protocol import protocol_of_trial
+        from trialsite.protocol.services import protocol_current
 
         instrument = instrument_current(trial_id=request.participant.trial_id, slug=slug)
         if instrument is None:
@@ -160,7 +159,7 @@ class InstrumentDetailApi(ParticipantApiView):
         d = instrument.definition
         from ...validation import item_choices
 
-        default = protocol_of_trial(request.participant.trial_id).language
+        default = protocol_current(request.participant.trial_id).language
         translations = d.get("translations") or {}
         language = negotiate(
             available=list(translations),

@@ -1,10 +1,12 @@
-"""Permission classes for the participant (phone) API and the staff API."""
+"""Permission classes of the whole API: a participant's phone, or staff (roles and sites are checked by the
+views and services). Who is a participant is told to the spine by the participants app
+(trialsite.principals)."""
 
 from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from participants.selectors import participant_for_user
+from trialsite import principals
 
 
 class IsParticipant(BasePermission):
@@ -21,7 +23,7 @@ class IsParticipant(BasePermission):
             return False
         participant = getattr(request, "participant", None)
         if participant is None:
-            participant = participant_for_user(user)
+            participant = principals.participant_for_user(user)
             if participant is None:
                 return False
             request.participant = participant
@@ -37,6 +39,4 @@ class IsStaff(BasePermission):
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated or not (user.is_staff or user.is_superuser):
             return False
-        from participants.models import Participant
-
-        return not Participant.objects.filter(user=user).exists()
+        return not principals.is_participant(user)

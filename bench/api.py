@@ -1,0 +1,323 @@
+"""Benchmark: the phone API against Django's own floor, in one gunicorn, driven by one load generator (wrk).
+
+Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/api.py [SECONDS] [CLIENTS]
+     .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/api.py --profile [REQUESTS]
+
+Creates a throw-away database (bench_api), loads the demo protocol, one consented participant with enough open
+survey instances, starts gunicorn (2 sync workers, development settings with DEBUG off, persistent database
+connections) with bench/server/settings.py, which adds one bench-only URL: /bench/bare, a trivial JSON view behind
+the project's whole middleware stack. wrk (Debian's; installed when missing and root) drives, in turn, the bare
+view, GET /api/v1/me and POST /api/v1/surveys/{id}/response (a Lua script gives every request its own instance and
+Idempotency-Key) for SECONDS each with CLIENTS connections. Prints req/s and p99 of each, the ratios to the bare
+view (goals: /me >= 0.5, submission >= 0.2) and the submission's p99 (goal < 50 ms at 4 clients).
+
+--profile: no server; pyinstrument over REQUESTS in-process calls of each endpoint (Django's test client, same
+middleware), printing where the time goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trialsite.settings.test")
+os.environ["TEST_DB_NAME"] = "bench_api"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": True}
+
+POST_LUA = r"""
+-- Each wrk thread takes every Nth line of the file: "instance-uuid idempotency-key".
+local counter = 1
+local lines = {}
+local threads = {}
+local n_threads = 0
+
+function setup(thread)
+  thread:set("tid", n_threads)
+  n_threads = n_threads + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local path, total = args[1], tonumber(args[2])
+  local i = 0
+  for line in io.lines(path) do
+    if i % total == tid then table.insert(lines, line) end
+    i = i + 1
+  end
+  body = args[3]
+end
+
+function request()
+  local line = lines[counter]
+  if line == nil then line = lines[#lines] end  -- exhausted: replays (counted as non-2xx if any)
+  counter = counter + 1
+  local id, key = line:match("(%S+) (%S+)")
+  return wrk.format("POST", "/api/v1/surveys/" .. id .. "/response",
+    {["Authorization"] = wrk.headers["Authorization"], ["Content-Type"] = "application/json",
+     ["Idempotency-Key"] = key}, body)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build(n: int) -> tuple[str, list[str]]:
+    from django.contrib.auth import get_user_model
+
+    from conftest import DEMO_PROTOCOL
+    from participants.models import ConsentDocument, ConsentSignature, Participant, ParticipantStatus
+    from surveys.models import Instrument, SurveyInstance
+    from trialsite.api.auth import token_issue
+    from trialsite.protocol.services import protocol_load_file, protocol_version_current
+    from trialsite.services import site_create
+
+    trial = protocol_load_file(path=DEMO_PROTOCOL).trial
+    site = site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
+    user = get_user_model().objects.create_user("bench-phone", password=None)
+    now = timezone.now()
+    p = Participant.objects.create(
+        study_id="BENCH-0001",
+        trial=trial,
+        site=site,
+        user=user,
+        status=ParticipantStatus.RANDOMISED,
+        timezone="Europe/London",
+        eligible=True,
+        randomised_at=now,
+        day0=now.date(),
+        enrolled_at=now,
+    )
+    doc = ConsentDocument.objects.get(trial=trial, version="1.0")
+    ConsentSignature.objects.create(participant=p, document=doc, method="electronic", sha256=doc.sha256, signed_at=now)
+    inst = Instrument.objects.get(trial=trial, slug="daily-mood")
+    version = protocol_version_current(trial)
+    opens = now - timedelta(minutes=5)
+    rows = SurveyInstance.objects.bulk_create(
+        [
+            SurveyInstance(
+                participant=p,
+                instrument=inst,
+                schedule_key="bench",
+                study_day=i,
+                timezone="Europe/London",
+                local_date=opens.date(),
+                opens_at=opens,
+                closes_at=opens + timedelta(hours=6),
+                grace_until=opens + timedelta(hours=6),
+                protocol_version_id=version.pk,
+            )
+            for i in range(n)
+        ],
+        batch_size=5000,
+    )
+    key, _ = token_issue(user=user, kind="participant", ttl=timedelta(hours=2))
+    return key, [str(r.uuid) for r in rows]
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    return (
+        f"postgresql://{s['USER']}:{quote(s['PASSWORD'] or '')}@{quote(s['HOST'] or '', safe='')}"
+        f"{':' + str(s['PORT']) if s['PORT'] else ''}/{s['NAME']}"
+    )
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=False, capture_output=True)
+        if not shutil.which("wrk"):
+            subprocess.run(["apt-get", "update"], check=False, capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, capture_output=True)
+        return shutil.which("wrk")
+    raise SystemExit("wrk is missing: apt-get install -y wrk (as root)")
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(wrk: str, url: str, *, seconds: int, clients: int, token: str, lua: list[str] | None = None) -> dict:
+    threads = min(2, clients)
+    cmd = [wrk, f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}"]
+    if lua:
+        cmd += ["-s", lua[0], url, "--", *lua[1:]]
+    else:
+        cmd.append(url)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50": to_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+        "p99": to_ms(re.search(r"\s99%\s+(\S+)", out).group(1)),
+        "non2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+def start_gunicorn(port: int) -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url(),
+        DJANGO_SETTINGS_MODULE="bench.server.settings",
+        DJANGO_DEBUG="0",
+        DB_CONN_MAX_AGE="600",
+        LOG_LEVEL="ERROR",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "trialsite.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"]
+        + ["--keep-alive", "30", "--log-level", "error"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    import http.client
+
+    for _ in range(300):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/bench/bare")
+            if c.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.1)
+    os.killpg(server.pid, signal.SIGTERM)
+    raise SystemExit("gunicorn did not start")
+
+
+def bench(seconds: int, clients: int) -> None:
+    wrk = ensure_wrk()
+    # Enough instances for every submission at a generous rate (each request needs its own open instance).
+    n = max(4000, 900 * (seconds + 1))
+    token, instances = build(n)
+    connection.close()
+    port = free_port()
+    server = start_gunicorn(port)
+    base = f"http://127.0.0.1:{port}"
+    body = json.dumps({"answers": ANSWERS, "authored": timezone.now().isoformat()})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            lua = Path(tmp) / "post.lua"
+            lua.write_text(POST_LUA)
+            warm_ids, ids = Path(tmp) / "warm.txt", Path(tmp) / "ids.txt"
+            warm_ids.write_text("".join(f"{i} {uuid.uuid4()}\n" for i in instances[:200]))
+            ids.write_text("".join(f"{i} {uuid.uuid4()}\n" for i in instances[200:]))
+            threads = str(min(2, clients))
+            post = [str(lua), str(warm_ids), threads, body]
+            # Warm-up: connections, imports, the protocol cache, in both workers.
+            for url in (f"{base}/bench/bare", f"{base}/api/v1/me"):
+                run_wrk(wrk, url, seconds=1, clients=clients, token=token)
+            run_wrk(wrk, f"{base}/api/v1/surveys/x/response", seconds=1, clients=clients, token=token, lua=post)
+            bare = run_wrk(wrk, f"{base}/bench/bare", seconds=seconds, clients=clients, token=token)
+            me = run_wrk(wrk, f"{base}/api/v1/me", seconds=seconds, clients=clients, token=token)
+            post[1] = str(ids)
+            sub = run_wrk(
+                wrk, f"{base}/api/v1/surveys/x/response", seconds=seconds, clients=clients, token=token, lua=post
+            )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+    print(f"wrk, {seconds} s per endpoint, {clients} connections; gunicorn 2 sync workers; {os.cpu_count()} CPUs")
+    for name, r in (("bare Django JSON view", bare), ("GET /api/v1/me", me), ("POST .../response", sub)):
+        print(
+            f"{name:24s} {r['rps']:8.1f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
+            f"({r['requests']} requests, non-2xx {r['non2xx']}{', socket errors ' + r['socket_errors'] if r['socket_errors'] else ''})"
+        )
+    print(f"ratio /me / bare:        {me['rps'] / bare['rps']:.2f} (goal >= 0.5)")
+    print(f"ratio submission / bare: {sub['rps'] / bare['rps']:.2f} (goal >= 0.2)")
+    print(f"ratio submission / /me:  {sub['rps'] / me['rps']:.2f}")
+    print(f"submission p99 at {clients} clients: {sub['p99']:.1f} ms (goal < 50 ms)")
+    if me["non2xx"] or sub["non2xx"] or bare["non2xx"]:
+        raise SystemExit("some requests failed (non-2xx): the figures are not valid")
+    if sub["requests"] + 200 > len(instances):
+        raise SystemExit("ran out of open instances: raise n")
+
+
+def profile(requests: int) -> None:
+    from django.test import Client, override_settings
+    from pyinstrument import Profiler
+
+    token, instances = build(requests * 2 + 20)
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", REMOTE_ADDR="127.0.0.1")
+    body = json.dumps({"answers": ANSWERS, "authored": timezone.now().isoformat()})
+    todo = iter(instances)
+
+    def submit():
+        r = client.post(
+            f"/api/v1/surveys/{next(todo)}/response", body, "application/json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4())
+        )
+        assert r.status_code == 201, r.content
+
+    def me():
+        assert client.get("/api/v1/me").status_code == 200
+
+    def bare():
+        assert client.get("/bench/bare").status_code == 200
+
+    with override_settings(ROOT_URLCONF="bench.server.urls"):
+        for _ in range(10):  # warm-up
+            bare()
+            me()
+            submit()
+        for name, fn in (("bare view", bare), ("GET /api/v1/me", me), ("POST /api/v1/surveys/{id}/response", submit)):
+            profiler = Profiler(interval=0.0005)
+            cpu, wall = time.process_time(), time.perf_counter()
+            profiler.start()
+            for _ in range(requests):
+                fn()
+            profiler.stop()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            print(
+                f"=== {name}: {requests} requests in process, per request {wall / requests * 1000:.2f} ms wall, "
+                f"{cpu / requests * 1000:.2f} ms CPU ==="
+            )
+            if fn is not bare:
+                print(profiler.output_text(unicode=True, color=False, show_all=False, short_mode=False))
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    try:
+        if args and args[0] == "--profile":
+            profile(int(args[1]) if len(args) > 1 else 300)
+        else:
+            bench(int(args[0]) if args else 5, int(args[1]) if len(args) > 1 else 4)
+    finally:
+        connection.close()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()

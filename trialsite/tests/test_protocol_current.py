@@ -1,0 +1,81 @@
+"""The current protocol: one definition, parsed once per immutable version, amendments seen at once."""
+
+import pytest
+import yaml
+
+from trialsite.models import ProtocolVersion
+from trialsite.protocol.schema import Protocol
+from trialsite.protocol.services import (
+    ProtocolError,
+    protocol_cache_clear,
+    protocol_current,
+    protocol_load,
+    protocol_of_version,
+    protocol_version_current,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def validations(monkeypatch):
+    """Counts every pydantic validation of a whole Protocol, by any caller."""
+    calls = []
+    original = Protocol.model_validate
+
+    def spy(cls, *args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(Protocol, "model_validate", classmethod(spy))
+    return calls
+
+
+def amend(source: str, **enrolment) -> str:
+    data = yaml.safe_load(source)
+    data["enrolment"].update(enrolment)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def test_the_same_version_gives_the_same_object_parsed_once(trial, validations):
+    protocol_cache_clear()
+    first = protocol_current(trial)
+    assert isinstance(first, Protocol) and first.trial.slug == "microdose-mood"
+    assert len(validations) == 1
+    version = protocol_version_current(trial)
+    assert protocol_current(trial) is first
+    assert protocol_current(trial.pk) is first
+    assert protocol_of_version(version) is first
+    assert protocol_of_version(version.pk) is first
+    assert trial.current_protocol.pk == version.pk
+    assert len(validations) == 1
+
+
+def test_an_amendment_is_seen_immediately(trial, demo_protocol_source, validations):
+    before = protocol_current(trial)
+    assert before.enrolment.code_valid_days == 14
+    result = protocol_load(source=amend(demo_protocol_source, code_valid_days=21))
+    assert result.amended
+    after = protocol_current(trial)
+    assert after.enrolment.code_valid_days == 21
+    assert protocol_version_current(trial).version == 2
+    # The old version keeps its own parse (instances planned under it still read it).
+    v1 = ProtocolVersion.objects.get(trial=trial, version=1)
+    assert protocol_of_version(v1) is before
+
+
+def test_a_trial_without_protocol_is_a_protocol_error(db):
+    from trialsite.models import Trial
+
+    bare = Trial.objects.create(slug="bare", title="Bare")
+    with pytest.raises(ProtocolError, match="no protocol loaded"):
+        protocol_current(bare)
+    assert bare.current_protocol is None
+
+
+def test_current_protocol_costs_one_query_and_no_parse_when_warm(trial, validations, django_assert_num_queries):
+    protocol_current(trial)
+    validations.clear()
+    with django_assert_num_queries(1):
+        protocol_current(trial)
+    assert validations == []
