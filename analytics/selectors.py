@@ -322,8 +322,11 @@ def coordinator_blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0
     return _indices(rows, keys=("planned_day", "time_point"), conf=conf)
 
 
-def trial_summary(*, trial: Trial, site_ids=None, unblinded: bool = False, now: datetime | None = None) -> dict:
-    """Everything the summary API and the dashboard show, in a fixed number of queries."""
+def trial_summary(
+    *, trial: Trial, site_ids=None, unblinded: bool = False, now: datetime | None = None, outcome: str | None = None
+) -> dict:
+    """Everything the summary API and the dashboard show, in a fixed number of queries. `outcome` ("phq9.total")
+    chooses the outcome of the per-session blinding figures (unblinded only; ValueError when unknown)."""
     now = now or timezone.now()
     summary = {
         "trial": trial.slug,
@@ -353,6 +356,9 @@ def trial_summary(*, trial: Trial, site_ids=None, unblinded: bool = False, now: 
     if unblinded:
         summary["blinding"]["indices"] = blinding_indices(trial=trial, site_ids=site_ids)
         summary["blinding"]["coordinator_indices"] = coordinator_blinding_indices(trial=trial, site_ids=site_ids)
+        from .blinding_selectors import blinding_session_figures
+
+        summary["blinding"]["sessions"] = blinding_session_figures(trial=trial, site_ids=site_ids, outcome=outcome)
     return summary
 
 

@@ -70,6 +70,7 @@ def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_s
         "/api/v1/staff/participants",
         "/api/v1/staff/participants?site=LDN&status=randomised",
         f"/api/v1/staff/analytics/{secret_trial.slug}/summary",
+        f"/api/v1/staff/analytics/{secret_trial.slug}/summary?outcome=phq9.total",
         "/api/schema/",
     ]
     assert sample is not None
@@ -82,7 +83,7 @@ def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_s
             assert not leaks(response.content.decode()), (role, path)
             if response.status_code == 200 and path != "/api/schema/":
                 answered.setdefault(role, []).append(path)
-            if response.status_code == 200 and path.endswith("/summary"):  # per-arm figures carry no arm name
+            if response.status_code == 200 and "/summary" in path:  # per-arm figures carry no arm name
                 blinding = response.json()["blinding"]
                 assert not {"indices", "coordinator_indices"} & set(blinding), (role, path)
     # A probe that only met 403s proves nothing: every blinded role read trial data on at least one surface.
@@ -91,6 +92,8 @@ def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_s
     unblinded = make_staff("unblinded_statistician")
     summary = staff_get(api_client, unblinded, f"/api/v1/staff/analytics/{secret_trial.slug}/summary")
     assert summary.status_code == 200 and summary.json()["blinding"]["indices"]
+    # Positive control: the per-session blinding figures name the arms behind "active" and "placebo".
+    assert summary.json()["blinding"]["sessions"]["time_points"] and leaks(summary.content.decode())
 
 
 def test_phone_api_responses_carry_no_arm(secret_trial, api_client):
@@ -123,6 +126,7 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
         reverse("admin:participants_participant_changelist"),
         reverse("admin:participants_participant_change", args=[participant.pk]),
         "/admin/dashboard/",
+        "/admin/blinding/",
     ]
     answered: dict[str, list[str]] = {}
     for role in BLINDED_ROLES:
@@ -141,6 +145,8 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
     client.force_login(make_staff("unblinded_statistician"))
     response = client.get(reverse("admin:participants_arm_changelist"))
     assert response.status_code == 200 and leaks(response.content.decode())
+    response = client.get("/admin/blinding/")
+    assert response.status_code == 200 and leaks(response.content.decode())
 
 
 def test_blinded_export_bundle_carries_no_arm(secret_trial, tmp_path):
@@ -149,6 +155,7 @@ def test_blinded_export_bundle_carries_no_arm(secret_trial, tmp_path):
     result = write_bundle(trial=secret_trial, out=tmp_path / "b.zip", formats=["csv", "parquet", "spss", "stata"])
     with zipfile.ZipFile(result.path) as zf:
         assert "allocation.csv" not in zf.namelist()
+        assert "guess_treatment.csv" not in zf.namelist() and "covariates.csv" in zf.namelist()
         for name in zf.namelist():
             text = zf.read(name).decode("latin-1")
             assert not leaks(text), name
@@ -159,6 +166,7 @@ def test_blinded_export_bundle_carries_no_arm(secret_trial, tmp_path):
     unblinded = write_bundle(trial=secret_trial, out=tmp_path / "u.zip", blinded=False, reason="DSMB")
     with zipfile.ZipFile(unblinded.path) as zf:
         assert leaks(zf.read("allocation.csv").decode())
+        assert leaks(zf.read("guess_treatment.csv").decode())  # the treatment at each guess is an arm code
 
 
 def test_notifications_carry_no_arm(secret_trial, tmp_path, make_staff, site_ldn):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce, NullIf
 
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import protocol_current
@@ -198,7 +200,21 @@ def allocation_rows_check(*, rows: list[SlotRow], arms: list[tuple[str, int]], s
 
 
 def _arms_of(trial) -> list[tuple[str, int]]:
+    """What the list randomises, with ratios: the arms, or in a crossover trial the arm sequences (a row's
+    `arm` then holds a sequence code such as "AB")."""
+    crossover = _crossover(trial)
+    if crossover is not None:
+        return [(s.code, s.ratio) for s in crossover.sequences]
     return [(a.code, a.ratio) for a in Arm.objects.filter(trial=trial).order_by("code")]
+
+
+def _crossover(trial):
+    from trialsite.protocol.services import ProtocolError
+
+    try:
+        return protocol_current(trial).crossover
+    except ProtocolError:
+        return None
 
 
 @transaction.atomic
@@ -209,6 +225,9 @@ def allocation_list_store(*, trial, rows: list[SlotRow], source: str, seed: int 
     if problems:
         raise ValidationError({"rows": problems[:50]})
     arms = {a.code: a for a in Arm.objects.filter(trial=trial)}
+    crossover = _crossover(trial)
+    # A crossover row holds a sequence: the slot keeps it and, as its arm, the first period's arm.
+    first_arm = {s.code: s.arms[0] for s in crossover.sequences} if crossover else {c: c for c in arms}
     alist = AllocationList.objects.create(trial=trial, source=source, seed=seed, sha256=allocation_rows_sha256(rows))
     slots = AllocationSlot.objects.bulk_create(
         [
@@ -218,7 +237,8 @@ def allocation_list_store(*, trial, rows: list[SlotRow], source: str, seed: int 
                 sequence=r.sequence,
                 block_number=r.block,
                 block_size=r.block_size,
-                arm=arms[r.arm],
+                arm=arms[first_arm[r.arm]],
+                arm_sequence=r.arm if crossover else "",
             )
             for r in rows
         ],
@@ -306,7 +326,8 @@ def allocation_simulate(*, trial, participants: int, seed: int = 0) -> dict:
     for stratum, arm in (
         AllocationSlot.objects.filter(allocation_list=alist, taken=False)
         .order_by("stratum", "sequence")
-        .values_list("stratum", "arm__code")
+        .annotate(code=Coalesce(NullIf("arm_sequence", Value("")), "arm__code"))
+        .values_list("stratum", "code")
     ):
         free.setdefault(stratum, []).append(arm)
     rng = random.Random(seed)

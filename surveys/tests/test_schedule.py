@@ -136,8 +136,8 @@ def test_randomisation_materialises_the_schedule_across_the_spring_change(london
     sign_consent(london, at=at - timedelta(days=3), now=at - timedelta(days=3))
     randomise(london, at=at)
     rows = {(r.schedule_key, r.study_day): r for r in SurveyInstance.objects.filter(participant=london)}
-    # daily 1..56, weekly PHQ-9 and GAD-7 x8, blinding x3, baseline x2
-    assert len(rows) == 56 + 8 + 8 + 3 + 2
+    # daily 1..56, weekly PHQ-9 and GAD-7 x8, blinding x3, baseline x2, expectancy x1
+    assert len(rows) == 56 + 8 + 8 + 3 + 2 + 1  # + baseline expectancy at randomisation
     week1 = rows[("weekly_phq9", 7)]
     assert (week1.local_date, week1.local_time, week1.opens_at) == (date(2026, 3, 29), time(9), utc(2026, 3, 29, 8))
     assert week1.closes_at == utc(2026, 3, 31, 8) and week1.grace_until == utc(2026, 3, 31, 10)
