@@ -30,6 +30,7 @@ def test_admin_index_as_a_data_manager(client, trial, make_staff):
         "Coordinator blinding guesses",
         "Participants",
         "Safety alerts",
+        "Substance records",
         "Withdrawals",
         "Coordinator tasks",
         "Data queries",
