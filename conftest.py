@@ -51,28 +51,16 @@ def site_nyc(trial):
 
 @pytest.fixture
 def make_staff(db, request):
-    """make_staff("coordinator", site=site) → a staff user holding that role (in the only trial, the demo one
-    loaded on first use when the test has none, unless `trial=` names one)."""
-    from django.contrib.auth import get_user_model
-
+    """make_staff("coordinator", site=site) → a staff user holding that role (trialsite/tests/factories.py), in
+    the only trial (the demo one, loaded on first use when the test has none) unless `trial=` names one."""
     from trialsite.models import Trial
-    from trialsite.services import role_grant
+    from trialsite.tests.factories import STAFF_PASSWORD, StaffFactory
 
-    counter = {"n": 0}
-
-    def make(
-        *roles: str, site=None, trial=None, username: str | None = None, password: str = "correct-horse-battery-9"
-    ):
+    def make(*roles: str, site=None, trial=None, username: str | None = None, password: str = STAFF_PASSWORD):
         if roles and trial is None and not Trial.objects.exists():
             request.getfixturevalue("trial")
-        counter["n"] += 1
-        User = get_user_model()
-        user = User.objects.create_user(
-            username or f"staff{counter['n']}", f"staff{counter['n']}@example.org", password, is_staff=True
-        )
-        for role in roles:
-            role_grant(user=user, role=role, trial=trial, site=site)
-        return user
+        extra = {"username": username} if username else {}
+        return StaffFactory(roles=roles, site=site, trial=trial, password=password, **extra)
 
     return make
 

@@ -32,6 +32,8 @@ ENROLMENT_CODE_ISSUE = "enrolment_code_issue"
 PARTICIPANT_RANDOMISE = "participant_randomise"
 PARTICIPANT_WITHDRAW = "participant_withdraw"
 CONSENT_RECORD = "consent_record"  # consent recorded on the participant's behalf (paper form)
+SUBSTANCE_RECORD = "substance_record"  # what a participant's own units contain (self-blinding trials)
+KIT_SHEET_VIEW = "kit_sheet_view"  # the printable self-blinding kit sheet: maps label sets to conditions
 CONTACT_VIEW = "contact_view"
 CONTACT_UPDATE = "contact_update"
 TOKENS_REVOKE = "tokens_revoke"  # a lost phone
@@ -65,6 +67,7 @@ RULES: dict[str, frozenset[str]] = {
     PARTICIPANT_RANDOMISE: CLINICAL,
     PARTICIPANT_WITHDRAW: CLINICAL,
     CONSENT_RECORD: CLINICAL,
+    SUBSTANCE_RECORD: CLINICAL,
     CONTACT_VIEW: CLINICAL | {R.SAFETY_PHYSICIAN},
     CONTACT_UPDATE: CLINICAL,
     TOKENS_REVOKE: CLINICAL,
@@ -87,12 +90,14 @@ RULES: dict[str, frozenset[str]] = {
     EXPORT_DOWNLOAD: R.STATISTICIAN_ROLES,  # and only the requester (can_export_download)
     ANALYTICS_SUMMARY: frozenset(R.ALL_ROLES),
     ARMS_VIEW: R.UNBLINDED_ROLES,
+    KIT_SHEET_VIEW: R.UNBLINDED_ROLES,
 }
 # Superusers pass every other action; these need a real grant (a superuser holding the role passes).
 NEVER_SUPERUSER = frozenset(
     {
         EXPORT_UNBLINDED,
         ARMS_VIEW,
+        KIT_SHEET_VIEW,
         UNBLINDING_REQUEST,
         UNBLINDING_DECIDE,
         UNBLINDING_REVEAL,

@@ -15,6 +15,7 @@ from ..models import Allocation, AllocationList, AllocationSlot, Participant, Pa
 from ..selectors import consent_status
 from .allocation import participant_stratum
 from .errors import NotConsented, StratumExhausted, Withdrawn, WorkflowError
+from .kits import kit_envelopes_make
 
 
 def participant_randomise(*, participant: Participant, actor, now=None) -> Allocation:
@@ -82,7 +83,8 @@ def _randomise(*, participant: Participant, actor, now) -> Allocation:
     participant.day0 = now.astimezone(participant.zone).date()
     participant.stratum = stratum
     participant.save(update_fields=["status", "randomised_at", "day0", "stratum"])
-    providers.schedule_provider().on_randomised(participant=participant)
+    kit_envelopes_make(participant=participant, allocation=allocation, now=now)  # self-blinding trials only
+    providers.schedule_provider().on_randomised(participant=participant, now=now)
     return allocation
 
 

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from participants import providers
-from participants.models import ConsentDocument
+from participants.tests.factories import ELIGIBLE, ConsentFactory, ParticipantFactory
 
 
 @pytest.fixture
@@ -70,47 +70,35 @@ def events(monkeypatch):
     return seen
 
 
-ELIGIBLE = {
-    "adult": True,
-    "no_psychosis_history": True,
-    "no_lithium_or_tramadol": True,
-    "not_pregnant": True,
-    "no_cardiac_condition": True,
-}
-
-
 @pytest.fixture
 def register(trial, site_ldn, make_staff):
-    """register(site=..., **kw) → (participant, code) through the service."""
-    from participants.services import participant_register
-
-    coordinators = {site_ldn.pk: make_staff("coordinator", site=site_ldn)}  # a coordinator of each site registers
+    """register(site=..., **kw) → (participant, code), registered by a coordinator of that site (one per site,
+    made on first use; ParticipantFactory)."""
+    coordinators = {site_ldn.pk: make_staff("coordinator", site=site_ldn)}
 
     def run(site=None, eligibility=None, contact=None, tz="Europe/London"):
         site = site or site_ldn
         if site.pk not in coordinators:
             coordinators[site.pk] = make_staff("coordinator", site=site)
-        coordinator = coordinators[site.pk]
-        return participant_register(
+        participant = ParticipantFactory(
             trial=trial,
             site=site,
             tz=tz,
             eligibility=dict(eligibility or ELIGIBLE),
             contact=contact,
-            actor=coordinator,
+            registered_by=coordinators[site.pk],
         )
+        return participant, participant.enrolment_code
 
     return run
 
 
 def sign_consent(participant):
-    from participants.services import consent_record_paper
-
-    document = ConsentDocument.objects.get(trial=participant.trial, version="1.0")
-    return consent_record_paper(
+    """Paper consent to version 1.0, recorded by the coordinator who registered the participant."""
+    return ConsentFactory(
         participant=participant,
-        version=document.version,
+        version="1.0",
         paper_reference="scan-001",
-        signed_at=datetime(2026, 1, 10, 9, 0, tzinfo=UTC),
-        actor=participant.registered_by,
+        at=datetime(2026, 1, 10, 9, 0, tzinfo=UTC),
+        by=participant.registered_by,
     )

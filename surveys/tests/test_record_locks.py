@@ -21,7 +21,7 @@ from surveys.models import DoseLog, ItemAnswer, Response, SurveyInstance
 from surveys.services.responses import item_answer_correct
 from trialsite import policy
 
-from .conftest import PHQ9_MILD
+from .factories import PHQ9_MILD
 from .test_api_phone import _qr
 
 REASON = "database lock for the interim analysis"

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('participants', '0013_substance_record_per_participant'),
+        ('participants', '0014_self_blinding_kit_envelopes'),
     ]
 
     operations = [
