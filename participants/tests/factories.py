@@ -29,7 +29,7 @@ class ParticipantFactory(factory.Factory):
     trial = None
     site = None
     tz = factory.LazyAttribute(lambda o: o.site.timezone)
-    eligibility = factory.LazyFunction(lambda: dict(ELIGIBLE))
+    eligibility = None  # every criterion of the trial's protocol true (ELIGIBLE for the demo trial)
     contact = None
     registered_by = None
     now = None
@@ -37,7 +37,10 @@ class ParticipantFactory(factory.Factory):
     @classmethod
     def _create(cls, model_class, *, trial, site, tz, eligibility, contact, registered_by, now):
         from participants.services import participant_register
+        from trialsite.protocol.services import protocol_current
 
+        if eligibility is None:
+            eligibility = {criterion.key: True for criterion in protocol_current(trial).eligibility}
         participant, code = participant_register(
             trial=trial, site=site, tz=tz, eligibility=eligibility, contact=contact, user=registered_by, now=now
         )
