@@ -50,13 +50,17 @@ def site_nyc(trial):
 
 
 @pytest.fixture
-def make_staff(db):
-    """make_staff("coordinator", site=site) → a staff user holding that role (trialsite/tests/factories.py)."""
+def make_staff(db, request):
+    """make_staff("coordinator", site=site) → a staff user holding that role (trialsite/tests/factories.py), in
+    the only trial (the demo one, loaded on first use when the test has none) unless `trial=` names one."""
+    from trialsite.models import Trial
     from trialsite.tests.factories import STAFF_PASSWORD, StaffFactory
 
-    def make(*roles: str, site=None, username: str | None = None, password: str = STAFF_PASSWORD):
+    def make(*roles: str, site=None, trial=None, username: str | None = None, password: str = STAFF_PASSWORD):
+        if roles and trial is None and not Trial.objects.exists():
+            request.getfixturevalue("trial")
         extra = {"username": username} if username else {}
-        return StaffFactory(roles=roles, site=site, password=password, **extra)
+        return StaffFactory(roles=roles, site=site, trial=trial, password=password, **extra)
 
     return make
 

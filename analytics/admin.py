@@ -80,13 +80,11 @@ def completion_plot(by_site_week: dict[str, list[dict]]) -> str:
 def trial_dashboard(request):
     if not has_any_role(request.user, STAFF_ROLES):
         raise PermissionDenied
-    trials = list(Trial.objects.order_by("slug"))
+    trials = list(R.filter_by_trial(Trial.objects.order_by("slug"), request.user, "pk"))
     trial = next((t for t in trials if t.slug == request.GET.get("trial")), trials[0] if trials else None)
     context = {**admin.site.each_context(request), "title": "Trial dashboard", "trials": trials, "trial": trial}
     if trial is not None:
-        site_ids = R.site_ids(request.user)
-        ids = sorted(site_ids) if site_ids is not None else None
-        summary = selectors.trial_summary(trial=trial, site_ids=ids, unblinded=R.is_unblinded(request.user))
+        summary = selectors.trial_summary_for(actor=request.user, trial=trial)
         participants = R.filter_by_site(Participant.objects.filter(trial=trial), request.user)
         enrolment = list(
             participants.annotate(week=TruncWeek("registered_at"))

@@ -372,3 +372,33 @@ def export_job_get(*, user, job_uuid):
     from .models import ExportJob
 
     return ExportJob.objects.select_related("trial").filter(uuid=job_uuid, requested_by=user).first()
+
+
+def export_job_download(*, actor, job_uuid):
+    """The finished job's bundle for its requester, who must still hold a role that may make such an export in
+    the job's trial (trialsite.policy, re-checked at download). None when not theirs; PermissionDenied when the
+    role is gone."""
+    from django.core.exceptions import PermissionDenied
+
+    from trialsite import policy
+
+    job = export_job_get(user=actor, job_uuid=job_uuid)
+    if job is not None and not policy.can(actor, policy.EXPORT_DOWNLOAD, job):
+        raise PermissionDenied("This bundle needs, now, the role that may make such an export in its trial.")
+    return job
+
+
+def trial_summary_for(*, actor, trial, outcome=None) -> dict:
+    """The summary as `actor` may read it: their sites of that trial only, per-arm figures only for the
+    trial's unblinded roles (trialsite.policy / trialsite.roles). PermissionDenied without a role in the trial."""
+    from django.core.exceptions import PermissionDenied
+
+    from trialsite import policy, roles
+
+    if not policy.can(actor, policy.ANALYTICS_SUMMARY, trial):
+        raise PermissionDenied("You hold no role in this trial.")
+    site_ids = roles.site_ids(actor, trial=trial)
+    if site_ids is not None:
+        site_ids = sorted(site_ids & set(trial.sites.values_list("id", flat=True)))
+    unblinded = policy.can(actor, policy.ARMS_VIEW, trial)
+    return trial_summary(trial=trial, site_ids=site_ids, unblinded=unblinded, outcome=outcome)

@@ -34,7 +34,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from trialsite import roles
+from trialsite import policy
 from trialsite.models import Trial
 
 from .export import FORMATS, write_bundle
@@ -43,14 +43,13 @@ from .models import ExportJob, ExportOrigin, ExportStatus
 logger = logging.getLogger(__name__)
 
 
-def export_check_allowed(*, user, blinded: bool, reason: str) -> str:
-    """Statistician roles may export; unblinded needs the unblinded role and a reason. Returns the reason."""
+def export_check_allowed(*, actor, trial: Trial, blinded: bool, reason: str) -> str:
+    """The trial's statistician roles may export; unblinded needs the unblinded role in that trial and a reason
+    (trialsite.policy). Returns the reason."""
     reason = (reason or "").strip()
-    if not roles.has_role(user, *roles.STATISTICIAN_ROLES):
-        raise PermissionDenied("Exports are for the statistician roles.")
+    policy.require(actor, policy.EXPORT_BLINDED, trial)
     if not blinded:
-        if not roles.is_unblinded(user):
-            raise PermissionDenied("An unblinded export needs the unblinded_statistician role.")
+        policy.require(actor, policy.EXPORT_UNBLINDED, trial)
         if len(reason) < 3:
             raise PermissionDenied("An unblinded export needs a reason.")
     return reason
@@ -102,14 +101,14 @@ def _publish_on_commit(job_id: int) -> None:
 
 @transaction.atomic
 def export_job_create(
-    *, trial: Trial, user, blinded: bool = True, formats=None, reason: str = "", now: datetime | None = None
+    *, trial: Trial, actor, blinded: bool = True, formats=None, reason: str = "", now: datetime | None = None
 ) -> ExportJob:
     """Record the request and publish the job after commit (best effort; see the module docstring)."""
     now = now or timezone.now()
-    reason = export_check_allowed(user=user, blinded=blinded, reason=reason)
+    reason = export_check_allowed(actor=actor, trial=trial, blinded=blinded, reason=reason)
     job = ExportJob(
         trial=trial,
-        requested_by=user,
+        requested_by=actor,
         blinded=blinded,
         formats=_clean_formats(formats),
         reason=reason,

@@ -1,6 +1,6 @@
 """The printable kit sheet of a self-blinding participant: the envelope labels (QR codes) in their label sets and
 the step-by-step instructions. ARM-BEARING (it says which label set goes on which capsules): only for users who
-may see arms (participants.blinding.may_see_arms); the admin view checks it before calling this."""
+may view it (trialsite.policy KIT_SHEET_VIEW: the unblinded roles of the trial); the admin view checks it before calling this."""
 
 from __future__ import annotations
 

@@ -66,6 +66,9 @@ class Participant(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     locked = models.BooleanField(default=False, help_text="data locked by data management")
+    tokens_revoked_at = models.DateTimeField(
+        null=True, blank=True, help_text="when staff last revoked the phone's tokens (a lost phone); audited"
+    )
 
     class Meta:
         ordering = ["study_id"]

@@ -13,6 +13,8 @@ from celery import current_app, shared_task
 from django.conf import settings
 from django.db import transaction
 
+from trialsite import policy
+
 from .services.escalation import safety_alert_escalate, safety_alerts_claim_overdue
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,7 @@ ESCALATE_TASK = "participants.tasks.safety_alert_escalate"
 
 @shared_task(name=ESCALATE_TASK, acks_late=True, ignore_result=True)
 def safety_alert_escalate_task(alert_id: int) -> str:
-    return safety_alert_escalate(alert_id=alert_id)
+    return safety_alert_escalate(alert_id=alert_id, actor=policy.SYSTEM)
 
 
 def safety_alerts_escalate_due(*, now=None, queue: str | None = None) -> int:

@@ -29,6 +29,7 @@ class SuperuserWritesAdmin(ScopedAdmin):
 
 @admin.register(Trial)
 class TrialAdmin(SuperuserWritesAdmin):
+    trial_field = "pk"
     list_display = ["slug", "title", "created_at"]
     readonly_fields = ["uuid", "created_at"]
     filter_horizontal = ["sites"]
@@ -39,6 +40,7 @@ class TrialAdmin(SuperuserWritesAdmin):
 class ProtocolVersionAdmin(ScopedAdmin):
     """Protocol versions are immutable: loaded from YAML with `load_protocol`, never edited here."""
 
+    trial_field = "trial"
     list_display = ["trial", "version", "sha256", "loaded_at", "source_path"]
     list_select_related = ["trial"]
     exclude = ["definition", "source"]
@@ -58,16 +60,40 @@ class RoleGrantAdmin(ScopedAdmin):
     """Granting roles is the system admin's job; trial managers may see who holds which role."""
 
     view_roles = (R.TRIAL_MANAGER, R.MONITOR)
-    list_display = ["user", "role", "site", "granted_at"]
-    list_filter = ["role", "site"]
-    list_select_related = ["user", "site"]
+    trial_field = "trial"
+    list_display = ["user", "role", "trial", "site", "granted_at"]
+    list_filter = ["role", "trial", "site"]
+    list_select_related = ["user", "trial", "site"]
     autocomplete_fields = ["user"]
+    actions = ["revoke"]
 
     def has_add_permission(self, request, *args):
         return request.user.is_superuser
 
     def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser
+        return request.user.is_superuser and obj is None  # a grant is never edited: revoke it and grant anew
+
+    def save_model(self, request, obj, form, change):
+        from django.core.exceptions import ValidationError
+
+        from .services import role_grant
+
+        try:  # through the service: the trial is checked and the derived groups follow
+            grant = role_grant(user=obj.user, role=obj.role, trial=obj.trial, site=obj.site)
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), level="ERROR")
+            return
+        obj.pk = grant.pk
+
+    @admin.action(description="Revoke the selected grants")
+    def revoke(self, request, queryset):
+        from .services import role_revoke
+
+        if not request.user.is_superuser:
+            return
+        for grant in queryset:
+            role_revoke(grant=grant)
+        self.message_user(request, "Revoked.")
 
 
 @admin.register(StaffLoginEvent)

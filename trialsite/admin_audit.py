@@ -265,11 +265,20 @@ class AuditTrailAdmin(EventsAdmin):
         queryset = Events.objects.order_by("-pgh_created_at", "-pgh_id").across(*self._visible(request))
         ids = R.site_ids(request.user)
         # ObjectFilter checks the object against its own admin's scoping, and pghistory cannot combine
-        # tracks() with references(); every other view of site-scoped staff is narrowed here.
-        if ids is not None and not request.GET.get("obj"):
+        # tracks() with references(); every other view of site-scoped staff, or of staff who do not reach
+        # every trial of the deployment, is narrowed here to the audit subjects (participants) they reach.
+        if not request.GET.get("obj") and (ids is not None or not self._reaches_every_trial(request.user)):
             subject = audit_subject()
-            queryset = queryset.references(subject["model"].objects.filter(**{f"{subject['site_field']}__in": ids}))
+            reached = R.filter_by_site(subject["model"].objects.all(), request.user, subject["site_field"])
+            queryset = queryset.references(reached)
         return queryset
+
+    @staticmethod
+    def _reaches_every_trial(user) -> bool:
+        from .models import Trial
+
+        reached = R.trial_ids(user)
+        return reached is None or reached >= set(Trial.objects.values_list("pk", flat=True))
 
     def lookup_allowed(self, lookup, value, request=None):
         return lookup in {"pgh_created_at__gte", "pgh_created_at__lt"} or super().lookup_allowed(lookup, value, request)

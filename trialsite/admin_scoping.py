@@ -1,7 +1,10 @@
 """Base classes for every staff admin: site scoping, role-based permissions, blinding, reasons for edits.
 
-- Rows: `get_queryset` narrows to the user's sites (trialsite.roles.filter_by_site); the change page,
-  history, autocomplete, actions and related-object dropdowns all go through it.
+- Rows: `get_queryset` narrows to the user's trials and sites (trialsite.roles.filter_by_site, or
+  filter_by_trial for trial-level models declaring `trial_field`); the change page, history, autocomplete,
+  actions and related-object dropdowns all go through it.
+- Decisions about clinical actions are the services' (trialsite.policy); admins only hide what the same
+  policy would refuse.
 - Permissions: granted in code from the user's roles (`view_roles`, `add_roles`, `change_roles`);
   nothing clinical is ever deleted from the admin.
 - Blinding: models and fields the apps register (register_arm_bearing) (or declared on the admin with
@@ -104,6 +107,7 @@ class _PermissionMixin:
     """Role-based permissions and site scoping shared by ModelAdmins and inlines."""
 
     site_field: str | None = None  # lookup path from this model to trialsite.Site; None: not site-scoped
+    trial_field: str | None = None  # for trial-level models without a site: lookup path to trialsite.Trial
     view_roles: tuple[str, ...] = STAFF_ROLES
     add_roles: tuple[str, ...] = ()
     change_roles: tuple[str, ...] = ()
@@ -128,6 +132,8 @@ class _PermissionMixin:
             return queryset.none()
         if self.site_field:
             return R.filter_by_site(queryset, request.user, self.site_field)
+        if self.trial_field:
+            return R.filter_by_trial(queryset, request.user, self.trial_field)
         return queryset
 
     def is_locked(self, obj) -> bool:

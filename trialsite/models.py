@@ -10,7 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from .audit import tracked
-from .roles import ROLE_CHOICES
+from .roles import ROLE_CHOICES, SITE_SCOPED_ROLES
 
 
 @tracked()
@@ -81,23 +81,41 @@ class Site(models.Model):
 
 @tracked()
 class RoleGrant(models.Model):
-    """A role given to a staff user, for one site (site-scoped roles) or for all sites (site empty)."""
+    """A role given to a staff user in one trial: at one site (site-scoped roles) or at all its sites (site empty).
+
+    The only record of roles (trialsite.roles reads it). A grant whose trial is empty (left by the migration
+    that introduced trials on grants, when it could not tell the trial) grants nothing until re-issued.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_grants")
     role = models.CharField(max_length=32, choices=ROLE_CHOICES)
+    trial = models.ForeignKey(
+        Trial,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="role_grants",
+        help_text="the trial the role is held in; empty: an unassigned legacy grant, which grants nothing",
+    )
     site = models.ForeignKey(Site, null=True, blank=True, on_delete=models.PROTECT, related_name="role_grants")
     granted_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "role", "site"], name="rolegrant_unique", nulls_distinct=False),
+            models.UniqueConstraint(
+                fields=["user", "role", "trial", "site"], name="rolegrant_unique_in_trial", nulls_distinct=False
+            ),
             models.CheckConstraint(
                 condition=models.Q(role__in=[r for r, _ in ROLE_CHOICES]), name="rolegrant_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(site__isnull=True) | models.Q(role__in=sorted(SITE_SCOPED_ROLES)),
+                name="rolegrant_site_only_for_site_roles",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} {self.role} @ {self.site or 'all sites'}"
+        return f"{self.user} {self.role} in {self.trial or 'no trial'} @ {self.site or 'all sites'}"
 
 
 class ApiToken(models.Model):

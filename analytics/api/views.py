@@ -13,7 +13,6 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trialsite import roles
 from trialsite.api.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from trialsite.api.permissions import IsStaff
 from trialsite.api.schema import errors
@@ -56,7 +55,7 @@ class ExportCreateApi(APIView):
         try:
             with audit_context(user=request.user, reason=v["reason"] or "export"):
                 job = services.export_job_create(
-                    trial=trial, user=request.user, blinded=v["blinded"], formats=v["formats"], reason=v["reason"]
+                    trial=trial, actor=request.user, blinded=v["blinded"], formats=v["formats"], reason=v["reason"]
                 )
         except PermissionDenied as exc:
             raise Forbidden(str(exc)) from exc
@@ -105,12 +104,13 @@ class ExportDownloadApi(APIView):
         },
     )
     def get(self, request, pk):
-        job = selectors.export_job_get(user=request.user, job_uuid=pk)
+        try:
+            # The requester held the role then; a revoked role no longer reaches the bundle.
+            job = selectors.export_job_download(actor=request.user, job_uuid=pk)
+        except PermissionDenied as exc:
+            raise Forbidden(str(exc)) from exc
         if job is None:
             raise NotFound("No such export.")
-        if not job.blinded and not roles.is_unblinded(request.user):
-            # The requester held the role then; a revoked role no longer reaches the arms.
-            raise Forbidden("An unblinded bundle is only for the unblinded_statistician role.")
         if job.status != ExportStatus.DONE:
             raise Conflict(f"The export is {job.status}, not ready.")
         if not os.path.exists(job.file_path):
@@ -259,19 +259,12 @@ class TrialSummaryApi(APIView):
         obj = Trial.objects.filter(slug=trial).first()
         if obj is None:
             raise NotFound("No such trial.")
-        if not (request.user.is_superuser or roles.roles_of(request.user)):
-            raise Forbidden("You hold no role in this trial.")
-        site_ids = roles.site_ids(request.user)
-        trial_sites = set(obj.sites.values_list("id", flat=True))
-        if site_ids is not None:
-            site_ids = site_ids & trial_sites
-            if not site_ids:
-                raise Forbidden("You reach no site of this trial.")
-        unblinded = roles.is_unblinded(request.user)
         try:
-            summary = selectors.trial_summary(
-                trial=obj, site_ids=site_ids, unblinded=unblinded, outcome=request.query_params.get("outcome")
+            summary = selectors.trial_summary_for(
+                actor=request.user, trial=obj, outcome=request.query_params.get("outcome")
             )
+        except PermissionDenied as exc:
+            raise Forbidden(str(exc)) from exc
         except ValueError as exc:
             raise ValidationFailed(str(exc), fields={"outcome": [str(exc)]}) from exc
         return Response(summary)

@@ -268,13 +268,13 @@ def test_summary_refusals(trial, make_staff, as_user, django_user_model):
 def test_a_trial_without_a_protocol_yet_has_an_empty_summary_and_dashboard(trial, make_staff, as_user, client):
     from trialsite.models import Trial
 
-    Trial.objects.create(slug="aaa-new", title="Added in the admin, no protocol loaded yet")
-    for role in ("statistician", "unblinded_statistician"):
-        resp = as_user(make_staff(role)).get("/api/v1/staff/analytics/aaa-new/summary")
+    new = Trial.objects.create(slug="aaa-new", title="Added in the admin, no protocol loaded yet")
+    for role in ("statistician", "unblinded_statistician"):  # roles are held in a trial: this one
+        resp = as_user(make_staff(role, trial=new)).get("/api/v1/staff/analytics/aaa-new/summary")
         assert resp.status_code == 200, resp.content
         assert resp.json()["adherence"]["by_site"] == []
         assert resp.json()["blinding"].get("indices", []) == []
-    client.force_login(make_staff("trial_manager"))
+    client.force_login(make_staff("trial_manager", trial=new))
     assert client.get("/admin/dashboard/").status_code == 200  # the first trial by slug is shown by default
     assert client.get("/admin/dashboard/", {"trial": "aaa-new"}).status_code == 200
 

@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from participants.blinding import REGISTRY
 from participants.models import Allocation, DoseUnit, Participant, SafetyAlert
+from trialsite import policy
 from trialsite.api.auth import token_issue
 from trialsite.protocol.services import protocol_load
 from trialsite.services import site_create
@@ -196,7 +197,7 @@ def test_notifications_carry_no_arm(secret_trial, tmp_path, make_staff, site_ldn
     with override_settings(REMINDER_OUTBOX_DIR=str(tmp_path)):
         for alert in SafetyAlert.objects.filter(participant__trial=secret_trial)[:5]:
             safety_alert_notify_send({"alert_id": alert.pk})
-            safety_alert_escalate(alert_id=alert.pk, now=alert.due_at + timedelta(minutes=1))
+            safety_alert_escalate(alert_id=alert.pk, actor=policy.SYSTEM, now=alert.due_at + timedelta(minutes=1))
         outbox_deliver_pending()  # the escalation e-mails (and any notification the simulation left pending)
         reminders = list(Reminder.objects.filter(instance__participant__trial=secret_trial)[:10])
         for reminder in reminders:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 
 from analytics.export import write_bundle
 from participants.models import Allocation, Participant
@@ -101,14 +101,19 @@ def self_blinding_trial(db, demo_protocol_source):
 
 def test_participants_own_substance_is_recorded_and_exported(self_blinding_trial, tmp_path, make_staff):
     p1, p2 = Participant.objects.filter(trial=self_blinding_trial).order_by("study_id")[:2]
+    coordinator = make_staff("coordinator")
+    with pytest.raises(PermissionDenied):  # trialsite.policy: coordinators and trial managers record it
+        participant_substance_record(
+            participant=p1, name="1P-LSD", amount_per_unit="12.5", unit="ug", actor=make_staff("monitor")
+        )
+    participant_substance_record(participant=p1, name="1P-LSD", amount_per_unit="12.5", unit="ug", actor=coordinator)
     participant_substance_record(
-        participant=p1, name="1P-LSD", amount_per_unit="12.5", unit="ug", user=make_staff("coordinator")
-    )
-    participant_substance_record(participant=p1, name="1P-LSD", amount_per_unit="10", unit="ug")  # a correction
+        participant=p1, name="1P-LSD", amount_per_unit="10", unit="ug", actor=coordinator
+    )  # a correction
     for bad in ({"name": "", "amount_per_unit": 1, "unit": "ug"}, {"name": "LSD", "amount_per_unit": 0, "unit": "ug"},
                 {"name": "LSD", "amount_per_unit": 1, "unit": "drops"}):  # fmt: skip
         with pytest.raises(ValidationError):
-            participant_substance_record(participant=p2, **bad)
+            participant_substance_record(participant=p2, actor=coordinator, **bad)
     rows = {
         r["study_id"]: r
         for r in read(write_bundle(trial=self_blinding_trial, out=tmp_path / "b.zip").path, "covariates.csv")
@@ -126,10 +131,12 @@ def test_participants_own_substance_is_recorded_and_exported(self_blinding_trial
     assert rows[p2.study_id]["substance_source"] == "protocol"
 
 
-def test_site_dispensed_trials_refuse_a_participant_substance(trial, site_ldn):
+def test_site_dispensed_trials_refuse_a_participant_substance(trial, site_ldn, make_staff):
     from analytics.simulation import simulate_trial
 
     simulate_trial(trial=trial, participants=2, days=3, seed=1, now=NOW)
     p = Participant.objects.filter(trial=trial).first()
     with pytest.raises(ValidationError, match="dispenses"):
-        participant_substance_record(participant=p, name="LSD", amount_per_unit=10, unit="ug")
+        participant_substance_record(
+            participant=p, name="LSD", amount_per_unit=10, unit="ug", actor=make_staff("coordinator", site=site_ldn)
+        )

@@ -55,7 +55,7 @@ def test_worker_killed_mid_export_the_job_completes_on_the_next_worker(
     settings.EXPORT_QUEUE = queue
     worker_env.update({"EXPORT_ROOT": str(root), "EXPORT_TEST_PAUSE_DIR": str(pause)})
 
-    job = export_job_create(trial=trial, user=make_staff("statistician"), formats=["csv", "parquet"])
+    job = export_job_create(trial=trial, actor=make_staff("statistician"), formats=["csv", "parquet"])
     hold = pause / f"{job.uuid}.hold"
     hold.touch()  # the first run pauses after its first heartbeat, in the middle of the bundle
     first = start()

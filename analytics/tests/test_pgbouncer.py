@@ -190,7 +190,7 @@ def test_phone_api_reminder_sweep_and_export_through_pgbouncer_in_transaction_mo
     assert [p.read_text().count("To: ann@example.org") for p in maildir.iterdir()] == [1]
 
     # An export (one REPEATABLE READ transaction of COPYs) in the same worker, through PgBouncer.
-    job = export_job_create(trial=trial, user=make_staff("statistician"), formats=["csv"])
+    job = export_job_create(trial=trial, actor=make_staff("statistician"), formats=["csv"])
     wait_for(
         lambda: ExportJob.objects.filter(pk=job.pk, status__in=["done", "failed"]).exists(),
         timeout=90,

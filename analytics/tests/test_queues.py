@@ -54,7 +54,7 @@ def test_a_due_reminder_leaves_while_the_export_pool_is_flooded_with_long_jobs(
     )
     # The flood: more long export jobs than the export pool has processes; each holds until released.
     statistician = make_staff("statistician")
-    jobs = [export_job_create(trial=trial, user=statistician, formats=["csv"]) for _ in range(3)]
+    jobs = [export_job_create(trial=trial, actor=statistician, formats=["csv"]) for _ in range(3)]
     for job in jobs:
         (pause / f"{job.uuid}.hold").touch()
     start(concurrency=1, queues=export_queue)
@@ -102,7 +102,7 @@ def test_two_export_workers_given_one_job_twice_run_it_once(
     settings.EXPORT_QUEUE = queue
     settings.EXPORT_ROOT = root
     worker_env.update({"EXPORT_ROOT": str(root), "EXPORT_TEST_PAUSE_DIR": str(pause)})
-    job = export_job_create(trial=trial, user=make_staff("statistician"), formats=["csv"])
+    job = export_job_create(trial=trial, actor=make_staff("statistician"), formats=["csv"])
     hold = pause / f"{job.uuid}.hold"
     hold.touch()
     start(concurrency=1)

@@ -96,7 +96,7 @@ def test_demo_command_simulates_once(db, call):
     assert Participant.objects.count() == count
 
 
-def test_simulated_study_ids_come_from_the_site_sequence(simulated, site_ldn):
+def test_simulated_study_ids_come_from_the_site_sequence(simulated, site_ldn, make_staff):
     trial, _ = simulated
     """Simulated participants take study ids exactly as registration does: a coordinator registering next
     gets the following number at that site, in the same format, never a reused one."""
@@ -108,6 +108,11 @@ def test_simulated_study_ids_come_from_the_site_sequence(simulated, site_ldn):
         ["adult", "no_psychosis_history", "no_lithium_or_tramadol", "not_pregnant", "no_cardiac_condition"], True
     )
     participant, _ = participant_register(
-        trial=trial, site=site_ldn, tz="Europe/London", eligibility=eligibility, contact=None, user=None
+        trial=trial,
+        site=site_ldn,
+        tz="Europe/London",
+        eligibility=eligibility,
+        contact=None,
+        actor=make_staff("coordinator", site=site_ldn),
     )
     assert participant.study_id == f"LDN-{len(ldn) + 1:04d}"

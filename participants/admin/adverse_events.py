@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
 
 from trialsite import roles as R
 from trialsite.admin_scoping import ReasonForm, ScopedAdmin, site_filter
@@ -77,16 +76,14 @@ class AdverseEventAdmin(ScopedAdmin):
             # Corrections re-run the safety rules (correcting an event to serious raises the alert).
             services.adverse_event_correct(
                 event=obj,
-                user=request.user,
+                actor=request.user,
                 reason=form.cleaned_data.get("change_reason") or "",
                 **{k: v for k, v in form.cleaned_data.items() if k in CORRECTABLE_FIELDS},
             )
             return
         data = {k: v for k, v in form.cleaned_data.items() if k in CORRECTABLE_FIELDS}
         participant = form.cleaned_data["participant"]
-        if not R.can_reach_site(request.user, participant.site_id) and not request.user.is_superuser:
-            raise PermissionDenied
-        created = services.adverse_event_create(participant=participant, user=request.user, **data)
+        created = services.adverse_event_create(participant=participant, actor=request.user, **data)
         obj.pk = created.pk
 
     def save_related(self, request, form, formsets, change):

@@ -47,16 +47,19 @@ class UnblindedOnlyAdmin(ScopedAdmin):
 @admin.register(m.Arm)
 class ArmAdmin(UnblindedOnlyAdmin):
     arm_bearing = True
+    trial_field = "trial"
     list_display = ["trial", "code", "name", "ratio"]
 
 
 @admin.register(m.AllocationList)
 class AllocationListAdmin(UnblindedOnlyAdmin):
+    trial_field = "trial"
     list_display = ["trial", "source", "sha256", "created_at"]
 
 
 @admin.register(m.AllocationSlot)
 class AllocationSlotAdmin(UnblindedOnlyAdmin):
+    trial_field = "allocation_list__trial"
     list_display = ["allocation_list", "stratum", "sequence", "block_number", "block_size", "arm", "taken"]
     list_select_related = ["allocation_list", "arm"]
     list_filter = ["stratum", "taken"]
@@ -71,6 +74,7 @@ class AllocationAdmin(UnblindedOnlyAdmin):
 
 @admin.register(m.DoseUnit)
 class DoseUnitAdmin(UnblindedOnlyAdmin):
+    trial_field = "slot__allocation_list__trial"
     list_display = ["code", "number", "slot"]
     list_select_related = ["slot"]
     search_fields = ["code"]

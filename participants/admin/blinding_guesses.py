@@ -52,7 +52,7 @@ class StaffBlindingGuessForm(forms.ModelForm):
         try:
             self.recorded = services.staff_blinding_guess_record(
                 participant=data["participant"],
-                user=self.request.user,
+                actor=self.request.user,
                 time_point=data["time_point"],
                 guess=data["guess"],
                 confidence=data["confidence"],

@@ -10,9 +10,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html_join
 
+from trialsite import policy
 from trialsite.protocol.services import ProtocolError, protocol_current
 
-from ..blinding import may_see_arms
 from ..kit_sheet import kit_sheet
 from ..selectors import kit_periods
 
@@ -59,17 +59,23 @@ class KitAdminMixin:
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         participant = self.get_object(request, object_id)
-        if participant is not None and may_see_arms(request.user) and _self_blinding(participant):
+        if (
+            participant is not None
+            and policy.can(request.user, policy.KIT_SHEET_VIEW, participant)
+            and _self_blinding(participant)
+        ):
             extra_context["kit_sheet_url"] = reverse("admin:participants_participant_kit_sheet", args=[participant.pk])
         return super().change_view(request, object_id, form_url, extra_context)
 
     def kit_sheet_view(self, request, pk: int):
-        """The printable kit sheet: unblinded roles only (blinded staff: 403, whatever their site)."""
-        if not may_see_arms(request.user):
+        """The printable kit sheet: unblinded roles of the participant's trial only (trialsite.policy; blinded
+        staff: 403, whatever their site)."""
+        if not policy.may_ever(request.user, policy.KIT_SHEET_VIEW):
             raise PermissionDenied
         participant = get_object_or_404(self.get_queryset(request), pk=pk)
         if not self.has_view_permission(request, participant):
             raise PermissionDenied
+        policy.require(request.user, policy.KIT_SHEET_VIEW, participant)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Self-blinding kit of {participant.study_id}",

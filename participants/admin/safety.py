@@ -6,7 +6,8 @@ from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
 
-from trialsite.admin_scoping import SAFETY_ROLES, ScopedAdmin, has_any_role, site_filter
+from trialsite import policy
+from trialsite.admin_scoping import ScopedAdmin, site_filter
 
 from .. import models as m
 from .participants import SITE, NoteForm, intermediate
@@ -69,7 +70,7 @@ class SafetyAlertAdmin(ScopedAdmin):
 
     def get_actions(self, request):
         actions = super().get_actions(request)
-        if not has_any_role(request.user, SAFETY_ROLES):
+        if not policy.may_ever(request.user, policy.SAFETY_ALERT_ACKNOWLEDGE):
             actions.pop("acknowledge", None)
         return actions
 
@@ -78,7 +79,7 @@ class SafetyAlertAdmin(ScopedAdmin):
         from ..services import safety_alert_acknowledge
 
         def apply(alert, data):
-            safety_alert_acknowledge(alert=alert, user=request.user, note=data["note"])
+            safety_alert_acknowledge(alert=alert, actor=request.user, note=data["note"])
 
         return intermediate(
             self,

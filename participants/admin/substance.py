@@ -38,7 +38,7 @@ class SubstanceRecordForm(forms.ModelForm):
                 name=data["name"],
                 amount_per_unit=data["amount_per_unit"],
                 unit=data["unit"],
-                user=self.request.user,
+                actor=self.request.user,
             )
         except (ValidationError, PermissionDenied, WorkflowError) as exc:
             raise ValidationError(error_text(exc)) from exc

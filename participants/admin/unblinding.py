@@ -6,8 +6,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from trialsite import policy
 from trialsite import roles as R
-from trialsite.admin_scoping import ScopedAdmin, has_any_role
+from trialsite.admin_scoping import ScopedAdmin
 
 from .. import models as m
 from .. import services
@@ -34,7 +35,7 @@ class UnblindRequestForm(forms.ModelForm):
             return data
         try:
             self.recorded = services.unblinding_request(
-                participant=data["participant"], user=self.request.user, reason=data.get("reason", "")
+                participant=data["participant"], actor=self.request.user, reason=data.get("reason", "")
             )
         except (ValidationError, PermissionDenied, WorkflowError) as exc:
             raise ValidationError(error_text(exc)) from exc
@@ -63,7 +64,7 @@ class UnblindingRequestAdmin(ScopedAdmin):
 
     def get_actions(self, request):
         actions = super().get_actions(request)
-        if not has_any_role(request.user, (R.SAFETY_PHYSICIAN, R.TRIAL_MANAGER)):
+        if not policy.may_ever(request.user, policy.UNBLINDING_DECIDE):
             actions.pop("approve", None)
             actions.pop("reject", None)
         return actions
@@ -88,7 +89,7 @@ class UnblindingRequestAdmin(ScopedAdmin):
 
     def _decide(self, request, queryset, *, approve: bool):
         def apply(req, data):
-            services.unblinding_decide(request=req, user=request.user, approve=approve, note=data["note"])
+            services.unblinding_decide(request=req, actor=request.user, approve=approve, note=data["note"])
 
         return intermediate(
             self,
@@ -105,11 +106,13 @@ class UnblindingRequestAdmin(ScopedAdmin):
         obj = self.get_object(request, object_id)
         if obj is not None and request.method == "POST" and "_reveal" in request.POST:
             try:
-                extra_context["revealed"] = services.unblinding_reveal(request=obj, user=request.user)
+                extra_context["revealed"] = services.unblinding_reveal(request=obj, actor=request.user)
             except (ValidationError, PermissionDenied, WorkflowError) as exc:
                 self.message_user(request, error_text(exc), messages.ERROR)
             request.method = "GET"
         extra_context["can_reveal"] = (
-            obj is not None and obj.requested_by_id == request.user.pk and obj.status == m.UnblindingStatus.APPROVED
+            obj is not None
+            and obj.status == m.UnblindingStatus.APPROVED
+            and policy.can(request.user, policy.UNBLINDING_REVEAL, obj)
         )
         return super().change_view(request, object_id, form_url, extra_context)

@@ -11,6 +11,7 @@ from .blinding_guesses import blinding_time_points, staff_blinding_guess_record
 from .consent import consent_record_paper, consent_sign
 from .errors import InvalidEnrolmentCode, NotConsented, StratumExhausted, Withdrawn, WorkflowError
 from .randomisation import allocation_exhausted_alert, participant_randomise, unit_codes_of
+from .records import participant_lock, participant_tokens_revoke
 from .registration import (
     contact_for_delivery,
     contact_rotate_keys,
@@ -49,10 +50,12 @@ __all__ = [
     "enrolment_code_issue",
     "enrolment_code_live",
     "participant_enrol",
+    "participant_lock",
     "participant_randomise",
     "participant_register",
     "participant_settings_update",
     "participant_stratum",
+    "participant_tokens_revoke",
     "participant_withdraw",
     "safety_alert_acknowledge",
     "safety_alert_raise",

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from trialsite import policy
 from trialsite.audit import audit_context, require_reason
 from trialsite.protocol.rules import rules_fired_for_record
 from trialsite.protocol.services import protocol_current
@@ -89,11 +90,13 @@ def adverse_event_create(
     relatedness: str,
     action_taken: str,
     outcome: str,
-    user,
+    actor,
     previous: AdverseEvent | None = None,
     now=None,
 ) -> AdverseEvent:
     now = now or timezone.now()
+    policy.require(actor, policy.ADVERSE_EVENT_REPORT, participant)
+    policy.require_unlocked(participant)
     criteria = _criteria_checked(serious, seriousness_criteria)
     if previous is not None:
         previous = AdverseEvent.objects.select_for_update().get(pk=previous.pk)
@@ -114,7 +117,7 @@ def adverse_event_create(
         outcome=outcome,
         reported_at=now,
         study_day=participant.study_day(now),
-        reported_by=user,
+        reported_by=actor,
     )
     event.full_clean()
     event.save()
@@ -123,7 +126,7 @@ def adverse_event_create(
 
 
 @transaction.atomic
-def adverse_event_correct(*, event: AdverseEvent, user, reason: str, now=None, **changes) -> AdverseEvent:
+def adverse_event_correct(*, event: AdverseEvent, actor, reason: str, now=None, **changes) -> AdverseEvent:
     """Staff correct a recorded adverse event: the reason lands in the audit trail with the old and new
     values, and the safety rules run again on the corrected event (correcting it to serious raises the alert)."""
     reason = require_reason(reason)
@@ -132,15 +135,15 @@ def adverse_event_correct(*, event: AdverseEvent, user, reason: str, now=None, *
         raise ValidationError({name: ["This field cannot be corrected."] for name in unknown})
     now = now or timezone.now()
     event = AdverseEvent.objects.select_for_update().select_related("participant").get(pk=event.pk)
-    if event.participant.locked:
-        raise ValidationError("This participant's data are locked; they can no longer be edited.")
+    policy.require(actor, policy.ADVERSE_EVENT_CORRECT, event)
+    policy.require_unlocked(event.participant)
     for name, value in changes.items():
         setattr(event, name, value)
     event.seriousness_criteria = _criteria_checked(event.serious, event.seriousness_criteria)
     if isinstance(event.description, str):
         event.description = event.description.strip()
     event.full_clean()
-    with audit_context(user=user, reason=reason):
+    with audit_context(user=actor, reason=reason):
         event.save(update_fields=list(CORRECTABLE_FIELDS))
         adverse_event_safety_rules_run(event=event, now=now)
     return event

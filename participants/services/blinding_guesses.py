@@ -7,7 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from trialsite import roles
+from trialsite import policy
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import protocol_current
 
@@ -30,20 +30,16 @@ def blinding_time_points(protocol: Protocol) -> list[str]:
     return [f"day_{d}" for d in sorted(days)]
 
 
-def may_record_staff_guess(*, user, participant: Participant) -> bool:
-    """A coordinator of the participant's site, or a trial manager (superusers need one of the roles too)."""
-    if roles.has_role(user, roles.TRIAL_MANAGER):
-        return True
-    return roles.has_role(user, roles.COORDINATOR) and roles.can_reach_site(
-        user, participant.site_id, roles=[roles.COORDINATOR]
-    )
+def may_record_staff_guess(*, actor, participant: Participant) -> bool:
+    """A coordinator of the participant's site, or a trial manager of its trial (trialsite.policy)."""
+    return policy.can(actor, policy.BLINDING_GUESS_RECORD, participant)
 
 
 @transaction.atomic
 def staff_blinding_guess_record(
     *,
     participant: Participant,
-    user,
+    actor,
     time_point: str,
     guess: str,
     confidence: int,
@@ -52,7 +48,7 @@ def staff_blinding_guess_record(
     """Record the rater's guess for the participant at a time point. Retrying the same values returns the
     recorded guess; a different guess for the same rater and time point is refused (WorkflowError, 409)."""
     now = now or timezone.now()
-    if not may_record_staff_guess(user=user, participant=participant):
+    if not may_record_staff_guess(actor=actor, participant=participant):
         raise PermissionDenied("Only the site's coordinators and trial managers record blinding guesses.")
     participant = Participant.objects.select_for_update().select_related("trial").get(pk=participant.pk)
     if participant.randomised_at is None or participant.day0 is None:
@@ -69,14 +65,14 @@ def staff_blinding_guess_record(
     today = participant.study_day(now)
     if today is None or today < day:
         raise WorkflowError(f"The participant has not reached {time_point} yet (study day {today}).")
-    existing = StaffBlindingGuess.objects.filter(participant=participant, rater=user, time_point=time_point).first()
+    existing = StaffBlindingGuess.objects.filter(participant=participant, rater=actor, time_point=time_point).first()
     if existing is not None:
         if existing.guess == guess and existing.confidence == confidence:
             return existing  # a retry of the same guess
         raise WorkflowError(f"You already recorded a different guess for {participant} at {time_point}.")
     record = StaffBlindingGuess(
         participant=participant,
-        rater=user,
+        rater=actor,
         time_point=time_point,
         guess=guess,
         confidence=confidence,

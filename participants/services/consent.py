@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from trialsite import policy
+
 from .. import providers
 from ..models import ConsentDocument, ConsentSignature, Participant, ParticipantStatus
 from ..selectors import consent_status
@@ -26,6 +28,7 @@ def consent_sign(
     """Sign the version the participant must sign now, binding the signature to the hash of its exact text."""
     now = now or timezone.now()
     participant = Participant.objects.select_for_update().select_related("trial").get(pk=participant.pk)
+    policy.require_unlocked(participant)
     if participant.is_withdrawn:
         raise Withdrawn("You have withdrawn from the study.")
     if participant.status == ParticipantStatus.SCREEN_FAILED:
@@ -65,10 +68,12 @@ def consent_sign(
 
 @transaction.atomic
 def consent_record_paper(
-    *, participant: Participant, version: str, paper_reference: str, signed_at, user
+    *, participant: Participant, version: str, paper_reference: str, signed_at, actor
 ) -> ConsentSignature:
     """Staff record a paper consent form (with the reference of the scanned copy)."""
     participant = Participant.objects.select_for_update().get(pk=participant.pk)
+    policy.require(actor, policy.CONSENT_RECORD, participant)
+    policy.require_unlocked(participant)
     if participant.status == ParticipantStatus.SCREEN_FAILED:
         raise WorkflowError("This participant did not pass screening.")
     document = ConsentDocument.objects.filter(trial=participant.trial, version=version).first()
@@ -87,7 +92,7 @@ def consent_record_paper(
         sha256=document.sha256,
         signed_at=signed_at,
         paper_reference=paper_reference.strip(),
-        recorded_by=user,
+        recorded_by=actor,
     )
     signature.full_clean()
     signature.save()

@@ -7,23 +7,15 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from trialsite import roles
-from trialsite.models import RoleGrant
+from trialsite import policy, roles
 from trialsite.outbox import mail_enqueue
 
 from ..models import AlertStatus, SafetyAlert
 
 
 def safety_alert_recipients(*, alert: SafetyAlert, role_names) -> list[str]:
-    """E-mail addresses of active staff holding one of the roles for the alert's site (or all sites)."""
-    grants = RoleGrant.objects.filter(role__in=list(role_names)).select_related("user")
-    emails = set()
-    for grant in grants:
-        if grant.role in roles.SITE_SCOPED_ROLES and grant.site_id not in (None, alert.participant.site_id):
-            continue
-        if grant.user.email and grant.user.is_active:
-            emails.add(grant.user.email)
-    return sorted(emails)
+    """E-mail addresses of active staff holding one of the roles in the alert's trial, at its site (site roles)."""
+    return roles.holders_emails(role_names, trial=alert.participant.trial_id, site=alert.participant.site_id)
 
 
 def safety_alerts_claim_overdue(*, now: datetime | None = None, limit: int = 500) -> list[int]:
@@ -39,11 +31,12 @@ def safety_alerts_claim_overdue(*, now: datetime | None = None, limit: int = 500
 
 
 @transaction.atomic
-def safety_alert_escalate(*, alert_id: int, now: datetime | None = None) -> str:
+def safety_alert_escalate(*, alert_id: int, actor, now: datetime | None = None) -> str:
     """Mark the alert escalated, once (state guard under the row lock), and record the e-mail to the trial
     managers in the same transaction (the outbox delivers it from a worker, after the lock is released)."""
     now = now or timezone.now()
     alert = SafetyAlert.objects.select_for_update().select_related("participant").get(pk=alert_id)
+    policy.require(actor, policy.SAFETY_ALERT_ESCALATE, alert)
     if alert.status != AlertStatus.OPEN or alert.acknowledged_at is not None:
         return f"not open ({alert.status})"
     if alert.due_at > now:

@@ -17,7 +17,7 @@ from .escalation import safety_alert_recipients
 
 
 def safety_alert_notify_send(payload: dict) -> int:
-    """E-mail the site's safety physician(s) and coordinators about a new alert; then mark it notified."""
+    """E-mail the safety physician(s) and coordinators of the alert's trial and site; then mark it notified."""
     alert = SafetyAlert.objects.select_related("participant").get(pk=payload["alert_id"])
     to = safety_alert_recipients(alert=alert, role_names=[roles.SAFETY_PHYSICIAN, roles.COORDINATOR])
     if to:

@@ -7,8 +7,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
-from trialsite import roles
-from trialsite.models import RoleGrant
+from trialsite import policy, roles
 from trialsite.outbox import mail_enqueue
 
 from .. import providers
@@ -19,21 +18,23 @@ from .errors import NotConsented, StratumExhausted, Withdrawn, WorkflowError
 from .kits import kit_envelopes_make
 
 
-def participant_randomise(*, participant: Participant, user=None, now=None) -> Allocation:
+def participant_randomise(*, participant: Participant, actor, now=None) -> Allocation:
     """Randomise, or refuse (409) when not consented, not eligible, baseline missing, already randomised or
     withdrawn. An exhausted stratum also e-mails the trial managers."""
     try:
-        return _randomise(participant=participant, user=user, now=now)
+        return _randomise(participant=participant, actor=actor, now=now)
     except StratumExhausted as exc:
         allocation_exhausted_alert(trial=participant.trial, stratum=exc.stratum)
         raise
 
 
 @transaction.atomic
-def _randomise(*, participant: Participant, user, now) -> Allocation:
+def _randomise(*, participant: Participant, actor, now) -> Allocation:
     now = now or timezone.now()
+    policy.require(actor, policy.PARTICIPANT_RANDOMISE, participant)
     # Lock the participant first: two clicks on "randomise" serialise here; the loser sees the allocation.
     participant = Participant.objects.select_for_update().select_related("trial", "site").get(pk=participant.pk)
+    policy.require_unlocked(participant)
     if (
         participant.status == ParticipantStatus.RANDOMISED
         or Allocation.objects.filter(participant=participant).exists()
@@ -74,7 +75,7 @@ def _randomise(*, participant: Participant, user, now) -> Allocation:
         )
     slot.taken = True
     slot.save(update_fields=["taken"])
-    allocation = Allocation(participant=participant, slot=slot, allocated_at=now, allocated_by=user)
+    allocation = Allocation(participant=participant, slot=slot, allocated_at=now, allocated_by=actor)
     allocation.full_clean(validate_unique=False)
     allocation.save()
     participant.status = ParticipantStatus.RANDOMISED
@@ -87,16 +88,16 @@ def _randomise(*, participant: Participant, user, now) -> Allocation:
     return allocation
 
 
-def _trial_manager_emails() -> list[str]:
-    grants = RoleGrant.objects.filter(role=roles.TRIAL_MANAGER, user__is_active=True).select_related("user")
-    return sorted({g.user.email for g in grants if g.user.email})
+def _trial_manager_emails(trial) -> list[str]:
+    """The trial managers of that trial only."""
+    return roles.holders_emails([roles.TRIAL_MANAGER], trial=trial)
 
 
 @transaction.atomic
 def allocation_exhausted_alert(*, trial, stratum: str) -> None:
     """Record an e-mail to the trial managers that a stratum has no free slot (a worker sends it: the outbox).
     One per refused randomisation, as before. Names no arm."""
-    to = _trial_manager_emails()
+    to = _trial_manager_emails(trial)
     if not to:
         return
     subject = f"[trialsite] {trial.slug}: allocation list exhausted in stratum {stratum}"

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from trialsite import policy
 from trialsite.api.auth import token_issue
 from trialsite.models import Site, Trial
 from trialsite.protocol.services import protocol_current
@@ -81,15 +82,16 @@ def participant_register(
     tz: str,
     eligibility: dict,
     contact: dict | None = None,
-    user=None,
+    actor,
     now=None,
 ) -> tuple[Participant, str | None]:
     """Screen and register. Returns the participant and the enrolment code (None when screening failed).
 
     Eligibility must answer exactly the protocol's criteria with booleans. Any false → screen_failed (kept
-    for CONSORT, never randomisable, no code).
+    for CONSORT, never randomisable, no code). The actor must be allowed to register at that trial and site.
     """
     now = now or timezone.now()
+    policy.require(actor, policy.PARTICIPANT_REGISTER, policy.Where(trial, site))
     protocol = protocol_current(trial)
     if not trial.sites.filter(pk=site.pk).exists():
         raise ValidationError({"site": [f"Site {site.code} does not take part in {trial.slug}."]})
@@ -140,7 +142,7 @@ def participant_register(
         eligible=eligible,
         channels=_default_channels(email=email, phone=phone),
         registered_at=now,
-        registered_by=user if getattr(user, "is_authenticated", False) else None,
+        registered_by=actor,
     )
     participant.full_clean()
     participant.save()
@@ -154,7 +156,7 @@ def participant_register(
             has_phone=bool(phone),
             updated_at=now,
         )
-    code = enrolment_code_issue(participant=participant, user=user, now=now) if eligible else None
+    code = enrolment_code_issue(participant=participant, actor=actor, now=now) if eligible else None
     return participant, code
 
 
@@ -173,18 +175,18 @@ def _contact_plain(participant: Participant) -> dict:
 
 
 @transaction.atomic
-def contact_view(*, participant: Participant, user, purpose: str) -> dict:
-    """Decrypted contact details for a staff user of the participant's site; every view is recorded."""
-    from trialsite import roles
-
-    if not roles.can_reach_site(user, participant.site_id, roles=[roles.COORDINATOR, roles.SAFETY_PHYSICIAN]):
-        from django.core.exceptions import PermissionDenied
-
-        raise PermissionDenied("Only the site's coordinators and safety physicians see contact details.")
+def contact_view(*, participant: Participant, actor, purpose: str) -> dict:
+    """Decrypted contact details for the clinical staff of the participant's site; every view is recorded."""
+    policy.require(
+        actor,
+        policy.CONTACT_VIEW,
+        participant,
+        "Only the site's coordinators and safety physicians, and the trial managers, see contact details.",
+    )
     purpose = (purpose or "").strip()
     if len(purpose) < 3:
         raise ValidationError({"purpose": ["Say why you need the contact details."]})
-    ContactAccess.objects.create(participant=participant, user=user, purpose=purpose)
+    ContactAccess.objects.create(participant=participant, user=actor, purpose=purpose)
     return _contact_plain(participant)
 
 
@@ -194,7 +196,8 @@ def contact_for_delivery(*, participant: Participant) -> dict:
 
 
 @transaction.atomic
-def contact_update(*, participant: Participant, user, name=None, email=None, phone=None) -> ContactDetails:
+def contact_update(*, participant: Participant, actor, name=None, email=None, phone=None) -> ContactDetails:
+    policy.require(actor, policy.CONTACT_UPDATE, participant)
     details, _ = ContactDetails.objects.select_for_update().get_or_create(participant=participant)
     if name is not None:
         details.name_encrypted = crypto.encrypt(name.strip())
@@ -240,11 +243,12 @@ def enrolment_code_normalise(raw: str) -> str | None:
 
 
 @transaction.atomic
-def enrolment_code_issue(*, participant: Participant, user=None, now=None) -> str:
+def enrolment_code_issue(*, participant: Participant, actor, now=None) -> str:
     """Issue a new code (the previous live one dies). Returns it formatted XXXX-XXXX; only its hash is kept
     for lookup (plus an encrypted copy while it is live, to draw the QR code)."""
     now = now or timezone.now()
     participant = Participant.objects.select_for_update().get(pk=participant.pk)
+    policy.require(actor, policy.ENROLMENT_CODE_ISSUE, participant)
     if participant.status not in (ParticipantStatus.REGISTERED,):
         raise WorkflowError("Enrolment codes are issued only to registered participants who have not enrolled yet.")
     EnrolmentCode.objects.filter(participant=participant, used_at__isnull=True, revoked_at__isnull=True).update(
@@ -262,7 +266,7 @@ def enrolment_code_issue(*, participant: Participant, user=None, now=None) -> st
         code_encrypted=crypto.encrypt(code),
         issued_at=now,
         expires_at=now + timedelta(days=days),
-        issued_by=user if getattr(user, "is_authenticated", False) else None,
+        issued_by=actor,
     )
     row.full_clean()
     row.save()

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from trialsite import policy
 from trialsite.outbox import outbox_enqueue
 from trialsite.protocol.schema import parse_duration
 from trialsite.protocol.services import protocol_current
@@ -63,15 +64,16 @@ def safety_alert_raise(
 
 
 @transaction.atomic
-def safety_alert_acknowledge(*, alert: SafetyAlert, user, note: str, now=None) -> SafetyAlert:
-    alert = SafetyAlert.objects.select_for_update().get(pk=alert.pk)
+def safety_alert_acknowledge(*, alert: SafetyAlert, actor, note: str, now=None) -> SafetyAlert:
+    alert = SafetyAlert.objects.select_for_update().select_related("participant").get(pk=alert.pk)
+    policy.require(actor, policy.SAFETY_ALERT_ACKNOWLEDGE, alert)
     if alert.status == AlertStatus.ACKNOWLEDGED:
         return alert
     if not (note or "").strip():
         raise ValidationError({"note": ["Say what was done (e.g. participant called, plan agreed)."]})
     alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_at = now or timezone.now()
-    alert.acknowledged_by = user
+    alert.acknowledged_by = actor
     alert.acknowledgement_note = note.strip()
     alert.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "acknowledgement_note"])
     return alert

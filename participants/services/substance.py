@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from trialsite import policy
 from trialsite.protocol.services import protocol_current
 
 from ..models import Participant, SubstanceRecord
@@ -15,13 +16,15 @@ from ..models import Participant, SubstanceRecord
 
 @transaction.atomic
 def participant_substance_record(
-    *, participant: Participant, name: str, amount_per_unit, unit: str, user=None, now=None
+    *, participant: Participant, name: str, amount_per_unit, unit: str, actor, now=None
 ) -> SubstanceRecord:
     """Record (or correct: the audit trail keeps the old values) what the participant's active units contain.
 
     Refused when the protocol dispenses the substance at the site (`substance.provided_by: site`, or no
     `substance`): the protocol's values apply to everyone then."""
     participant = Participant.objects.select_for_update().get(pk=participant.pk)
+    policy.require(actor, policy.SUBSTANCE_RECORD, participant)
+    policy.require_unlocked(participant)
     substance = protocol_current(participant.trial).substance
     if substance is None or substance.provided_by != "participant":
         raise ValidationError({"substance": ["This trial dispenses its substance at the site: see the protocol."]})
@@ -42,7 +45,7 @@ def participant_substance_record(
         raise ValidationError(errors)
     record = SubstanceRecord.objects.filter(participant=participant).first() or SubstanceRecord(participant=participant)
     record.name, record.amount_per_unit, record.unit = name, amount, unit
-    record.recorded_at, record.recorded_by = now or timezone.now(), user
+    record.recorded_at, record.recorded_by = now or timezone.now(), actor
     record.full_clean()
     record.save()
     return record

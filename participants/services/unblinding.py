@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import uuid
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from trialsite import roles
+from trialsite import policy, roles
 from trialsite.audit import audit_context
 from trialsite.outbox import mail_enqueue
 
@@ -17,93 +17,87 @@ from ..models import Allocation, Participant, UnblindingRequest, UnblindingStatu
 from .errors import WorkflowError
 from .randomisation import _trial_manager_emails
 
+# The role a request is made in: a safety physician of the site first, else a trial manager of the trial.
 _REQUESTER_ROLES = (roles.SAFETY_PHYSICIAN, roles.TRIAL_MANAGER)
 
 
-def _role_for(user, participant) -> str | None:
-    if roles.has_role(user, roles.SAFETY_PHYSICIAN) and roles.can_reach_site(
-        user, participant.site_id, roles=[roles.SAFETY_PHYSICIAN]
-    ):
-        return roles.SAFETY_PHYSICIAN
-    if roles.has_role(user, roles.TRIAL_MANAGER):
-        return roles.TRIAL_MANAGER
-    return None
-
-
-def _notify(key: str, subject: str, body: str) -> None:
-    """Record the e-mail to the trial managers in the caller's transaction; a worker sends it (the outbox), so a
+def _notify(key: str, subject: str, body: str, *, trial) -> None:
+    """Record the e-mail to the trial's managers in the caller's transaction; a worker sends it (the outbox), so a
     mail server that is down never fails the step and the notice still goes out when it is back."""
-    mail_enqueue(dedupe_key=f"unblinding:{key}", subject=subject, body=body, to=_trial_manager_emails())
+    mail_enqueue(dedupe_key=f"unblinding:{key}", subject=subject, body=body, to=_trial_manager_emails(trial))
 
 
 @transaction.atomic
-def unblinding_request(*, participant: Participant, user, reason: str) -> UnblindingRequest:
-    role = _role_for(user, participant)
-    if role is None:
-        raise PermissionDenied("Only a safety physician of the site or a trial manager may request unblinding.")
+def unblinding_request(*, participant: Participant, actor, reason: str) -> UnblindingRequest:
+    policy.require(
+        actor,
+        policy.UNBLINDING_REQUEST,
+        participant,
+        "Only a safety physician of the site or a trial manager may request unblinding.",
+    )
+    role = policy.role_in(actor, participant, _REQUESTER_ROLES)
     reason = (reason or "").strip()
     if len(reason) < 10:
         raise ValidationError({"reason": ["Give the clinical reason for unblinding."]})
     if not Allocation.objects.filter(participant=participant).exists():
         raise WorkflowError(f"{participant.study_id} is not randomised.")
-    req = UnblindingRequest(participant=participant, requested_by=user, requester_role=role, reason=reason)
+    req = UnblindingRequest(participant=participant, requested_by=actor, requester_role=role, reason=reason)
     req.full_clean()
-    with audit_context(user=user, reason=reason):
+    with audit_context(user=actor, reason=reason):
         req.save()
     _notify(
         f"{req.uuid}:requested",
         f"[trialsite] Emergency unblinding requested for {participant.study_id}",
-        f"{user.get_username()} ({role}) asked to unblind {participant.study_id}.\nReason: {reason}\n",
+        f"{actor.get_username()} ({role}) asked to unblind {participant.study_id}.\nReason: {reason}\n",
+        trial=participant.trial_id,
     )
     return req
 
 
 @transaction.atomic
-def unblinding_decide(*, request: UnblindingRequest, user, approve: bool, note: str = "") -> UnblindingRequest:
+def unblinding_decide(*, request: UnblindingRequest, actor, approve: bool, note: str = "") -> UnblindingRequest:
     """Approval (or rejection) by the other role than the requester's, never by the requester."""
     req = UnblindingRequest.objects.select_for_update().select_related("participant").get(pk=request.pk)
     if req.status != UnblindingStatus.REQUESTED:
         raise WorkflowError("This request has already been decided.")
     other = roles.TRIAL_MANAGER if req.requester_role == roles.SAFETY_PHYSICIAN else roles.SAFETY_PHYSICIAN
-    site_roles = [other] if other in roles.SITE_SCOPED_ROLES else None
-    if (
-        user.pk == req.requested_by_id
-        or not roles.has_role(user, other)
-        or (site_roles and not roles.can_reach_site(user, req.participant.site_id, roles=site_roles))
-    ):
-        raise PermissionDenied(f"A {other.replace('_', ' ')} other than the requester must decide.")
+    policy.require(
+        actor, policy.UNBLINDING_DECIDE, req, f"A {other.replace('_', ' ')} other than the requester must decide."
+    )
     req.status = UnblindingStatus.APPROVED if approve else UnblindingStatus.REJECTED
-    req.decided_by = user
+    req.decided_by = actor
     req.decided_at = timezone.now()
     req.decision_note = (note or "").strip()
     req.full_clean()
-    with audit_context(user=user, reason=req.decision_note or None):
+    with audit_context(user=actor, reason=req.decision_note or None):
         req.save()
     _notify(
         f"{req.uuid}:{req.status}",
         f"[trialsite] Emergency unblinding {req.status} for {req.participant.study_id}",
-        f"{user.get_username()} {req.status} the request {req.uuid} to unblind {req.participant.study_id}.\n",
+        f"{actor.get_username()} {req.status} the request {req.uuid} to unblind {req.participant.study_id}.\n",
+        trial=req.participant.trial_id,
     )
     return req
 
 
 @transaction.atomic
-def unblinding_reveal(*, request: UnblindingRequest, user) -> dict:
-    """The arm of that one participant, to the requester of an approved request. Recorded; e-mailed."""
+def unblinding_reveal(*, request: UnblindingRequest, actor) -> dict:
+    """The arm of that one participant, to the requester of an approved request, re-checking at reveal time that
+    they still hold the role they requested in (trialsite.policy). Recorded; e-mailed."""
     req = UnblindingRequest.objects.select_for_update().select_related("participant").get(pk=request.pk)
-    if user.pk != req.requested_by_id:
-        raise PermissionDenied("Only the requester sees the allocation.")
+    policy.require(actor, policy.UNBLINDING_REVEAL, req)
     if req.status not in (UnblindingStatus.APPROVED, UnblindingStatus.REVEALED):
         raise WorkflowError("The request has not been approved.")
     allocation = Allocation.objects.select_related("slot__arm").get(participant=req.participant)
     req.status = UnblindingStatus.REVEALED
     req.revealed_at = req.revealed_at or timezone.now()
-    with audit_context(user=user, reason=f"emergency unblinding {req.uuid}"):
+    with audit_context(user=actor, reason=f"emergency unblinding {req.uuid}"):
         req.save(update_fields=["status", "revealed_at"])
     # Every reveal is a disclosure and is notified, a repeated one too (one key per reveal).
     _notify(
         f"{req.uuid}:revealed:{uuid.uuid4()}",
         f"[trialsite] Emergency unblinding performed for {req.participant.study_id}",
-        f"The allocation of {req.participant.study_id} was revealed to {user.get_username()} (request {req.uuid}).\n",
+        f"The allocation of {req.participant.study_id} was revealed to {actor.get_username()} (request {req.uuid}).\n",
+        trial=req.participant.trial_id,
     )
     return {"study_id": req.participant.study_id, "arm": allocation.slot.arm.name, "arm_code": allocation.slot.arm.code}

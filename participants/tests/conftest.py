@@ -72,17 +72,21 @@ def events(monkeypatch):
 
 @pytest.fixture
 def register(trial, site_ldn, make_staff):
-    """register(site=..., **kw) → (participant, code), registered by an LDN coordinator (ParticipantFactory)."""
-    coordinator = make_staff("coordinator", site=site_ldn)
+    """register(site=..., **kw) → (participant, code), registered by a coordinator of that site (one per site,
+    made on first use; ParticipantFactory)."""
+    coordinators = {site_ldn.pk: make_staff("coordinator", site=site_ldn)}
 
     def run(site=None, eligibility=None, contact=None, tz="Europe/London"):
+        site = site or site_ldn
+        if site.pk not in coordinators:
+            coordinators[site.pk] = make_staff("coordinator", site=site)
         participant = ParticipantFactory(
             trial=trial,
-            site=site or site_ldn,
+            site=site,
             tz=tz,
             eligibility=dict(eligibility or ELIGIBLE),
             contact=contact,
-            registered_by=coordinator,
+            registered_by=coordinators[site.pk],
         )
         return participant, participant.enrolment_code
 

@@ -19,9 +19,29 @@ ELIGIBLE = {
 }
 
 
+def site_coordinator(*, trial, site):
+    """The one coordinator of `site` in `trial` the factories register with (made and granted on first use)."""
+    from django.contrib.auth import get_user_model
+
+    from trialsite.models import RoleGrant
+    from trialsite.services import role_grant
+    from trialsite.tests.factories import STAFF_PASSWORD
+
+    user, created = get_user_model().objects.get_or_create(
+        username=f"coordinator-{trial.pk}-{site.code}", defaults={"is_staff": True}
+    )
+    if created:
+        user.set_password(STAFF_PASSWORD)
+        user.save(update_fields=["password"])
+    if not RoleGrant.objects.filter(user=user, role="coordinator", trial=trial, site=site).exists():
+        role_grant(user=user, role="coordinator", trial=trial, site=site)
+    return user
+
+
 class ParticipantFactory(factory.Factory):
     """ParticipantFactory(trial=..., site=...) → a participant registered by participants.services.
-    participant_register; `participant.enrolment_code` is the code it returned (None when screening failed)."""
+    participant_register, as `registered_by` (default: the site's coordinator, site_coordinator);
+    `participant.enrolment_code` is the code it returned (None when screening failed)."""
 
     class Meta:
         model = Participant
@@ -42,7 +62,13 @@ class ParticipantFactory(factory.Factory):
         if eligibility is None:
             eligibility = {criterion.key: True for criterion in protocol_current(trial).eligibility}
         participant, code = participant_register(
-            trial=trial, site=site, tz=tz, eligibility=eligibility, contact=contact, user=registered_by, now=now
+            trial=trial,
+            site=site,
+            tz=tz,
+            eligibility=eligibility,
+            contact=contact,
+            actor=registered_by or site_coordinator(trial=trial, site=site),
+            now=now,
         )
         participant.enrolment_code = code
         return participant
@@ -89,7 +115,7 @@ class ConsentFactory(factory.Factory):
                 version=document.version,
                 paper_reference=paper_reference,
                 signed_at=at,
-                user=by or participant.registered_by,
+                actor=by or participant.registered_by,
             )
         return consent_sign(
             participant=participant,

@@ -35,7 +35,7 @@ def world(trial, site_ldn, site_nyc, make_staff):
     users["superuser"] = get_user_model().objects.create_superuser("root", "root@example.org", "x-long-password-1")
     data_query_raise(
         response=Response.objects.filter(participant=p_ldn).first(),
-        user=users["data_manager"],
+        actor=users["data_manager"],
         subject="mood looks odd",
         message="please confirm with the participant",
     )

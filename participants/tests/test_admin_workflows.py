@@ -119,7 +119,7 @@ def test_record_paper_consent_action(client, trial, site_ldn, coordinator):
     from participants.services import participant_register
 
     participant, _ = participant_register(
-        trial=trial, site=site_ldn, tz="Europe/London", eligibility={k[5:]: True for k in ELIGIBLE}, user=coordinator
+        trial=trial, site=site_ldn, tz="Europe/London", eligibility={k[5:]: True for k in ELIGIBLE}, actor=coordinator
     )
     document = trial.consent_documents.order_by("valid_from").first()
     client.force_login(coordinator)
@@ -410,7 +410,7 @@ def test_contact_details_need_a_purpose_are_recorded_and_stay_with_the_site(
     with pytest.raises(PermissionDenied):
         from participants.services import contact_view
 
-        contact_view(participant=participant, user=make_staff("statistician"), purpose="curious")
+        contact_view(participant=participant, actor=make_staff("statistician"), purpose="curious")
     response = client.post(url, {"purpose": "source data verification"})
     assert response.status_code == 403 and ContactAccess.objects.count() == 1
 
@@ -419,7 +419,7 @@ def test_randomise_action_refuses_without_consent_and_says_why(client, trial, si
     from participants.services import participant_register
 
     participant, _ = participant_register(
-        trial=trial, site=site_ldn, tz="Europe/London", eligibility={k[5:]: True for k in ELIGIBLE}, user=coordinator
+        trial=trial, site=site_ldn, tz="Europe/London", eligibility={k[5:]: True for k in ELIGIBLE}, actor=coordinator
     )
     client.force_login(coordinator)
     url = reverse("admin:participants_participant_changelist")

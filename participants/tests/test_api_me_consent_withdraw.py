@@ -137,19 +137,28 @@ def test_participant_withdraws_then_cannot_again(phone, events):
     assert bad.status_code == 400
 
 
-def test_staff_withdraw_by_site_coordinator_only(register, api_client, make_staff, site_ldn, site_nyc, events):
+def test_staff_withdraw_by_the_sites_coordinator_or_a_trial_manager(
+    register, api_client, make_staff, site_ldn, site_nyc, events
+):
+    """README roles: the site's coordinators and the trial managers (the PI: everything a coordinator can, at all
+    sites). Before the one policy this API refused the trial manager (403) while the admin let them withdraw."""
     participant, _ = register()
     api_client.force_authenticate(make_staff("coordinator", site=site_nyc))
     url = f"/api/v1/staff/participants/{participant.uuid}/withdraw"
     r = api_client.post(url, {"scope": "all", "reason": "moved away"}, format="json")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    api_client.force_authenticate(make_staff("trial_manager"))
-    assert api_client.post(url, {"scope": "all"}, format="json").status_code == 403
+    api_client.force_authenticate(make_staff("monitor"))
+    denied = api_client.post(url, {"scope": "all"}, format="json")
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
     api_client.force_authenticate(make_staff("coordinator", site=site_ldn))
+    r = api_client.post(url, {"scope": "intervention", "reason": "side effects"}, format="json")
+    assert r.status_code == 201
+    manager = make_staff("trial_manager")
+    api_client.force_authenticate(manager)
     r = api_client.post(url, {"scope": "all", "reason": "moved away"}, format="json")
     assert r.status_code == 201
-    w = Withdrawal.objects.get(participant=participant)
-    assert w.reason == "moved away" and not w.by_participant and w.recorded_by is not None
+    w = Withdrawal.objects.get(participant=participant, scope="all")
+    assert w.reason == "moved away" and not w.by_participant and w.recorded_by == manager
     assert ("withdrawn", participant.pk, {"scope": "all"}) in events
 
 

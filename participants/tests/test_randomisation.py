@@ -99,12 +99,19 @@ def test_refusals(coordinator_client, register, ready, baseline, trial):
     assert not Allocation.objects.exists()
 
 
-def test_other_site_coordinator_gets_404_and_manager_403(api_client, make_staff, site_nyc, ready):
+def test_other_site_coordinator_gets_404_a_monitor_403_and_the_trial_manager_randomises(
+    api_client, make_staff, site_nyc, ready
+):
+    """README roles: the trial manager (PI) may do everything a coordinator can, at all sites; this API used to
+    answer them 403 while the admin let them randomise (trialsite.policy now decides for both)."""
     participant = ready()
     api_client.force_authenticate(make_staff("coordinator", site=site_nyc))
     assert randomise(api_client, participant).status_code == 404
+    api_client.force_authenticate(make_staff("monitor"))
+    denied = randomise(api_client, participant)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
     api_client.force_authenticate(make_staff("trial_manager"))
-    assert randomise(api_client, participant).status_code == 403
+    assert randomise(api_client, participant).status_code == 201
 
 
 def test_exhausted_stratum_is_409_and_mails_trial_managers(

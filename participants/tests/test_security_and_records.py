@@ -71,12 +71,12 @@ def test_contact_rotate_keys_command(register, settings, call):
 def test_contact_view_is_recorded_and_site_scoped(register, make_staff, site_ldn, site_nyc):
     participant, _ = register(contact={"email": "ada@example.org"})
     coordinator = make_staff("coordinator", site=site_ldn)
-    assert contact_view(participant=participant, user=coordinator, purpose="phone call")["email"] == "ada@example.org"
+    assert contact_view(participant=participant, actor=coordinator, purpose="phone call")["email"] == "ada@example.org"
     assert ContactAccess.objects.filter(participant=participant, user=coordinator).count() == 1
     with pytest.raises(PermissionDenied):
-        contact_view(participant=participant, user=make_staff("coordinator", site=site_nyc), purpose="curious")
+        contact_view(participant=participant, actor=make_staff("coordinator", site=site_nyc), purpose="curious")
     with pytest.raises(PermissionDenied):
-        contact_view(participant=participant, user=make_staff("statistician"), purpose="curious")
+        contact_view(participant=participant, actor=make_staff("statistician"), purpose="curious")
 
 
 def test_nothing_clinical_can_be_deleted(register):
@@ -105,7 +105,7 @@ def test_allocation_constraints_both_ways(register, baseline, call):
     participant, _ = register()
     sign_consent(participant)
     baseline[participant.pk] = 3
-    allocation = participant_randomise(participant=participant)
+    allocation = participant_randomise(participant=participant, actor=participant.registered_by)
     other, _ = register()
     second_slot = Allocation(
         participant=participant, slot=allocation.slot.__class__.objects.exclude(pk=allocation.slot_id).first()
@@ -131,7 +131,7 @@ def test_ae_constraints_and_serious_event_raises_alert(register, make_staff, sit
         relatedness="possible",
         action_taken="none",
         outcome="recovering",
-        user=physician,
+        actor=physician,
     )
     mild = adverse_event_create(severity_grade=1, serious=False, **common)
     assert not SafetyAlert.objects.exists()
@@ -158,31 +158,38 @@ def test_emergency_unblinding_needs_the_other_role(
     participant, _ = register()
     sign_consent(participant)
     baseline[participant.pk] = 20
-    participant_randomise(participant=participant)
+    participant_randomise(participant=participant, actor=participant.registered_by)
     physician = make_staff("safety_physician", site=site_ldn)
     manager = make_staff("trial_manager")
     other_physician = make_staff("safety_physician", site=site_ldn)
     with pytest.raises(PermissionDenied):
-        unblinding_request(participant=participant, user=make_staff("coordinator", site=site_ldn), reason="x" * 20)
+        unblinding_request(participant=participant, actor=make_staff("coordinator", site=site_ldn), reason="x" * 20)
     with django_capture_on_commit_callbacks(execute=True):
-        req = unblinding_request(participant=participant, user=physician, reason="Severe reaction, treating in A&E")
+        req = unblinding_request(participant=participant, actor=physician, reason="Severe reaction, treating in A&E")
     with pytest.raises(PermissionDenied):
-        unblinding_decide(request=req, user=physician, approve=True)
+        unblinding_decide(request=req, actor=physician, approve=True)
     with pytest.raises(PermissionDenied):
-        unblinding_decide(request=req, user=other_physician, approve=True)  # same role as the requester
+        unblinding_decide(request=req, actor=other_physician, approve=True)  # same role as the requester
     with pytest.raises(Exception, match="not been approved"):
-        unblinding_reveal(request=req, user=physician)
+        unblinding_reveal(request=req, actor=physician)
     with django_capture_on_commit_callbacks(execute=True):
-        unblinding_decide(request=req, user=manager, approve=True)
+        unblinding_decide(request=req, actor=manager, approve=True)
     with pytest.raises(PermissionDenied):
-        unblinding_reveal(request=req, user=manager)  # revealed to the requester only
+        unblinding_reveal(request=req, actor=manager)  # revealed to the requester only
     with django_capture_on_commit_callbacks(execute=True):
-        revealed = unblinding_reveal(request=req, user=physician)
+        revealed = unblinding_reveal(request=req, actor=physician)
     assert revealed["arm"] in ("psilocybin micro-dose", "placebo")
     req.refresh_from_db()
     assert req.status == "revealed" and req.revealed_at is not None
     # The notices are recorded with each step and sent by a worker, never inside the request.
     assert mail.outbox == []
+    # The requester's role is re-checked at every reveal: once it is revoked, the allocation stays hidden.
+    from trialsite.models import RoleGrant
+    from trialsite.services import role_revoke
+
+    role_revoke(grant=RoleGrant.objects.get(user=physician))
+    with pytest.raises(PermissionDenied, match="still holding the role"):
+        unblinding_reveal(request=req, actor=type(physician).objects.get(pk=physician.pk))
     assert OutboxMessage.objects.filter(dedupe_key__startswith=f"unblinding:{req.uuid}:").count() == 3
     assert outbox_deliver_pending() == {"sent": 3}
     assert outbox_deliver_pending() == {}  # delivered once

@@ -51,7 +51,7 @@ def coordinator(make_staff, site_ldn):
 
 def _record(participant, user, time_point="day_42", guess="active", confidence=60):
     return staff_blinding_guess_record(
-        participant=participant, user=user, time_point=time_point, guess=guess, confidence=confidence, now=NOW
+        participant=participant, actor=user, time_point=time_point, guess=guess, confidence=confidence, now=NOW
     )
 
 

@@ -8,9 +8,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from trialsite import policy
 from trialsite import roles as R
 from trialsite.admin_actions import error_text, intermediate
-from trialsite.admin_scoping import ReadOnlyInline, ReasonRequiredAdmin, ScopedAdmin, has_any_role, site_filter
+from trialsite.admin_scoping import ReadOnlyInline, ReasonRequiredAdmin, ScopedAdmin, site_filter
 
 from .. import data_queries
 from ..models import (
@@ -38,6 +39,7 @@ SITE = "participant__site"
 
 @admin.register(Instrument)
 class InstrumentAdmin(ScopedAdmin):
+    trial_field = "trial"
     list_display = ["slug", "version", "title", "trial"]
     list_select_related = ["trial"]
     list_filter = ["trial", "slug"]
@@ -112,8 +114,9 @@ class ResponseAdmin(ScopedAdmin):
 
     def get_actions(self, request):
         actions = super().get_actions(request)
-        if not has_any_role(request.user, (R.DATA_MANAGER,)):
+        if not policy.may_ever(request.user, policy.DATA_QUERY_RAISE):
             actions.pop("raise_query", None)
+        if not policy.may_ever(request.user, policy.RECORD_LOCK):
             actions.pop("lock", None)
         return actions
 
@@ -122,7 +125,7 @@ class ResponseAdmin(ScopedAdmin):
         def apply(response, data):
             data_queries.data_query_raise(
                 response=response,
-                user=request.user,
+                actor=request.user,
                 subject=data["subject"],
                 message=data["message"],
                 item_key=data["item_key"],
@@ -140,9 +143,15 @@ class ResponseAdmin(ScopedAdmin):
 
     @admin.action(description="Lock (no further edits)")
     def lock(self, request, queryset):
+        done = 0
         for response in queryset:
-            data_queries.response_lock(response=response, user=request.user)
-        self.message_user(request, "Locked.", messages.SUCCESS)
+            try:
+                data_queries.response_lock(response=response, actor=request.user)
+                done += 1
+            except PermissionDenied as exc:
+                self.message_user(request, f"{response}: {error_text(exc)}", messages.ERROR)
+        if done:
+            self.message_user(request, f"Locked: {done}.", messages.SUCCESS)
 
 
 @admin.register(ItemAnswer)
@@ -172,7 +181,7 @@ class ItemAnswerAdmin(ReasonRequiredAdmin):
         item_answer_correct(
             item_answer=obj,
             value=form.cleaned_data["value"],
-            user=request.user,
+            actor=request.user,
             reason=form.cleaned_data.get("change_reason") or "",
         )
 
@@ -233,7 +242,7 @@ class SideEffectAdmin(ReasonRequiredAdmin):
 
         side_effect_correct(
             side_effect=obj,
-            user=request.user,
+            actor=request.user,
             reason=form.cleaned_data.get("change_reason") or "",
             **{name: form.cleaned_data[name] for name in CORRECTABLE_FIELDS if name in form.cleaned_data},
         )
@@ -306,7 +315,7 @@ class CoordinatorTaskAdmin(ScopedAdmin):
         from ..reminders.services import coordinator_task_resolve
 
         try:
-            coordinator_task_resolve(task_id=obj.pk, user=request.user, note=form.cleaned_data["resolution_note"])
+            coordinator_task_resolve(task_id=obj.pk, actor=request.user, note=form.cleaned_data["resolution_note"])
         except ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), level=messages.ERROR)
         else:
@@ -359,10 +368,10 @@ class DataQueryAdmin(ScopedAdmin):
         if query is not None and request.method == "POST" and ("_reply" in request.POST or "_close" in request.POST):
             try:
                 if "_close" in request.POST:
-                    data_queries.data_query_close(query=query, user=request.user, note=request.POST.get("body", ""))
+                    data_queries.data_query_close(query=query, actor=request.user, note=request.POST.get("body", ""))
                     self.message_user(request, "Query closed.", messages.SUCCESS)
                 else:
-                    data_queries.data_query_reply(query=query, user=request.user, body=request.POST.get("body", ""))
+                    data_queries.data_query_reply(query=query, actor=request.user, body=request.POST.get("body", ""))
                     self.message_user(request, "Reply added.", messages.SUCCESS)
             except (ValidationError, PermissionDenied) as exc:
                 self.message_user(request, error_text(exc), messages.ERROR)
@@ -370,8 +379,8 @@ class DataQueryAdmin(ScopedAdmin):
 
             return HttpResponseRedirect(request.path)
         if query is not None:
-            extra_context["can_reply"] = data_queries.data_query_can_reply(query=query, user=request.user)
-            extra_context["can_close"] = query.status != DataQueryStatus.CLOSED and R.has_role(
-                request.user, R.DATA_MANAGER
+            extra_context["can_reply"] = data_queries.data_query_can_reply(query=query, actor=request.user)
+            extra_context["can_close"] = query.status != DataQueryStatus.CLOSED and policy.can(
+                request.user, policy.DATA_QUERY_CLOSE, query
             )
         return super().change_view(request, object_id, form_url, extra_context)

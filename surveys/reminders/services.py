@@ -467,17 +467,19 @@ def coordinator_task_raise_for_missed(*, instance_id: int, now: datetime | None 
 
 
 @transaction.atomic
-def coordinator_task_resolve(*, task_id: int, user, note: str, now: datetime | None = None) -> CoordinatorTask:
+def coordinator_task_resolve(*, task_id: int, actor, note: str, now: datetime | None = None) -> CoordinatorTask:
     """Close a coordinator task with what was done (e.g. "called, phone was broken, re-enrolled")."""
+    from trialsite import policy
     from trialsite.audit import require_reason
 
-    task = CoordinatorTask.objects.select_for_update().get(pk=task_id)
+    task = CoordinatorTask.objects.select_for_update().select_related("participant").get(pk=task_id)
+    policy.require(actor, policy.COORDINATOR_TASK_RESOLVE, task)
     if task.status == CoordinatorTaskStatus.DONE:
         return task
     task.resolution_note = require_reason(note, field="resolution_note")
     task.status = CoordinatorTaskStatus.DONE
     task.resolved_at = now or timezone.now()
-    task.resolved_by = user
+    task.resolved_by = actor
     task.full_clean()
     task.save(update_fields=["resolution_note", "status", "resolved_at", "resolved_by"])
     return task

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from participants.models import Participant
 from participants.selectors import consent_status
+from trialsite import policy
 from trialsite.protocol.services import protocol_current
 
 from ..errors import InvalidInput, NotFound, SurveyError
@@ -36,7 +37,11 @@ FAR_PAST = timedelta(days=120)
 
 
 def _require_active(participant: Participant) -> None:
-    """Writes need consent in force and no withdrawal from data collection."""
+    """Writes need unlocked data, consent in force and no withdrawal from data collection. The lock is read from
+    the participant the request authenticated as (loaded per request): a lock is a 409 `conflict` saying why."""
+    locked = policy.locked_reason(participant)
+    if locked:
+        raise SurveyError(locked, code="conflict")
     if participant.is_withdrawn:
         raise SurveyError("The participant has withdrawn from the study.", code="withdrawn")
     status = consent_status(participant=participant)
@@ -317,7 +322,7 @@ def item_answer_correction_check(*, response: Response, item_key: str, value: An
 
 
 @transaction.atomic
-def item_answer_correct(*, item_answer: ItemAnswer, value: Any, user, reason: str, now=None) -> ItemAnswer:
+def item_answer_correct(*, item_answer: ItemAnswer, value: Any, actor, reason: str, now=None) -> ItemAnswer:
     """Data management corrects one submitted answer: validated against the response's own instrument
     version, the response's answers and scores recomputed, safety rules re-run on the corrected answers
     (an alert is raised at most once per rule and response), all with the reason in the audit trail."""
@@ -331,13 +336,15 @@ def item_answer_correct(*, item_answer: ItemAnswer, value: Any, user, reason: st
         .select_related("instrument", "participant", "instance__instrument")
         .get(pk=item_answer.response_id)
     )
-    if response.locked or response.participant.locked:
-        raise ValidationError({"value": ["This response is locked; it can no longer be edited."]})
+    policy.require(actor, policy.ANSWER_CORRECT, response)
+    locked = policy.locked_reason(response) or policy.locked_reason(response.participant)
+    if locked:
+        raise ValidationError({"value": [locked]})
     definition = response.instrument.definition
     result = item_answer_correction_check(response=response, item_key=item_answer.item_key, value=value)
     if not result.ok:
         raise ValidationError({"value": [m for messages in result.errors.values() for m in messages]})
-    with audit_context(user=user, reason=reason):
+    with audit_context(user=actor, reason=reason):
         row = ItemAnswer.objects.select_for_update().get(pk=item_answer.pk)
         for field_name, field_value in answer_columns(result.answers.get(row.item_key)).items():
             setattr(row, field_name, field_value)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from trialsite import policy
 from trialsite.audit import audit_context, require_reason
 from trialsite.protocol.services import protocol_current
 
@@ -36,7 +36,7 @@ def side_effect_safety_rules_run(*, side_effect: SideEffect, now: datetime) -> l
 def side_effect_correct(
     *,
     side_effect: SideEffect,
-    user,
+    actor,
     reason: str,
     started_on: date | None = None,
     description: str | None = None,
@@ -49,8 +49,8 @@ def side_effect_correct(
     now = now or timezone.now()
     row = SideEffect.objects.select_for_update(of=("self",)).select_related("participant").get(pk=side_effect.pk)
     participant = row.participant
-    if participant.locked:
-        raise ValidationError("This participant's data are locked; they can no longer be edited.")
+    policy.require(actor, policy.ANSWER_CORRECT, row)
+    policy.require_unlocked(participant)
     changes = {
         "started_on": started_on,
         "description": description.strip() if isinstance(description, str) else None,
@@ -63,7 +63,7 @@ def side_effect_correct(
             setattr(row, name, value)
     row.study_day = (row.started_on - participant.day0).days if participant.day0 else None
     row.full_clean(exclude=["participant"], validate_unique=False)
-    with audit_context(user=user, reason=reason):
+    with audit_context(user=actor, reason=reason):
         row.save(update_fields=[*CORRECTABLE_FIELDS, "study_day"])
         side_effect_safety_rules_run(side_effect=row, now=now)
     return row

@@ -115,7 +115,7 @@ def randomise(participant: Participant, *, at: datetime, now=None) -> Participan
         ResponseFactory(instance=instance, at=at)
     if not AllocationList.objects.filter(trial=participant.trial).exists():
         allocation_list_generate(trial=participant.trial, seed=7, per_stratum=16)
-    participant_randomise(participant=participant, now=at)
+    participant_randomise(participant=participant, actor=participant.registered_by, now=at)
     participant.refresh_from_db()
     return participant
 

@@ -48,7 +48,7 @@ def randomised_participant(*, trial, site, randomised_at):
     participant.refresh_from_db()
     participant.eligibility = {"adult": True}
     participant.save(update_fields=["eligibility"])
-    participant_randomise(participant=participant, now=randomised_at)
+    participant_randomise(participant=participant, actor=participant.registered_by, now=randomised_at)
     # The randomised hook plans from the wall clock; plan as of the randomisation instant (past occurrences too).
     survey_instances_plan(participant=participant, now=randomised_at)
     participant.refresh_from_db()

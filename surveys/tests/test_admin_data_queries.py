@@ -30,7 +30,7 @@ def query(trial, site_ldn, make_staff):
     )
     assert submitted.created
     return data_queries.data_query_raise(
-        response=instance.response, user=make_staff("data_manager"), subject="check", message="please check"
+        response=instance.response, actor=make_staff("data_manager"), subject="check", message="please check"
     )
 
 
@@ -72,5 +72,5 @@ def test_the_thread_costs_the_same_queries_however_long(client, query, make_staf
     one = count()
     for n in range(5):
         author = make_staff("coordinator", site=site_ldn) if n % 2 else manager
-        data_queries.data_query_reply(query=query, user=author, body=f"message {n}")
+        data_queries.data_query_reply(query=query, actor=author, body=f"message {n}")
     assert count() == one

@@ -153,7 +153,7 @@ def test_adverse_events_alerts_and_withdrawals_keep_their_recorded_study_day(tri
         relatedness="possible",
         action_taken="none",
         outcome="recovered",
-        user=physician,
+        actor=physician,
         now=at,
     )
     alert = safety_alert_raise(
@@ -165,7 +165,7 @@ def test_adverse_events_alerts_and_withdrawals_keep_their_recorded_study_day(tri
         source_id=str(event.uuid),
         now=at,
     )
-    withdrawal = participant_withdraw(participant=p, scope="intervention", by_participant=True, now=at)
+    withdrawal = participant_withdraw(participant=p, scope="intervention", by_participant=True, actor=p.user, now=at)
     assert (event.study_day, alert.study_day, withdrawal.study_day) == (4, 4, 4)
     p.refresh_from_db()
     p.timezone = "America/New_York"

@@ -141,7 +141,9 @@ def test_answered_and_withdrawn_get_no_more_reminders(trial, site_ldn, queue, sw
     w = make_instance(withdrawn, opens_at=NOON)
     sweep(NOON + timedelta(minutes=1))
     answer(a, NOON + timedelta(minutes=30))
-    participant_withdraw(participant=withdrawn, scope="all", reason="moving away", by_participant=True)
+    participant_withdraw(
+        participant=withdrawn, scope="all", reason="moving away", by_participant=True, actor=withdrawn.user
+    )
     sweep(NOON + timedelta(hours=2, minutes=1))
     assert list(Reminder.objects.filter(instance=a).values_list("stage", flat=True)) == ["at_open"]
     assert list(Reminder.objects.filter(instance=w).values_list("stage", flat=True)) == ["at_open"]

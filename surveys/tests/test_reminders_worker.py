@@ -126,7 +126,7 @@ def test_end_to_end_one_email_per_stage_answer_stops_withdrawal_cancels(trial, s
     from surveys.reminders.services import reminders_plan_due
 
     reminders_plan_due(now=timezone.now())
-    participant_withdraw(participant=q, scope="all", reason="no longer wishes", by_participant=True)
+    participant_withdraw(participant=q, scope="all", reason="no longer wishes", by_participant=True, actor=q.user)
     reminders_sweep(now=timezone.now(), queue=queue)
     pending = Reminder.objects.get(instance=other)
     assert pending.status == "cancelled"

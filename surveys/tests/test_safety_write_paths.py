@@ -96,7 +96,7 @@ def response_admin_correction(ctx):
 def response_correction_service(ctx):
     response = _mild_response(ctx)
     item = ItemAnswer.objects.get(response=response, item_key="phq9_9")
-    item_answer_correct(item_answer=item, value=1, user=ctx.make_staff("data_manager"), reason=REASON)
+    item_answer_correct(item_answer=item, value=1, actor=ctx.make_staff("data_manager"), reason=REASON)
     assert reason_audited(ItemAnswer, item.pk)
     return "phq9_item9", str(response.uuid)
 
@@ -154,7 +154,7 @@ def side_effect_admin_correction(ctx):
 
 def side_effect_correction_service(ctx):
     se = _not_serious_side_effect(ctx)
-    side_effect_correct(side_effect=se, user=ctx.make_staff("data_manager"), reason=REASON, serious=True)
+    side_effect_correct(side_effect=se, actor=ctx.make_staff("data_manager"), reason=REASON, serious=True)
     assert reason_audited(SideEffect, se.pk)
     return "serious_side_effect", str(se.uuid)
 
@@ -182,7 +182,7 @@ def adverse_event_admin_entry(ctx):
 def adverse_event_create_service(ctx):
     event = adverse_event_create(
         participant=ctx.participant,
-        user=ctx.make_staff("coordinator", site=ctx.participant.site),
+        actor=ctx.make_staff("coordinator", site=ctx.participant.site),
         serious=True,
         seriousness_criteria=["hospitalisation"],
         **(AE_FORM | {"onset": date(2026, 3, 1)}),
@@ -193,7 +193,7 @@ def adverse_event_create_service(ctx):
 def _not_serious_adverse_event(ctx) -> AdverseEvent:
     event = adverse_event_create(
         participant=ctx.participant,
-        user=ctx.make_staff("coordinator", site=ctx.participant.site),
+        actor=ctx.make_staff("coordinator", site=ctx.participant.site),
         serious=False,
         **(AE_FORM | {"onset": date(2026, 3, 1)}),
     )
@@ -217,7 +217,7 @@ def adverse_event_correction_service(ctx):
     event = _not_serious_adverse_event(ctx)
     adverse_event_correct(
         event=event,
-        user=ctx.make_staff("safety_physician"),
+        actor=ctx.make_staff("safety_physician"),
         reason=REASON,
         serious=True,
         seriousness_criteria=["life_threatening"],
@@ -306,18 +306,18 @@ def test_a_protocol_rule_on_adverse_events_fires_on_entry_and_on_correction(phon
     staff = make_staff("safety_physician")
     entered = adverse_event_create(
         participant=phone.participant,
-        user=staff,
+        actor=staff,
         serious=False,
         **(AE_FORM | {"onset": date(2026, 3, 1), "severity_grade": 4}),
     )
     corrected = adverse_event_create(
-        participant=phone.participant, user=staff, serious=False, **(AE_FORM | {"onset": date(2026, 3, 2)})
+        participant=phone.participant, actor=staff, serious=False, **(AE_FORM | {"onset": date(2026, 3, 2)})
     )
     assert [a.source_id for a in SafetyAlert.objects.all()] == [str(entered.uuid)]
-    adverse_event_correct(event=corrected, user=staff, reason=REASON, severity_grade=5)
+    adverse_event_correct(event=corrected, actor=staff, reason=REASON, severity_grade=5)
     assert sorted((a.rule, a.source_id) for a in SafetyAlert.objects.all()) == sorted(
         [("grade4_adverse_event", str(entered.uuid)), ("grade4_adverse_event", str(corrected.uuid))]
     )
     # A second correction of the same event raises nothing new (one alert per rule and record).
-    adverse_event_correct(event=corrected, user=staff, reason=REASON, description="grade 5, ICU")
+    adverse_event_correct(event=corrected, actor=staff, reason=REASON, description="grade 5, ICU")
     assert SafetyAlert.objects.count() == 2

@@ -15,6 +15,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from trialsite.policy import RecordLocked
+
 
 class ApiError(exceptions.APIException):
     status_code = 400
@@ -97,10 +99,12 @@ def exception_handler(exc, context):
     if isinstance(exc, DjangoValidationError):
         fields = flatten_fields(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         return Response(error_body("validation_error", "The request is not valid.", fields), status=400)
+    if isinstance(exc, RecordLocked):  # before PermissionDenied: a lock is a 409 that says why
+        return Response(error_body("conflict", exc.message), status=409)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
+        exc = exceptions.PermissionDenied(str(exc) or None)
 
     if isinstance(exc, ApiError):
         response = Response(error_body(exc.error_code, str(exc.detail), exc.fields), status=exc.status_code)

@@ -19,6 +19,16 @@ TRIAL_WIDE = ("trial_manager", "data_manager", "monitor", "statistician", "unbli
 ARM_NAMES = ("psilocybin micro-dose", "placebo")  # protocols/microdose-mood.yaml
 
 
+def _registrar(coordinator, trial, site):
+    """The coordinator when they may register at the site, else the site's coordinator (trialsite.policy)."""
+    from participants.tests.factories import site_coordinator
+    from trialsite import policy
+
+    if policy.can(coordinator, policy.PARTICIPANT_REGISTER, policy.Where(trial, site)):
+        return coordinator
+    return site_coordinator(trial=trial, site=site)
+
+
 def add_participant(*, trial, site, coordinator, n_instances: int = 3, now=None):
     """A participant registered by `coordinator`, consented ten days ago with the baseline surveys answered
     then, `n_instances` past daily prompts (every third answered, the others marked missed by the sweep), one
@@ -32,7 +42,9 @@ def add_participant(*, trial, site, coordinator, n_instances: int = 3, now=None)
     from surveys.tests.factories import ResponseFactory, SurveyInstanceFactory
 
     now = now or timezone.now()
-    participant = ParticipantFactory(trial=trial, site=site, contact={"name": "A Person"}, registered_by=coordinator)
+    participant = ParticipantFactory(
+        trial=trial, site=site, contact={"name": "A Person"}, registered_by=_registrar(coordinator, trial, site)
+    )
     consented = now - timedelta(days=10)
     ConsentFactory(participant=participant, at=consented)
     for baseline in SurveyInstance.objects.filter(participant=participant, schedule_key__startswith="baseline"):
@@ -92,9 +104,12 @@ def allocate(participant, *, trial, coordinator=None):
 
     if not AllocationList.objects.filter(trial=trial).exists():
         allocation_list_generate(trial=trial, seed=7, per_stratum=4)
-    allocation = participant_randomise(
-        participant=participant, user=coordinator or participant.registered_by, now=timezone.now() - timedelta(days=5)
-    )
+    from trialsite import policy
+
+    actor = participant.registered_by
+    if coordinator is not None and policy.can(coordinator, policy.PARTICIPANT_RANDOMISE, participant):
+        actor = coordinator
+    allocation = participant_randomise(participant=participant, actor=actor, now=timezone.now() - timedelta(days=5))
     participant.refresh_from_db()
     return allocation.slot
 

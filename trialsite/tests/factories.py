@@ -9,8 +9,8 @@ STAFF_PASSWORD = "correct-horse-battery-9"
 
 
 class StaffFactory(factory.django.DjangoModelFactory):
-    """StaffFactory(roles=["coordinator"], site=ldn) → an active staff user holding those roles (at that site for
-    site-scoped roles), with a usable password (STAFF_PASSWORD unless given)."""
+    """StaffFactory(roles=["coordinator"], site=ldn, trial=t) → an active staff user holding those roles in the trial
+    (implied when there is one; at that site for site-scoped roles), with a usable password (STAFF_PASSWORD unless given)."""
 
     class Meta:
         model = get_user_model()
@@ -18,16 +18,17 @@ class StaffFactory(factory.django.DjangoModelFactory):
 
     roles: tuple[str, ...] = ()
     site = None
+    trial = None
     username = factory.Sequence(lambda n: f"staff{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.org")
     password = STAFF_PASSWORD
     is_staff = True
 
     @classmethod
-    def _create(cls, model_class, *, roles=(), site=None, password=STAFF_PASSWORD, **kwargs):
+    def _create(cls, model_class, *, roles=(), site=None, trial=None, password=STAFF_PASSWORD, **kwargs):
         from trialsite.services import role_grant
 
         user = model_class.objects.create_user(password=password, **kwargs)
         for role in roles:
-            role_grant(user=user, role=role, site=site)
+            role_grant(user=user, role=role, trial=trial, site=site)
         return user

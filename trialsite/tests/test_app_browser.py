@@ -202,7 +202,7 @@ def test_participant_app_end_to_end_offline_and_exactly_once(live_server, secret
     coordinator = make_staff("coordinator", site=site)
     zone = local_zone_at(21)  # the daily mood window (20:00 + 4 h) is open at the test's real time
     participant, code = participant_register(
-        trial=trial, site=site, tz=zone, eligibility={c: True for c in _criteria(trial)}, user=coordinator
+        trial=trial, site=site, tz=zone, eligibility={c: True for c in _criteria(trial)}, actor=coordinator
     )
     live = live_server.url.split("//", 1)[1]
     host, port = live.rsplit(":", 1)
@@ -320,7 +320,7 @@ def _run(phone: Phone, switch: NetSwitch, participant, code: str, coordinator, z
     # 6. The coordinator randomises (the clock injected one day back, so that day 1's daily mood survey is
     #    open now in the participant's zone).
     allocation = participant_randomise(
-        participant=participant, user=coordinator, now=timezone.now() - timedelta(days=1)
+        participant=participant, actor=coordinator, now=timezone.now() - timedelta(days=1)
     )
     unit_code = unit_codes_of(allocation)[0]
 
@@ -481,7 +481,7 @@ def test_refused_answers_are_kept_and_fixed_on_the_item_push_and_spanish(live_se
     trial, site = secret_trial
     coordinator = make_staff("coordinator", site=site)
     participant, code = participant_register(
-        trial=trial, site=site, tz="Europe/London", eligibility={c: True for c in _criteria(trial)}, user=coordinator
+        trial=trial, site=site, tz="Europe/London", eligibility={c: True for c in _criteria(trial)}, actor=coordinator
     )
     with chromium(width=390, height=844, mobile=True) as driver:
         driver.set_script_timeout(30)

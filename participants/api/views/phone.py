@@ -314,6 +314,7 @@ class WithdrawApi(ParticipantsApiView):
             scope=data.validated_data["scope"],
             reason=data.validated_data.get("reason", ""),
             by_participant=True,
+            actor=request.user,
         )
         return Response(WithdrawOutputSerializer(withdrawal).data, status=status.HTTP_201_CREATED)
 

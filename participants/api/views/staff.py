@@ -12,7 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from trialsite import roles
+from trialsite import policy, roles
 from trialsite.api.errors import Forbidden, NotFound, ValidationFailed
 from trialsite.api.pagination import ResultsPagination
 from trialsite.api.permissions import IsStaff
@@ -39,11 +39,10 @@ def _staff_participant(user, pk) -> Participant:
     return participant
 
 
-def _require_coordinator(user, participant: Participant) -> None:
-    if not roles.can_reach_site(user, participant.site_id, roles=[roles.COORDINATOR]) or not roles.has_role(
-        user, roles.COORDINATOR
-    ):
-        raise Forbidden("Only a coordinator of the participant's site may do this.")
+def _require_code_reader(user, participant: Participant) -> None:
+    """The live code (a read) is for whoever may issue one (trialsite.policy)."""
+    if not policy.can(user, policy.ENROLMENT_CODE_ISSUE, participant):
+        raise Forbidden("Only a coordinator of the participant's site or a trial manager may do this.")
 
 
 def _qr_url(request, participant: Participant) -> str:
@@ -132,17 +131,13 @@ class StaffParticipantsApi(ParticipantsApiView):
             problems["site"] = ["No such site."]
         if problems:
             raise ValidationFailed(fields=problems)
-        if not roles.has_role(request.user, roles.COORDINATOR) or not roles.can_reach_site(
-            request.user, site.pk, roles=[roles.COORDINATOR]
-        ):
-            raise Forbidden(f"Only a coordinator of {site.code} may register participants there.")
         participant, code = services.participant_register(
             trial=trial,
             site=site,
             tz=v["timezone"],
             eligibility=request.data.get("eligibility"),
             contact=v.get("contact"),
-            user=request.user,
+            actor=request.user,
         )
         body = {
             "id": participant.uuid,
@@ -204,8 +199,7 @@ class StaffEnrolmentCodeApi(ParticipantsApiView):
     )
     def post(self, request, pk):
         participant = _staff_participant(request.user, pk)
-        _require_coordinator(request.user, participant)
-        code = services.enrolment_code_issue(participant=participant, user=request.user)
+        code = services.enrolment_code_issue(participant=participant, actor=request.user)
         return Response(
             {"enrolment_code": code, "enrolment_qr_url": _qr_url(request, participant)}, status=status.HTTP_201_CREATED
         )
@@ -220,7 +214,7 @@ class StaffEnrolmentQrApi(ParticipantsApiView):
     )
     def get(self, request, pk):
         participant = _staff_participant(request.user, pk)
-        _require_coordinator(request.user, participant)
+        _require_code_reader(request.user, participant)
         code = services.enrolment_code_live(participant=participant)
         if code is None:
             raise NotFound("This participant has no live enrolment code; issue a new one.")
@@ -248,8 +242,7 @@ class StaffRandomiseApi(ParticipantsApiView):
     )
     def post(self, request, pk):
         participant = _staff_participant(request.user, pk)
-        _require_coordinator(request.user, participant)
-        allocation = services.participant_randomise(participant=participant, user=request.user)
+        allocation = services.participant_randomise(participant=participant, actor=request.user)
         body = {
             "study_id": participant.study_id,
             "randomised_at": allocation.allocated_at,
@@ -268,7 +261,6 @@ class StaffWithdrawApi(ParticipantsApiView):
     )
     def post(self, request, pk):
         participant = _staff_participant(request.user, pk)
-        _require_coordinator(request.user, participant)
         data = WithdrawInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         withdrawal = services.participant_withdraw(
@@ -276,6 +268,6 @@ class StaffWithdrawApi(ParticipantsApiView):
             scope=data.validated_data["scope"],
             reason=data.validated_data.get("reason", ""),
             by_participant=False,
-            user=request.user,
+            actor=request.user,
         )
         return Response(WithdrawOutputSerializer(withdrawal).data, status=status.HTTP_201_CREATED)

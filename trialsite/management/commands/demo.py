@@ -53,8 +53,8 @@ class Command(BaseCommand):
             if user is None:
                 user = User.objects.create_user(username, f"{username}@trialsite.invalid", DEMO_PASSWORD, is_staff=True)
             site = Site.objects.get(code=site_code) if site_code else None
-            if not RoleGrant.objects.filter(user=user, role=role, site=site).exists():
-                role_grant(user=user, role=role, site=site)
+            if not RoleGrant.objects.filter(user=user, role=role, trial=trial, site=site).exists():
+                role_grant(user=user, role=role, trial=trial, site=site)
         if "simulate_trial" in get_commands() and participants > 0:
             call_command(
                 "simulate_trial",

@@ -1,0 +1,151 @@
+"""Two trials in one deployment: the staff of trial A see nothing of trial B, through the admin, the staff API,
+exports, the analytics summary and notifications. Trial B shares site LDN with trial A, so a site grant alone
+would not keep them apart: every grant names its trial (trialsite.roles).
+
+Each check is paired with a positive signal (the same probe finds trial A's data), so it cannot pass on an
+empty page.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+from django.contrib.admin.sites import site as admin_site
+from django.core import mail
+from django.test import RequestFactory
+from django.urls import reverse
+
+from analytics.simulation import simulate_trial
+from participants.models import Participant, SafetyAlert
+from participants.services.escalation import safety_alert_escalate
+from participants.services.notices import safety_alert_notify_send
+from participants.services.safety import safety_alert_raise
+from trialsite import policy
+from trialsite.admin_scoping import ScopedAdmin
+from trialsite.models import OutboxMessage, Site
+from trialsite.protocol.services import protocol_load
+from trialsite.services import role_grant, site_create
+
+NOW = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
+A_ROLES = {  # role → site code of the grant (None: trial-wide)
+    "coordinator": "LDN",
+    "statistician": None,
+    "trial_manager": None,
+    "safety_physician": "LDN",
+}
+
+
+@pytest.fixture
+def two_trials(trial, site_ldn, demo_protocol_source, django_user_model):
+    data = yaml.safe_load(demo_protocol_source)
+    data["trial"].update(slug="second-trial", title="A second trial")
+    b = protocol_load(source=yaml.safe_dump(data, sort_keys=False)).trial
+    site_create(code="LDN", name="London", timezone="Europe/London", trials=[b])  # shared with trial A
+    site_create(code="BER", name="Berlin", timezone="Europe/Berlin", trials=[b])
+    simulate_trial(trial=trial, participants=8, days=10, seed=1, now=NOW)
+    simulate_trial(trial=b, participants=8, days=10, seed=2, now=NOW)
+
+    def staff(name, role, t, site_code):
+        user = django_user_model.objects.create_user(name, f"{name}@example.org", "x" * 16, is_staff=True)
+        role_grant(user=user, role=role, trial=t, site=Site.objects.get(code=site_code) if site_code else None)
+        return user
+
+    a_staff = {role: staff(f"a-{role}", role, trial, site) for role, site in A_ROLES.items()}
+    b_staff = {role: staff(f"b-{role}", role, b, site) for role, site in A_ROLES.items()}
+    return trial, b, a_staff, b_staff
+
+
+def _trial_path(model_admin) -> str | None:
+    if model_admin.trial_field:
+        return model_admin.trial_field
+    field = model_admin.site_field
+    if field == "pk":
+        return "trials"
+    if field:
+        return field[: -len("site")] + "trial"
+    return None
+
+
+@pytest.mark.parametrize("role", list(A_ROLES))
+def test_admin_querysets_hold_no_row_of_the_other_trial(two_trials, role):
+    a, b, a_staff, _ = two_trials
+    request = RequestFactory().get("/admin/")
+    request.user = a_staff[role]
+    seen_a = 0
+    checked = 0
+    for model, model_admin in admin_site._registry.items():
+        if not isinstance(model_admin, ScopedAdmin):
+            continue
+        path = _trial_path(model_admin)
+        if path is None or path == "trials":  # sites: LDN belongs to both trials, and seeing it is right
+            continue
+        qs = model_admin.get_queryset(request)
+        assert not qs.filter(**{path: b.pk}).exists(), f"{role} sees {model._meta.label} rows of trial B"
+        seen_a += qs.filter(**{path: a.pk}).exists()
+        checked += 1
+    assert checked >= 15
+    assert seen_a >= 1  # the same querysets do show trial A
+
+
+@pytest.mark.parametrize("role", list(A_ROLES))
+def test_admin_participant_list_and_dashboard_show_only_their_trial(client, two_trials, role):
+    a, b, a_staff, _ = two_trials
+    client.force_login(a_staff[role])
+    page = client.get(reverse("admin:participants_participant_changelist") + "?all=").content.decode()
+    b_ids = list(Participant.objects.filter(trial=b).values_list("study_id", flat=True))
+    a_ids = list(Participant.objects.filter(trial=a, site__code="LDN").values_list("study_id", flat=True))
+    assert any(s in page for s in a_ids)
+    assert not [s for s in b_ids if s in page]
+    dashboard = client.get(reverse("admin:trial_dashboard") + f"?trial={b.slug}")
+    assert dashboard.status_code == 200
+    assert f'value="{b.slug}"' not in dashboard.content.decode() and b.title not in dashboard.content.decode()
+
+
+@pytest.mark.parametrize("role", list(A_ROLES))
+def test_staff_api_lists_and_summaries_stay_in_their_trial(api_client, two_trials, role):
+    a, b, a_staff, _ = two_trials
+    api_client.force_authenticate(a_staff[role])
+    listed = api_client.get("/api/v1/staff/participants?page_size=500").json()["results"]
+    assert listed and {row["trial"] for row in listed} == {a.slug}
+    assert api_client.get(f"/api/v1/staff/participants?trial={b.slug}").json()["results"] == []
+    b_participant = Participant.objects.filter(trial=b, site__code="LDN").first()
+    r = api_client.post(f"/api/v1/staff/participants/{b_participant.uuid}/withdraw", {"scope": "all", "reason": "x"})
+    assert r.status_code == 404
+    assert api_client.get(f"/api/v1/staff/analytics/{a.slug}/summary").status_code == 200
+    denied = api_client.get(f"/api/v1/staff/analytics/{b.slug}/summary")
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "permission_denied"
+
+
+def test_a_statistician_exports_only_their_trial(api_client, two_trials):
+    a, b, a_staff, _ = two_trials
+    api_client.force_authenticate(a_staff["statistician"])
+    mine = api_client.post("/api/v1/staff/exports", {"trial": a.slug, "formats": ["csv"]}, format="json")
+    assert mine.status_code == 202
+    other = api_client.post("/api/v1/staff/exports", {"trial": b.slug, "formats": ["csv"]}, format="json")
+    assert other.status_code == 403 and other.json()["error"]["code"] == "permission_denied"
+
+
+def test_notifications_go_to_the_alerts_trial_only(two_trials, settings):
+    a, b, a_staff, b_staff = two_trials
+    participant = Participant.objects.filter(trial=b, site__code="LDN").first()  # LDN: a site of both trials
+    alert = safety_alert_raise(
+        participant=participant,
+        rule="test_rule",
+        title="Test alert",
+        severity="urgent",
+        source_kind="response",
+        source_id="two-trials",
+        now=NOW,
+    )
+    mail.outbox.clear()
+    safety_alert_notify_send({"alert_id": alert.pk})
+    notified = set(mail.outbox[0].to)
+    assert b_staff["safety_physician"].email in notified and b_staff["coordinator"].email in notified
+    assert not notified & {u.email for u in a_staff.values()}
+
+    safety_alert_escalate(alert_id=alert.pk, actor=policy.SYSTEM, now=alert.due_at + timedelta(minutes=1))
+    escalation = OutboxMessage.objects.get(dedupe_key=f"safety_alert_escalated:{alert.pk}")
+    assert escalation.payload["to"] == [b_staff["trial_manager"].email]
+    assert SafetyAlert.objects.get(pk=alert.pk).status == "escalated"
