@@ -7,11 +7,12 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from participants.models import Participant
 from participants.selectors import consent_status
-from trialsite.protocol.services import protocol_current
+from trialsite.protocol.services import protocol_current, protocol_of_version
 
 from ..errors import InvalidInput, NotFound, SurveyError
 from ..models import DoseLog, InstanceStatus, ItemAnswer, PromptEvent, Response, Score, SideEffect, SurveyInstance
@@ -113,6 +114,8 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
         SurveyInstance.objects.select_for_update(of=("self",))
         .select_related("instrument")
         .filter(participant=participant, uuid=instance_id)
+        # The trial's current protocol version, read with the instance (no query of its own; the safety rules).
+        .annotate(current_version_id=F("participant__trial__current_version_id"))
         .first()
     )
     if instance is None:
@@ -163,7 +166,10 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
     Score.objects.bulk_create([Score(response=response, key=s.key, **_score_columns(s)) for s in scores])
     instance.status = InstanceStatus.COMPLETED
     instance.save(update_fields=["status"])
-    protocol = protocol_current(participant.trial_id)
+    if instance.current_version_id is None:  # no pointer yet: ask the protocol versions
+        protocol = protocol_current(participant.trial_id)
+    else:
+        protocol = protocol_of_version(instance.current_version_id)  # parsed once per version
     fired = rules_fired_for_response(
         protocol=protocol,
         instrument=instance.instrument.slug,
