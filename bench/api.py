@@ -311,6 +311,7 @@ def profile(requests: int, *, cpu: bool = False) -> None:
             if fn is bare:
                 continue
             if cpu:
+                profiler.dump_stats(Path(tempfile.gettempdir()) / f"bench-api-{fn.__name__}.pstats")
                 for order in ("tottime", "cumulative"):
                     out = io.StringIO()
                     pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(30)

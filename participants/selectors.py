@@ -48,6 +48,7 @@ def consent_status(*, participant: Participant, on=None) -> ConsentStatus:
     on = on or participant.local_date()  # the consent in force on the participant's own date, not the UTC one
     documents = list(
         ConsentDocument.objects.filter(trial_id=participant.trial_id)
+        .order_by()  # sorted below; the model's ordering would join the trial for its slug
         .annotate(_signature=FilteredRelation("signatures", condition=Q(signatures__participant=participant)))
         .annotate(**{f"_sig_{name}": F(f"_signature__{name}") for name in _SIGNATURE_COLUMNS})
     )

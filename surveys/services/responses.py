@@ -110,14 +110,15 @@ def survey_response_submit(
 
 @transaction.atomic
 def _submit(*, participant, instance_id, key, digest, answers, authored, source, now) -> WriteResult:
-    instance = (
+    rows = (
         SurveyInstance.objects.select_for_update(of=("self",))
         .select_related("instrument")
         .filter(participant=participant, uuid=instance_id)
+        .order_by()  # the uuid is unique: no ORDER BY (the model's ordering would add one)
         # The trial's current protocol version, read with the instance (no query of its own; the safety rules).
         .annotate(current_version_id=F("participant__trial__current_version_id"))
-        .first()
     )
+    instance = next(iter(rows[:1]), None)
     if instance is None:
         raise NotFound("No such survey instance.")
     # Under the instance lock, a concurrent identical request has committed (or not) by now.
