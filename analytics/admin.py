@@ -117,3 +117,5 @@ def trial_dashboard(request):
 
 
 admin.site.add_view("dashboard/", trial_dashboard, name="trial_dashboard", title="Trial dashboard", roles=STAFF_ROLES)
+
+from . import admin_blinding  # noqa: E402, F401 - registers /admin/blinding/

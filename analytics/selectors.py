@@ -4,10 +4,7 @@ queries whatever the trial's size, and takes `site_ids` (None = all sites) so ca
 a user reaches.
 
 Definitions:
-- completion = instances answered within their window ÷ instances planned and due so far (grace passed,
-  not cancelled); `answered_any` also counts late answers;
-- adherence = doses logged on dosing days ÷ dosing days planned so far (from day 0, up to today in the
-  participant's zone, stopping at withdrawal);
+- completion and dose adherence: surveys.definitions (one definition for every interface);
 - study week = planned study day // 7 (baseline instances, anchored on consent, are week 0);
 - latency = seconds from an instance's opening to the participant's answer.
 
@@ -21,9 +18,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import connections
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
-from trialsite.db import replica_alias
+from participants.models import Participant
+from surveys import definitions
+from surveys import selectors as survey_selectors
+from surveys.models import SurveyInstance
+from trialsite.db import replica_alias, replica_reads
 from trialsite.models import Trial
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import ProtocolError, protocol_current
@@ -84,64 +86,67 @@ def consort_counts(*, trial: Trial, site_ids=None) -> dict:
     return {**overall, "by_site": rows}
 
 
-def completion(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
-    """Completion grouped by "site", "week" or "participant": planned, answered (in window), answered_any, rate."""
-    group = {
-        "site": ("s.code", "site"),
-        "week": ("(CASE WHEN i.study_day < 0 THEN 0 ELSE i.study_day / 7 END)", "week"),
-        "participant": ("p.study_id", "study_id"),
+def _group_key(by: str, *, week):
+    return {
+        "site": ("site", F("participant__site__code")),
+        "week": ("week", week),
+        "participant": ("study_id", F("participant__study_id")),
     }[by]
-    extra, params = _site_filter(site_ids)
-    rows = _rows(
-        f"""
-        SELECT {group[0]} AS "{group[1]}",
-          count(*) AS planned,
-          count(r.id) FILTER (WHERE NOT r.late) AS answered,
-          count(r.id) AS answered_any
-        FROM {T["instance"]} i
-          JOIN {T["participant"]} p ON p.id = i.participant_id JOIN {T["site"]} s ON s.id = p.site_id
-          LEFT JOIN {T["response"]} r ON r.instance_id = i.id
-        WHERE p.trial_id = %s{extra} AND i.status <> 'cancelled' AND i.grace_until <= %s
-        GROUP BY 1 ORDER BY 1
-        """,
-        [trial.pk, *params, now or timezone.now()],
-    )
+
+
+def completion(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
+    """Completion (surveys.definitions) grouped by "site", "week" or "participant": planned (= due), answered
+    (late answers within grace included), on_time (answered before the window closed), rate = answered ÷ planned."""
+    now = now or timezone.now()
+    week = Case(When(study_day__lt=0, then=Value(0)), default=F("study_day") / 7, output_field=IntegerField())
+    name, key = _group_key(by, week=week)
+    qs = SurveyInstance.objects.filter(definitions.due_q(now), participant__trial=trial)
+    if site_ids is not None:
+        qs = qs.filter(participant__site_id__in=list(site_ids))
+    answered = definitions.answered_q()
+    with replica_reads():
+        rows = list(
+            qs.annotate(**{name: key})
+            .values(name)
+            .annotate(
+                planned=Count("pk"),
+                answered=Count("pk", filter=answered),
+                on_time=Count("pk", filter=answered & Q(response__late=False)),
+            )
+            .order_by(name)
+        )
     for r in rows:
-        r["rate"] = _ratio(r["answered"], r["planned"])
+        r["rate"] = definitions.rate(r["answered"], r["planned"], digits=4)
     return rows
 
 
 def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
-    """Adherence grouped by "site", "week" or "participant": planned dose days so far, doses logged, rate."""
+    """Dose adherence (surveys.definitions) grouped by "site", "week" or "participant": planned dose days so far,
+    dose days with a dose logged, rate. Two queries; the dose days are planned by the one pure function."""
     protocol = _protocol(trial)
-    d = protocol.dosing if protocol else None
-    if d is None:
+    dosing = protocol.dosing if protocol else None
+    if dosing is None:
         return []
-    group = {"site": ("s.code", "site"), "week": ("(g.day / 7)", "week"), "participant": ("p.study_id", "study_id")}[by]
-    extra, params = _site_filter(site_ids)
-    rows = _rows(
-        f"""
-        WITH planned AS (
-          SELECT p.id AS pid, g.day
-          FROM {T["participant"]} p CROSS JOIN LATERAL generate_series(%s, %s, %s) AS g(day)
-          WHERE p.trial_id = %s{extra} AND p.day0 IS NOT NULL
-            AND p.day0 + g.day <= (%s::timestamptz AT TIME ZONE p.timezone)::date
-            AND (p.withdrawn_at IS NULL OR p.day0 + g.day < (p.withdrawn_at AT TIME ZONE p.timezone)::date)
-        ), logged AS (
-          SELECT DISTINCT d.participant_id AS pid, ((d.taken_at AT TIME ZONE p.timezone)::date - p.day0) AS day
-          FROM {T["dose"]} d JOIN {T["participant"]} p ON p.id = d.participant_id
-          WHERE p.trial_id = %s{extra}
-        )
-        SELECT {group[0]} AS "{group[1]}", count(*) AS planned, count(l.pid) AS logged
-        FROM planned g JOIN {T["participant"]} p ON p.id = g.pid JOIN {T["site"]} s ON s.id = p.site_id
-          LEFT JOIN logged l ON l.pid = g.pid AND l.day = g.day
-        GROUP BY 1 ORDER BY 1
-        """,
-        [d.start_day, d.end_day, d.every_n_days, trial.pk, *params, now or timezone.now(), trial.pk, *params],
-    )
-    for r in rows:
-        r["rate"] = _ratio(r["logged"], r["planned"])
-    return rows
+    now = now or timezone.now()
+    people = Participant.objects.filter(trial=trial, day0__isnull=False).select_related("site")
+    if site_ids is not None:
+        people = people.filter(site_id__in=list(site_ids))
+    with replica_reads():
+        people = list(people.only("pk", "study_id", "timezone", "day0", "withdrawn_at", "site__code"))
+        logged = survey_selectors.dose_days_logged(participant_ids=[p.pk for p in people])
+    groups: dict = {}
+    for p in people:
+        days = logged.get(p.pk, set())
+        for day in definitions.participant_dose_days(participant=p, dosing=dosing, now=now):
+            label = {"site": p.site.code, "week": day // 7, "participant": p.study_id}[by]
+            g = groups.setdefault(label, [0, 0])
+            g[0] += 1
+            g[1] += day in days
+    name = {"site": "site", "week": "week", "participant": "study_id"}[by]
+    return [
+        {name: label, "planned": n, "logged": k, "rate": definitions.rate(k, n, digits=4)}
+        for label, (n, k) in sorted(groups.items())
+    ]
 
 
 def response_latency(*, trial: Trial, site_ids=None) -> list[dict]:
@@ -322,8 +327,11 @@ def coordinator_blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0
     return _indices(rows, keys=("planned_day", "time_point"), conf=conf)
 
 
-def trial_summary(*, trial: Trial, site_ids=None, unblinded: bool = False, now: datetime | None = None) -> dict:
-    """Everything the summary API and the dashboard show, in a fixed number of queries."""
+def trial_summary(
+    *, trial: Trial, site_ids=None, unblinded: bool = False, now: datetime | None = None, outcome: str | None = None
+) -> dict:
+    """Everything the summary API and the dashboard show, in a fixed number of queries. `outcome` ("phq9.total")
+    chooses the outcome of the per-session blinding figures (unblinded only; ValueError when unknown)."""
     now = now or timezone.now()
     summary = {
         "trial": trial.slug,
@@ -349,10 +357,13 @@ def trial_summary(*, trial: Trial, site_ids=None, unblinded: bool = False, now: 
         num = "answered" if key == "completion" else "logged"
         planned = sum(r["planned"] for r in rows)
         done = sum(r[num] for r in rows)
-        summary[key]["overall"] = {"planned": planned, num: done, "rate": _ratio(done, planned)}
+        summary[key]["overall"] = {"planned": planned, num: done, "rate": definitions.rate(done, planned, digits=4)}
     if unblinded:
         summary["blinding"]["indices"] = blinding_indices(trial=trial, site_ids=site_ids)
         summary["blinding"]["coordinator_indices"] = coordinator_blinding_indices(trial=trial, site_ids=site_ids)
+        from .blinding_selectors import blinding_session_figures
+
+        summary["blinding"]["sessions"] = blinding_session_figures(trial=trial, site_ids=site_ids, outcome=outcome)
     return summary
 
 

@@ -15,12 +15,12 @@ from trialsite import roles
 # whole: no blinded interface shows any of its rows.
 REGISTRY: dict[str, tuple[str, ...]] = {
     "participants.Arm": ("*",),
-    "participants.AllocationSlot": ("arm",),
+    "participants.AllocationSlot": ("arm", "arm_sequence"),
     "participants.Allocation": ("slot",),
     "participants.DoseUnit": ("slot",),
     # The audit trail (pghistory event tables) copies the rows above: just as arm-bearing.
     "participants.ArmEvent": ("*",),
-    "participants.AllocationSlotEvent": ("arm",),
+    "participants.AllocationSlotEvent": ("arm", "arm_sequence"),
     "participants.AllocationEvent": ("slot",),
     "participants.DoseUnitEvent": ("slot",),
 }

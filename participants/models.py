@@ -374,6 +374,9 @@ class AllocationSlot(models.Model):
     block_number = models.PositiveIntegerField()
     block_size = models.PositiveSmallIntegerField()
     arm = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="+")
+    # Crossover designs: the arm sequence (protocol `crossover.sequences[].code`, e.g. "AB"); `arm` is then the
+    # first period's arm. Empty for parallel-group trials. ARM-BEARING.
+    arm_sequence = models.CharField(max_length=16, blank=True, default="")
     taken = models.BooleanField(default=False)
 
     class Meta:
@@ -663,3 +666,36 @@ class PushSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"push subscription {self.pk} of {self.participant_id}"
+
+
+# --- What an active dose unit contains, per participant ----------------------------------------------------
+
+
+@tracked()
+class SubstanceRecord(models.Model):
+    """The substance and amount per active unit a participant uses, when participants bring their own
+    (self-blinding: protocol `substance.provided_by: participant`). The same whatever the arm (a placebo unit
+    is empty), so it reveals no arm. Site-dispensed trials take these from the protocol instead."""
+
+    class Unit(models.TextChoices):
+        G = "g", "g"
+        MG = "mg", "mg"
+        UG = "ug", "µg"
+
+    participant = models.OneToOneField(Participant, on_delete=models.PROTECT, related_name="substance")
+    name = models.CharField(max_length=128, help_text="e.g. LSD, 1P-LSD, psilocybin mushrooms, truffles")
+    amount_per_unit = models.DecimalField(max_digits=10, decimal_places=4, help_text="amount in one active unit")
+    unit = models.CharField(max_length=4, choices=Unit.choices)
+    recorded_at = models.DateTimeField(default=now)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_per_unit__gt=0), name="substance_amount_positive"),
+            models.CheckConstraint(condition=models.Q(unit__in=["g", "mg", "ug"]), name="substance_unit_known"),
+        ]
+
+    def __str__(self) -> str:
+        return f"substance of {self.participant_id}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from trialsite.protocol.schema import ScheduleEvent, parse_duration
@@ -26,8 +27,10 @@ def _exists(local: datetime) -> bool:
     return local.astimezone(UTC).astimezone(local.tzinfo).replace(tzinfo=None) == local.replace(tzinfo=None)
 
 
+@lru_cache(maxsize=65536)
 def local_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
-    """The UTC instant of a local wall-clock time on a local date, by the rules above."""
+    """The UTC instant of a local wall-clock time on a local date, by the rules above (pure, so cached: every
+    participant of a site shares the same dates and times)."""
     local = datetime.combine(day, at.replace(tzinfo=None), tzinfo=zone).replace(fold=0)
     if _exists(local):
         return local.astimezone(UTC)  # fold=0: the first of two occurrences in a fold
@@ -92,7 +95,3 @@ def plan_event(*, event: ScheduleEvent, anchor_at: datetime, anchor_date: date, 
             )
         )
     return out
-
-
-def dose_days(*, start_day: int, end_day: int, every_n_days: int) -> list[int]:
-    return list(range(start_day, end_day + 1, every_n_days))

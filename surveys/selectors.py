@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from participants.models import Participant
-from trialsite.protocol.services import protocol_current
+from trialsite.protocol.services import ProtocolError, protocol_current
 
+from . import definitions
 from .models import DoseLog, InstanceStatus, Instrument, Score, SurveyInstance
 
 # What the phone sees: `open` includes the grace period after closing (answers are then `late`).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PHONE_STATUSES = ("open", "upcoming", "completed", "missed")
 
 
@@ -59,19 +75,11 @@ def dose_list(*, participant: Participant) -> QuerySet[DoseLog]:
     return DoseLog.objects.filter(participant=participant).order_by("taken_at", "id")
 
 
-def planned_dose_days(*, participant: Participant) -> list[date]:
-    """Local dates on which the protocol plans a dose (for adherence). Empty before randomisation; none
-    after a withdrawal (either scope stops the intervention)."""
+def planned_dose_days(*, participant: Participant, now: datetime | None = None) -> list[date]:
+    """Local dates of the participant's planned doses (definitions.dose_days): the whole plan, or those come by
+    `now`; none before randomisation; none from the local date of a withdrawal on."""
     dosing = protocol_current(participant.trial_id).dosing
-    if dosing is None or participant.day0 is None:
-        return []
-    days = [
-        participant.day0 + timedelta(days=n) for n in range(dosing.start_day, dosing.end_day + 1, dosing.every_n_days)
-    ]
-    if participant.withdrawn_at is not None:
-        stop = participant.withdrawn_at.astimezone(participant.zone).date()
-        days = [d for d in days if d <= stop]
-    return days
+    return definitions.dose_day_dates(participant=participant, dosing=dosing, now=now)
 
 
 def baseline_status(*, participant: Participant) -> tuple[bool, list[str]]:
@@ -104,58 +112,104 @@ def baseline_score(*, participant: Participant, instrument: str, schedule: str, 
     return row
 
 
+def dose_days_logged(*, participant_ids) -> dict[int, set[int]]:
+    """participant id → the study days (local date of `taken_at` − day0) on which a dose was logged. One query."""
+    rows = (
+        DoseLog.objects.filter(participant_id__in=list(participant_ids), participant__day0__isnull=False)
+        .annotate(day=definitions.dose_study_day())
+        .values_list("participant_id", "day")
+        .distinct()
+    )
+    out: dict[int, set[int]] = {}
+    for pid, day in rows:
+        out.setdefault(pid, set()).add(day)
+    return out
+
+
 def participants_adherence(*, participants, now: datetime) -> dict[int, dict]:
-    """Survey completion and dose adherence for a page of participants, in a constant number of queries
-    (two aggregates plus one protocol look-up per trial).
-
-    completion = answered ÷ due (instances whose window has closed, or answered early; cancelled ones
-    excluded); dose adherence = doses logged ÷ dose days planned up to the participant's local today.
-    """
-    from django.db.models import Count, Q
-
+    """Survey completion and dose adherence (surveys.definitions) for a page of participants, in a constant
+    number of queries (two aggregates plus one protocol look-up per trial)."""
     participants = list(participants)
     ids = [p.pk for p in participants]
     if not ids:
         return {}
-    due = Q(status=InstanceStatus.COMPLETED) | Q(
-        status__in=[InstanceStatus.SCHEDULED, InstanceStatus.MISSED], grace_until__lte=now
-    )
     counts = {
         row["participant_id"]: row
         for row in SurveyInstance.objects.filter(participant_id__in=ids)
-        .exclude(status=InstanceStatus.CANCELLED)
         .values("participant_id")
         .annotate(
-            due=Count("id", filter=due),
-            answered=Count("id", filter=Q(status=InstanceStatus.COMPLETED)),
+            due=Count("id", filter=definitions.due_q(now)),
+            answered=Count("id", filter=definitions.answered_q()),
         )
     }
-    doses = dict(
-        DoseLog.objects.filter(participant_id__in=ids)
-        .values("participant_id")
-        .annotate(n=Count("id"))
-        .values_list("participant_id", "n")
-    )
+    logged_days = dose_days_logged(participant_ids=ids)
     protocols = {trial_id: protocol_current(trial_id) for trial_id in {p.trial_id for p in participants}}
     out: dict[int, dict] = {}
     for p in participants:
         row = counts.get(p.pk, {"due": 0, "answered": 0})
-        dosing = protocols[p.trial_id].dosing
-        planned = 0
-        if dosing is not None and p.day0 is not None:
-            today = now.astimezone(p.zone).date()
-            if p.withdrawn_at is not None:
-                today = min(today, p.withdrawn_at.astimezone(p.zone).date())
-            last = min((today - p.day0).days, dosing.end_day)
-            if last >= dosing.start_day:
-                planned = (last - dosing.start_day) // dosing.every_n_days + 1
-        logged = doses.get(p.pk, 0)
+        planned_days = definitions.participant_dose_days(participant=p, dosing=protocols[p.trial_id].dosing, now=now)
+        planned, logged, dose_rate = definitions.dose_adherence(
+            planned=planned_days, logged_days=logged_days.get(p.pk, ())
+        )
         out[p.pk] = {
             "surveys_due": row["due"],
             "surveys_answered": row["answered"],
-            "completion": round(row["answered"] / row["due"], 3) if row["due"] else None,
+            "completion": definitions.completion(answered=row["answered"], due=row["due"]),
             "doses_planned": planned,
             "doses_logged": logged,
-            "dose_adherence": round(min(logged, planned) / planned, 3) if planned else None,
+            "dose_adherence": dose_rate,
         }
     return out
+
+
+def missed_in_a_row_at(*, participant_id: int, instrument: str | None, upto: datetime, now: datetime) -> int:
+    """definitions' missed in a row of one participant counting the instances opened by `upto` (two queries)."""
+    base = SurveyInstance.objects.filter(participant_id=participant_id, opens_at__lte=upto)
+    if instrument is not None:
+        base = base.filter(instrument__slug=instrument)
+    last = base.filter(definitions.answered_q()).aggregate(m=Max("opens_at"))["m"]
+    missed = base.filter(definitions.missed_q(now))
+    if last is not None:
+        missed = missed.filter(opens_at__gt=last)
+    return missed.count()
+
+
+def missed_in_a_row_annotation(*, now: datetime):
+    """The same figure as an annotation of a Participant queryset (the admin column; no GROUP BY, one subquery).
+
+    It counts the instrument of the trial's `reminders.missed_in_a_row` rule (every instrument when none)."""
+    from trialsite.models import Trial
+
+    rules = {}
+    for trial_id in Trial.objects.values_list("pk", flat=True):
+        try:
+            rule = protocol_current(trial_id).reminders.missed_in_a_row
+        except ProtocolError:  # a trial without a loaded protocol has no rule
+            rule = None
+        if rule is not None:
+            rules[trial_id] = rule.instrument
+    slug = Case(
+        *[When(trial_id=t, then=Value(s)) for t, s in rules.items()],
+        default=Value(None),
+        output_field=CharField(),
+    )
+
+    def same_instrument(outer):
+        return Q(instrument__slug=Coalesce(outer, F("instrument__slug")))
+
+    last_answered = (
+        SurveyInstance.objects.filter(definitions.answered_q(), participant=OuterRef(OuterRef("pk")))
+        .filter(same_instrument(OuterRef(OuterRef("missed_row_instrument"))))
+        .order_by("-opens_at")
+        .values("opens_at")[:1]
+    )
+    missed = (
+        SurveyInstance.objects.filter(definitions.missed_q(now), participant=OuterRef("pk"))
+        .filter(same_instrument(OuterRef("missed_row_instrument")))
+        .filter(opens_at__gt=Coalesce(Subquery(last_answered), Value(EPOCH, output_field=DateTimeField())))
+        .order_by()
+        .values("participant")
+        .annotate(n=Count("pk"))
+        .values("n")[:1]
+    )
+    return slug, Coalesce(Subquery(missed), Value(0))

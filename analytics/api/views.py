@@ -8,13 +8,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from trialsite import roles
-from trialsite.api.errors import Conflict, Forbidden, NotFound
+from trialsite.api.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from trialsite.api.permissions import IsStaff
 from trialsite.api.schema import errors
 from trialsite.audit import audit_context
@@ -172,6 +172,38 @@ class CoordinatorIndicesOutput(IndicesOutput):
     time_point = serializers.CharField()
 
 
+class BlindingTimePointOutput(serializers.Serializer):
+    schedule_key = serializers.CharField(required=False)
+    planned_day = serializers.IntegerField(required=False)
+    period = serializers.IntegerField(allow_null=True, required=False, help_text="crossover period (1-based)")
+    dose_number = serializers.IntegerField(allow_null=True, required=False, help_text="crossover: dose of the period")
+    n = serializers.IntegerField()
+    table = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()))
+    correct_guess_rate = serializers.DictField(
+        help_text="active / placebo / overall: respondents, dont_know, k correct of n guessers, rate, Wilson lower/upper"
+    )
+    bang = serializers.DictField()
+    james = serializers.DictField()
+    outcome_by_arm_guess = serializers.ListField(
+        child=serializers.DictField(), help_text="arm, guess, n, mean, sd, lower, upper (mean ± z·sd/√n)"
+    )
+    cgrc = serializers.DictField(
+        help_text="defined, reason, n, strata, trial_cgr, naive_effect, target (0.5), expected, estimate, lower, "
+        "upper, n_trials, bandwidth, curve [{cgr, expected}] (docs/blinding-analysis.md)"
+    )
+
+
+class BlindingSessionsOutput(serializers.Serializer):
+    arms = serializers.DictField(
+        help_text='{"active": [{code, name}], "placebo": [{code, name}]}: the arms behind the labels'
+    )
+    outcome = serializers.CharField(allow_null=True, help_text="instrument.score analysed, e.g. phq9.total")
+    change_from_baseline = serializers.BooleanField()
+    crossover = serializers.BooleanField()
+    time_points = BlindingTimePointOutput(many=True)
+    periods = BlindingTimePointOutput(many=True, help_text="crossover: each participant's last guess per period")
+
+
 class BlindingSummaryOutput(serializers.Serializer):
     guesses = ParticipantGuessesOutput(many=True, help_text="participants' guesses per time point (no arm)")
     coordinator_guesses = CoordinatorGuessesOutput(many=True, help_text="coordinators' guesses per time point (no arm)")
@@ -180,6 +212,11 @@ class BlindingSummaryOutput(serializers.Serializer):
     )
     coordinator_indices = CoordinatorIndicesOutput(
         many=True, required=False, help_text="unblinded roles only: coordinators' Bang and James indices"
+    )
+    sessions = BlindingSessionsOutput(
+        required=False,
+        help_text="unblinded roles only: per time point (guess session or period end) and per crossover period, "
+        "correct-guess rates with Wilson intervals, Bang and James, outcome by arm x guess, and the CGRC",
     )
 
 
@@ -199,11 +236,22 @@ class TrialSummaryApi(APIView):
 
     @extend_schema(
         operation_id="staff_analytics_summary",
-        responses={200: TrialSummaryOutput, **errors(401, 403, 404)},
+        parameters=[
+            OpenApiParameter(
+                "outcome",
+                str,
+                required=False,
+                description="unblinded roles: the outcome of the per-session blinding figures, instrument.score "
+                "(e.g. phq9.total); default: the first scored instrument with a baseline event",
+            )
+        ],
+        responses={200: TrialSummaryOutput, **errors(400, 401, 403, 404)},
         description=(
             "CONSORT counts, completion and adherence by site and study week, response latency, safety and the "
             "overall blinding-guess distribution of the participants and of the coordinators. Per-arm Bang and "
-            "overall James indices (participants' and coordinators') only for unblinded roles. "
+            "overall James indices (participants' and coordinators') only for unblinded roles, and for them "
+            "`blinding.sessions`: per time point and per crossover period the correct-guess rates (Wilson), "
+            "outcome by arm x guess and the CGRC estimate at chance-level guessing. "
             "Site-scoped staff see their sites only."
         ),
     )
@@ -219,6 +267,11 @@ class TrialSummaryApi(APIView):
             site_ids = site_ids & trial_sites
             if not site_ids:
                 raise Forbidden("You reach no site of this trial.")
-        return Response(
-            selectors.trial_summary(trial=obj, site_ids=site_ids, unblinded=roles.is_unblinded(request.user))
-        )
+        unblinded = roles.is_unblinded(request.user)
+        try:
+            summary = selectors.trial_summary(
+                trial=obj, site_ids=site_ids, unblinded=unblinded, outcome=request.query_params.get("outcome")
+            )
+        except ValueError as exc:
+            raise ValidationFailed(str(exc), fields={"outcome": [str(exc)]}) from exc
+        return Response(summary)

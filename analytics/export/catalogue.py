@@ -20,6 +20,7 @@ from participants.models import (
     Participant,
     SafetyAlert,
     StaffBlindingGuess,
+    SubstanceRecord,
     Withdrawal,
 )
 from surveys.models import (
@@ -60,6 +61,7 @@ T = {
     "reminder": Reminder._meta.db_table,
     "event": PromptEvent._meta.db_table,
     "staff_guess": StaffBlindingGuess._meta.db_table,
+    "substance": SubstanceRecord._meta.db_table,
 }
 
 
@@ -612,7 +614,17 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
             "p.study_id",
             unblinded_only=True,
         ),
+        *_design_tables(protocol=protocol, pf=pf),
     ]
+
+
+def _design_tables(*, protocol: Protocol | None, pf: str) -> list[Table]:
+    """Covariates, blinding guesses by treatment, crossover treatment days (analytics.export_design)."""
+    from ..export_design import design_tables
+
+    return design_tables(
+        protocol=protocol, Column=Column, Table=Table, T=T, who=_WHO, participant_from=pf, ts=_ts, boolean=_bool
+    )
 
 
 def bundle_tables(*, protocol: Protocol | None, blinded: bool) -> list[Table]:

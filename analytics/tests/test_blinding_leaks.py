@@ -70,6 +70,7 @@ def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_s
         "/api/v1/staff/participants",
         "/api/v1/staff/participants?site=LDN&status=randomised",
         f"/api/v1/staff/analytics/{secret_trial.slug}/summary",
+        f"/api/v1/staff/analytics/{secret_trial.slug}/summary?outcome=phq9.total",
         "/api/schema/",
     ]
     for role in BLINDED_ROLES:
@@ -83,6 +84,8 @@ def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_s
     unblinded = make_staff("unblinded_statistician")
     summary = staff_get(api_client, unblinded, f"/api/v1/staff/analytics/{secret_trial.slug}/summary")
     assert summary.status_code == 200
+    # Positive control: the per-session blinding figures name the arms behind "active" and "placebo".
+    assert summary.json()["blinding"]["sessions"]["time_points"] and leaks(summary.content.decode())
 
 
 def test_phone_api_responses_carry_no_arm(secret_trial, api_client):
@@ -115,6 +118,7 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
         reverse("admin:participants_participant_changelist"),
         reverse("admin:participants_participant_change", args=[participant.pk]),
         "/admin/dashboard/",
+        "/admin/blinding/",
     ]
     for role in BLINDED_ROLES:
         user = make_staff(role, site=site_ldn if role in ("coordinator", "safety_physician") else None)
@@ -128,6 +132,8 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
     client.force_login(make_staff("unblinded_statistician"))
     response = client.get(reverse("admin:participants_arm_changelist"))
     assert response.status_code == 200 and leaks(response.content.decode())
+    response = client.get("/admin/blinding/")
+    assert response.status_code == 200 and leaks(response.content.decode())
 
 
 def test_blinded_export_bundle_carries_no_arm(secret_trial, tmp_path):
@@ -136,6 +142,7 @@ def test_blinded_export_bundle_carries_no_arm(secret_trial, tmp_path):
     result = write_bundle(trial=secret_trial, out=tmp_path / "b.zip", formats=["csv", "parquet", "spss", "stata"])
     with zipfile.ZipFile(result.path) as zf:
         assert "allocation.csv" not in zf.namelist()
+        assert "guess_treatment.csv" not in zf.namelist() and "covariates.csv" in zf.namelist()
         for name in zf.namelist():
             text = zf.read(name).decode("latin-1")
             assert not leaks(text), name
@@ -146,6 +153,7 @@ def test_blinded_export_bundle_carries_no_arm(secret_trial, tmp_path):
     unblinded = write_bundle(trial=secret_trial, out=tmp_path / "u.zip", blinded=False, reason="DSMB")
     with zipfile.ZipFile(unblinded.path) as zf:
         assert leaks(zf.read("allocation.csv").decode())
+        assert leaks(zf.read("guess_treatment.csv").decode())  # the treatment at each guess is an arm code
 
 
 def test_notifications_carry_no_arm(secret_trial, tmp_path, make_staff, site_ldn):

@@ -26,6 +26,7 @@ TABLES = [
     "safety_alerts",
     "blinding_guesses",
     "withdrawals",
+    "covariates",
 ]
 
 

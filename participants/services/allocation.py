@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce, NullIf
 
 from trialsite.protocol.schema import Protocol
 from trialsite.protocol.services import protocol_current
@@ -71,22 +73,32 @@ def trial_strata(*, trial) -> list[str]:
 
 def participant_stratum(*, participant: Participant) -> tuple[str | None, list[str]]:
     """(stratum, what is missing). Uses the baseline score through participants.providers."""
-    protocol = protocol_current(participant.trial)
+    return stratum_of(
+        protocol=protocol_current(participant.trial),
+        site_code=participant.site.code,
+        eligibility=participant.eligibility,
+        score_of=lambda s: providers.schedule_provider().baseline_score(
+            participant=participant, instrument=s.instrument, schedule=s.schedule, score=s.score
+        ),
+    )
+
+
+def stratum_of(*, protocol: Protocol, site_code: str, eligibility: dict, score_of) -> tuple[str | None, list[str]]:
+    """The stratum label by the protocol's strata (pure): `score_of(stratum)` gives the baseline score of a
+    score stratum, or None when it is not there yet. Returns (stratum, what is missing)."""
     parts: list[str] = []
     missing: list[str] = []
     for stratum in protocol.randomisation.strata:
         if stratum.source == "site":
-            parts.append(participant.site.code)
+            parts.append(site_code)
         elif stratum.source == "score":
-            value = providers.schedule_provider().baseline_score(
-                participant=participant, instrument=stratum.instrument, schedule=stratum.schedule, score=stratum.score
-            )
+            value = score_of(stratum)
             if value is None:
                 missing.append(f"baseline {stratum.instrument} {stratum.score} score")
                 continue
             parts.append(_score_label(stratum, float(value)))
         else:
-            parts.append(f"{stratum.key}_{'yes' if participant.eligibility.get(stratum.key) else 'no'}")
+            parts.append(f"{stratum.key}_{'yes' if eligibility.get(stratum.key) else 'no'}")
     if missing:
         return None, missing
     return ("|".join(parts) if parts else "all"), []
@@ -198,7 +210,21 @@ def allocation_rows_check(*, rows: list[SlotRow], arms: list[tuple[str, int]], s
 
 
 def _arms_of(trial) -> list[tuple[str, int]]:
+    """What the list randomises, with ratios: the arms, or in a crossover trial the arm sequences (a row's
+    `arm` then holds a sequence code such as "AB")."""
+    crossover = _crossover(trial)
+    if crossover is not None:
+        return [(s.code, s.ratio) for s in crossover.sequences]
     return [(a.code, a.ratio) for a in Arm.objects.filter(trial=trial).order_by("code")]
+
+
+def _crossover(trial):
+    from trialsite.protocol.services import ProtocolError
+
+    try:
+        return protocol_current(trial).crossover
+    except ProtocolError:
+        return None
 
 
 @transaction.atomic
@@ -209,6 +235,9 @@ def allocation_list_store(*, trial, rows: list[SlotRow], source: str, seed: int 
     if problems:
         raise ValidationError({"rows": problems[:50]})
     arms = {a.code: a for a in Arm.objects.filter(trial=trial)}
+    crossover = _crossover(trial)
+    # A crossover row holds a sequence: the slot keeps it and, as its arm, the first period's arm.
+    first_arm = {s.code: s.arms[0] for s in crossover.sequences} if crossover else {c: c for c in arms}
     alist = AllocationList.objects.create(trial=trial, source=source, seed=seed, sha256=allocation_rows_sha256(rows))
     slots = AllocationSlot.objects.bulk_create(
         [
@@ -218,7 +247,8 @@ def allocation_list_store(*, trial, rows: list[SlotRow], source: str, seed: int 
                 sequence=r.sequence,
                 block_number=r.block,
                 block_size=r.block_size,
-                arm=arms[r.arm],
+                arm=arms[first_arm[r.arm]],
+                arm_sequence=r.arm if crossover else "",
             )
             for r in rows
         ],
@@ -306,7 +336,8 @@ def allocation_simulate(*, trial, participants: int, seed: int = 0) -> dict:
     for stratum, arm in (
         AllocationSlot.objects.filter(allocation_list=alist, taken=False)
         .order_by("stratum", "sequence")
-        .values_list("stratum", "arm__code")
+        .annotate(code=Coalesce(NullIf("arm_sequence", Value("")), "arm__code"))
+        .values_list("stratum", "code")
     ):
         free.setdefault(stratum, []).append(arm)
     rng = random.Random(seed)

@@ -9,7 +9,7 @@ Every column is an annotation or subquery, so the changelist costs the same numb
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.contrib import admin
 from django.db.models import Count, DateTimeField, F, FloatField, Max, Min, OuterRef, Subquery, Value
@@ -20,9 +20,8 @@ from django.utils.html import format_html
 
 from participants.dashboard import DashboardExtension
 
+from .. import definitions, selectors
 from ..models import DoseLog, InstanceStatus, Response, SideEffect, SurveyInstance
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _per_participant(queryset, value):
@@ -37,39 +36,26 @@ def _instances(**filters):
 
 
 def dashboard_annotations(queryset, *, now=None):
-    """Adherence (last 7 days and overall), last answer, next due, open alerts, missed in a row."""
+    """Completion (last 7 days and overall), last answer, next due, open alerts, missed in a row: the
+    definitions of surveys.definitions, as subqueries."""
     now = now or timezone.now()
-    closed = [InstanceStatus.COMPLETED, InstanceStatus.MISSED]
     week = now - timedelta(days=7)
-    last_completed = (
-        SurveyInstance.objects.filter(participant=OuterRef(OuterRef("pk")), status=InstanceStatus.COMPLETED)
-        .order_by("-closes_at")
-        .values("closes_at")[:1]
-    )
+    due, answered = definitions.due_q(now), definitions.answered_q()
+    recent = _instances(grace_until__gte=week)
+    streak_instrument, missed_row = selectors.missed_in_a_row_annotation(now=now)
     zero = Value(0)
     queryset = queryset.annotate(
-        done_all=Coalesce(_per_participant(_instances(status=InstanceStatus.COMPLETED), Count("pk")), zero),
-        due_all=Coalesce(_per_participant(_instances(status__in=closed), Count("pk")), zero),
-        done_7=Coalesce(
-            _per_participant(_instances(status=InstanceStatus.COMPLETED, closes_at__gte=week), Count("pk")), zero
-        ),
-        due_7=Coalesce(_per_participant(_instances(status__in=closed, closes_at__gte=week), Count("pk")), zero),
+        done_all=Coalesce(_per_participant(_instances().filter(answered), Count("pk")), zero),
+        due_all=Coalesce(_per_participant(_instances().filter(due), Count("pk")), zero),
+        done_7=Coalesce(_per_participant(recent.filter(answered), Count("pk")), zero),
+        due_7=Coalesce(_per_participant(recent.filter(due), Count("pk")), zero),
         last_answer=_per_participant(Response.objects.all(), Max("received_at")),
         next_due=_per_participant(
             _instances(status=InstanceStatus.SCHEDULED, closes_at__gt=now),
             Min("opens_at", output_field=DateTimeField()),
         ),
-        missed_row=Coalesce(
-            _per_participant(
-                SurveyInstance.objects.filter(
-                    status=InstanceStatus.MISSED,
-                    closes_at__gt=Coalesce(Subquery(last_completed), Value(EPOCH, output_field=DateTimeField())),
-                ),
-                Count("pk"),
-            ),
-            zero,
-        ),
-    )
+        missed_row_instrument=streak_instrument,
+    ).annotate(missed_row=missed_row)
     return queryset.annotate(
         adherence_7=Cast(F("done_7"), FloatField()) * 100.0 / NullIf(Cast(F("due_7"), FloatField()), Value(0.0)),
     )

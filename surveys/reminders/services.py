@@ -40,6 +40,7 @@ from ..models import (
     Response,
     SurveyInstance,
 )
+from ..selectors import missed_in_a_row_at
 from .channels import address_for, channel_get
 from .quiet import quiet_until
 
@@ -440,19 +441,9 @@ def coordinator_task_raise_for_missed(*, instance_id: int, now: datetime | None 
     rule = protocol_of(instance).reminders.missed_in_a_row
     if rule is None or instance.instrument.slug != rule.instrument or instance.status != InstanceStatus.MISSED:
         return None
-    recent = list(
-        SurveyInstance.objects.filter(
-            participant_id=instance.participant_id, instrument__slug=rule.instrument, opens_at__lte=instance.opens_at
-        )
-        .exclude(status=InstanceStatus.CANCELLED)
-        .order_by("-opens_at", "-pk")
-        .values_list("status", flat=True)[: rule.count + 1]
+    streak = missed_in_a_row_at(
+        participant_id=instance.participant_id, instrument=rule.instrument, upto=instance.opens_at, now=now
     )
-    streak = 0
-    for status in recent:
-        if status != InstanceStatus.MISSED:
-            break
-        streak += 1
     if streak != rule.count:
         return None
     task, _ = CoordinatorTask.objects.get_or_create(

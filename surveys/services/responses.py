@@ -48,7 +48,7 @@ def _study_day(participant: Participant, at: datetime) -> int | None:
     return participant.study_day(at)
 
 
-def _answer_columns(value: Any) -> dict:
+def answer_columns(value: Any) -> dict:
     return {
         "value": value,
         "value_numeric": float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
@@ -161,7 +161,7 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
     response.full_clean(exclude=["instance", "participant", "instrument"], validate_unique=False)
     response.save()
     ItemAnswer.objects.bulk_create(
-        [ItemAnswer(response=response, item_key=k, **_answer_columns(v)) for k, v in result.answers.items()]
+        [ItemAnswer(response=response, item_key=k, **answer_columns(v)) for k, v in result.answers.items()]
     )
     scores = score_answers(definition, result.answers)
     Score.objects.bulk_create([Score(response=response, key=s.key, **_score_columns(s)) for s in scores])
@@ -340,7 +340,7 @@ def item_answer_correct(*, item_answer: ItemAnswer, value: Any, user, reason: st
         raise ValidationError({"value": [m for messages in result.errors.values() for m in messages]})
     with audit_context(user=user, reason=reason):
         row = ItemAnswer.objects.select_for_update().get(pk=item_answer.pk)
-        for field_name, field_value in _answer_columns(result.answers.get(row.item_key)).items():
+        for field_name, field_value in answer_columns(result.answers.get(row.item_key)).items():
             setattr(row, field_name, field_value)
         row.save(update_fields=["value", "value_numeric", "value_text"])
         response.answers = result.answers

@@ -314,14 +314,16 @@ def test_staff_participant_list_shows_adherence_in_constant_queries(trial, site_
     SurveyInstance.objects.filter(pk=done.pk).update(status=InstanceStatus.COMPLETED)
     make_instance(participant, slug="daily-mood", opens_at=now - td(days=1, hours=10))  # closed, unanswered
     make_instance(participant, slug="daily-mood", opens_at=now + td(hours=3))  # not yet due
-    for n in range(2):
-        DoseLog.objects.create(participant=participant, taken_at=now - td(days=n * 3), idempotency_key=uuid.uuid4())
+    for n in (0, 3):  # logged on dose days 0 and 3; a second dose on day 3 counts once
+        taken = datetime.combine(day0 + td(days=n), datetime.min.time().replace(hour=9), tzinfo=participant.zone)
+        DoseLog.objects.create(participant=participant, taken_at=taken, idempotency_key=uuid.uuid4())
+    DoseLog.objects.create(participant=participant, taken_at=taken, idempotency_key=uuid.uuid4())
 
     list_queries()  # warms the per-process protocol cache
     rows, one = list_queries()
     figures = rows[0]["adherence"]
     assert (figures["surveys_due"], figures["surveys_answered"], figures["completion"]) == (2, 1, 0.5)
-    # Dose days 0, 3, 6 of the protocol's every-third-day schedule have come by study day 7.
+    # Dose days 0, 3, 6 of the protocol's every-third-day schedule have come by study day 7; 0 and 3 are logged.
     assert (figures["doses_planned"], figures["doses_logged"]) == (3, 2)
     assert figures["dose_adherence"] == round(2 / 3, 3)
     for _ in range(30):

@@ -135,8 +135,8 @@ def test_randomisation_materialises_the_schedule_across_the_spring_change(london
     sign_consent(london, at=at - timedelta(days=3), now=at - timedelta(days=3))
     randomise(london, at=at)
     rows = {(r.schedule_key, r.study_day): r for r in SurveyInstance.objects.filter(participant=london)}
-    # daily 1..56, weekly PHQ-9 and GAD-7 x8, blinding x3, baseline x2
-    assert len(rows) == 56 + 8 + 8 + 3 + 2
+    # daily 1..56, weekly PHQ-9 and GAD-7 x8, blinding x3, baseline x2, expectancy x1
+    assert len(rows) == 56 + 8 + 8 + 3 + 2 + 1  # + baseline expectancy at randomisation
     week1 = rows[("weekly_phq9", 7)]
     assert (week1.local_date, week1.local_time, week1.opens_at) == (date(2026, 3, 29), time(9), utc(2026, 3, 29, 8))
     assert week1.closes_at == utc(2026, 3, 31, 8) and week1.grace_until == utc(2026, 3, 31, 10)
@@ -188,8 +188,8 @@ def test_withdrawal_all_cancels_future_instances_intervention_keeps_them(trial, 
     future = SurveyInstance.objects.filter(participant=stop, grace_until__gt=now)
     assert future.exists() and set(future.values_list("status", flat=True)) == {"cancelled"}
     assert SurveyInstance.objects.filter(participant=stop, grace_until__lte=now, status="scheduled").exists()
-    # Dosing stops with either scope: planned dose days end at the withdrawal date.
-    assert planned_dose_days(participant=keep)[-1] == date(2026, 5, 10)
+    # Dosing stops with either scope: the withdrawal date (day 9, a dose day) is no longer a dose day.
+    assert planned_dose_days(participant=keep)[-1] == date(2026, 5, 7)
 
 
 def test_planned_dose_days_every_third_day_for_six_weeks(london):

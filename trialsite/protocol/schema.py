@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .crossover import Crossover
+
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 KEY = r"^[a-z][a-z0-9_]{0,63}$"
 _DURATION = re.compile(r"^(-?)(\d+)\s*(d|h|m|s)$")
@@ -136,6 +138,17 @@ class Dosing(Strict):
         if self.end_day < self.start_day:
             raise ValueError("end_day is before start_day")
         return self
+
+
+class Substance(Strict):
+    """What an active dose unit contains (the same for every participant, so it reveals no arm). With
+    `provided_by: participant` (self-blinding: participants bring their own) each participant's substance and
+    amount per unit are recorded at enrolment; these protocol values are then only the expected ones."""
+
+    name: str = Field(min_length=1, max_length=128)
+    amount_per_unit: float | None = Field(default=None, gt=0)
+    unit: Literal["g", "mg", "ug"] = "mg"
+    provided_by: Literal["site", "participant"] = "site"
 
 
 class Choice(Strict):
@@ -457,6 +470,9 @@ class Protocol(Strict):
     eligibility: list[Criterion] = Field(min_length=1)
     consent: list[ConsentDoc] = Field(min_length=1)
     dosing: Dosing | None = None
+    # Crossover designs (trialsite/protocol/crossover.py): periods, washouts, arm sequences, dose days per period.
+    crossover: Crossover | None = None
+    substance: Substance | None = None
     instruments: list[Instrument] = Field(min_length=1)
     schedule: list[ScheduleEvent] = Field(min_length=1)
     reminders: Reminders
@@ -531,7 +547,25 @@ class Protocol(Strict):
             if stage.at == "close" and parse_duration(stage.offset) > timedelta(0):
                 raise ValueError(f"reminders.stages[{n}].offset: a stage after closing would never be useful")
         unique([s.key for s in self.reminders.stages], "reminder stage keys")
+        self._check_crossover()
         return self
+
+    def _check_crossover(self) -> None:
+        cx = self.crossover
+        if cx is None:
+            return
+        codes = {a.code for a in self.arms}
+        for n, seq in enumerate(cx.sequences):
+            unknown = sorted(set(seq.arms) - codes)
+            if unknown:
+                raise ValueError(f"crossover.sequences[{n}].arms: unknown arms: {', '.join(unknown)}")
+        for size in self.randomisation.block_sizes:
+            if size % cx.ratio_total:
+                raise ValueError(
+                    f"randomisation.block_sizes: {size} is not a multiple of the sequences' ratio total {cx.ratio_total}"
+                )
+        if self.dosing is not None and cx.dosing is not None:
+            raise ValueError("dosing: a crossover gives its dose days in crossover.dosing (per period), not here")
 
     def instrument(self, slug: str) -> Instrument:
         return next(i for i in self.instruments if i.slug == slug)

@@ -32,7 +32,13 @@ def test_demo_protocol_loads_via_command(call, tmp_path, demo_protocol_source):
         "not_pregnant",
         "no_cardiac_condition",
     ]
-    assert {i["slug"] for i in definition["instruments"]} == {"phq9", "gad7", "daily-mood", "blinding-guess"}
+    assert {i["slug"] for i in definition["instruments"]} == {
+        "phq9",
+        "gad7",
+        "daily-mood",
+        "blinding-guess",
+        "expectancy",
+    }
     assert definition["reminders"]["quiet_hours"] == {"start": "22:00:00", "end": "07:30:00"}
 
 

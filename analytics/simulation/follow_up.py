@@ -1,0 +1,299 @@
+"""Follow-up of one simulated participant: survey instances, answers, reminders, doses, side effects, alerts.
+
+Everything a production rule decides is decided by production's own pure functions: the schedule
+(surveys.scheduling.plan_event, with its DST rule), quiet hours (surveys.reminders.quiet.in_quiet_hours),
+scoring (surveys.scoring.score_answers), the safety rules (trialsite.protocol.rules), dose days
+(surveys.definitions), the item-answer columns and request hash of a submission (surveys.services). What is
+left here is behaviour: whether and when a participant answers, doses, reports; how fast staff acknowledge.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time, timedelta
+from types import SimpleNamespace
+
+from participants.models import study_day_of
+from surveys import definitions
+from surveys.reminders.quiet import in_quiet_hours
+from surveys.scheduling import plan_event
+from surveys.scoring import score_answers
+from surveys.services.idempotency import request_hash
+from surveys.services.responses import answer_columns
+from trialsite.protocol.rules import rules_fired_for_record, rules_fired_for_response
+from trialsite.protocol.schema import parse_duration
+
+from .model import SERIOUS_SIDE_EFFECTS, SIDE_EFFECTS, Person, new_uuid
+
+_dumps = json.dumps
+
+
+class FollowUp:
+    """Writes one batch's follow-up rows through `sim.writer` (see TrialSimulator for the shared set-up)."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.rng = sim.rng
+        self.w = sim.writer
+        self.now = sim.now
+        protocol = sim.protocol
+        self.protocol = protocol
+        reminders = protocol.reminders
+        qh = reminders.quiet_hours if reminders else None
+        self.quiet = (qh.start, qh.end) if qh else (None, None)
+        self.stages = [(s.key, s.at, parse_duration(s.offset)) for s in (reminders.stages if reminders else [])]
+        self.channel = (reminders.channels or ["push"])[-1] if reminders else "push"
+        self.ack_within = parse_duration(protocol.safety.acknowledge_within) if protocol.safety else None
+
+    # -- survey instances ---------------------------------------------------------------------------------
+    def plan(self, p: Person) -> list:
+        """Production's schedule of the participant: (event, occurrence) pairs."""
+        anchors = {"consent": (p.consented_at, p.consented_at.astimezone(p.zone).date())}
+        if p.day0 is not None:
+            anchors["randomisation"] = (p.randomised_at, p.day0)
+        out = []
+        for event in self.protocol.schedule:
+            if event.anchor not in anchors:
+                continue
+            at, day = anchors[event.anchor]
+            out.extend(
+                (event, occ)
+                for occ in plan_event(event=event, anchor_at=at, anchor_date=day, zone_name=p.site.timezone)
+            )
+        return out
+
+    def instance(self, pk: int, p: Person, event, occ, answered: list) -> None:
+        rng, now = self.rng, self.now
+        inst_uuid = new_uuid(rng)
+        opens, closes, grace = occ.opens_at, occ.closes_at, occ.grace_until
+        status, cancelled_at, cancel_reason = "scheduled", None, ""
+        answer_at, late = None, False
+        if event.baseline:
+            if p.fate == "randomised":
+                answer_at = min(closes - timedelta(minutes=1), p.randomised_at - timedelta(hours=rng.uniform(1, 2)))
+                answer_at = max(answer_at, opens + timedelta(minutes=2))
+            elif rng.random() < 0.5:
+                answer_at = opens + timedelta(hours=rng.uniform(0.5, 40))
+        else:
+            rate = p.answer_rate * (1 - 0.004 * max(occ.study_day, 0))
+            if event.key != "daily_mood":
+                rate = min(0.99, rate + 0.06)
+            if rng.random() < rate:
+                if rng.random() < 0.03:
+                    answer_at = closes + (grace - closes) * rng.random()
+                    late = answer_at > closes
+                else:
+                    answer_at = opens + (closes - opens) * rng.betavariate(1.2, 4)
+            withdrawn = p.withdrawn_at if p.withdrawal_scope == "all" else None
+            if withdrawn is not None and grace > withdrawn and (answer_at is None or answer_at > withdrawn):
+                # As the withdrawal service does: what was not answered and whose answer period had not ended.
+                status, cancelled_at, cancel_reason = "cancelled", withdrawn, "withdrawn"
+                answer_at, late = None, False
+        if answer_at is not None and answer_at > now:
+            answer_at, late = None, False
+        if answer_at is not None:
+            status = "completed"
+            received = answer_at + timedelta(seconds=rng.uniform(0.2, 4))
+            if rng.random() < 0.05:  # answered offline, synced later
+                received = min(now, answer_at + timedelta(hours=rng.uniform(0.5, 10)))
+            slug = event.instrument
+            if event.baseline and slug in p.baseline_answers:
+                answers = p.baseline_answers[slug]  # drawn before randomisation: the stratum came from them
+            else:
+                spec = self.sim.instruments[slug][1]
+                answers = self.sim.answer_model.answers(slug, p, spec, day=occ.study_day, baseline=event.baseline)
+            answered.append((pk, inst_uuid, p, slug, answers, answer_at, received, late))
+        elif status == "scheduled" and definitions.instance_is_missed(status=status, grace_until=grace, now=now):
+            status = "missed"  # what the sweep has done by `now`
+        self.w.add(
+            "instance",
+            (
+                pk,
+                inst_uuid,
+                p.pk,
+                self.sim.instruments[event.instrument][0].pk,
+                event.key,
+                occ.study_day,
+                occ.timezone,
+                occ.local_date,
+                occ.local_time,
+                opens,
+                closes,
+                grace,
+                status,
+                self.sim.version.pk,
+                min(opens, p.randomised_at or p.consented_at),
+                cancelled_at,
+                cancel_reason,
+            ),
+        )
+        if status != "cancelled" and opens <= now:
+            self.reminders(pk, p, opens, closes, answer_at)
+
+    def reminders(self, pk: int, p: Person, opens: datetime, closes: datetime, answer_at) -> None:
+        """Each stage once: skipped when answered or in quiet hours (production's rule), pending when ahead."""
+        rng, w, now = self.rng, self.w, self.now
+        sent_first = None
+        for key, at, offset in self.stages:
+            due = (opens if at == "open" else closes) + offset
+            if due > now:
+                w.add("reminder", (new_uuid(rng), pk, key, due, "pending", "", 0, None, None, "", "", ""))
+                continue
+            if answer_at is not None and answer_at <= due:
+                row = (new_uuid(rng), pk, key, due, "skipped", "", 0, None, None, "", "answered", "")
+            elif in_quiet_hours(now=due, zone=p.zone, start=self.quiet[0], end=self.quiet[1]):
+                row = (new_uuid(rng), pk, key, due, "skipped", "", 0, None, None, "", "quiet_hours", "")
+            else:
+                sent = due + timedelta(seconds=rng.uniform(1, 50))
+                sent_first = sent_first or sent
+                provider = f"sim-{rng.getrandbits(48):012x}"
+                row = (new_uuid(rng), pk, key, due, "sent", self.channel, 1, due, sent, provider, "", "")
+            w.add("reminder", row)
+        if sent_first is not None and rng.random() < 0.95:
+            delivered = sent_first + timedelta(seconds=rng.uniform(1, 90))
+            w.add("event", (pk, "delivered", delivered, delivered + timedelta(seconds=1)))
+            opened = None
+            if answer_at is not None and answer_at > delivered:
+                opened = max(delivered, answer_at - timedelta(seconds=rng.uniform(20, 400)))
+            elif answer_at is None and rng.random() < 0.2:
+                opened = delivered + timedelta(minutes=rng.uniform(1, 60))
+            if opened is not None:
+                w.add("event", (pk, "opened", opened, opened + timedelta(seconds=1)))
+
+    # -- responses ----------------------------------------------------------------------------------------
+    def response(self, rid: int, instance_pk: int, instance_uuid, p: Person, slug, answers, authored, received, late):
+        rng, w = self.rng, self.w
+        instrument, spec = self.sim.instruments[slug]
+        local = authored.astimezone(p.zone)
+        digest = request_hash({"instance": str(instance_uuid), "answers": answers, "authored": local.isoformat()})
+        resp_uuid = new_uuid(rng)
+        w.add(
+            "response",
+            (
+                rid,
+                resp_uuid,
+                instance_pk,
+                p.pk,
+                instrument.pk,
+                new_uuid(rng),
+                digest,
+                _dumps(answers),
+                authored,
+                int(local.utcoffset().total_seconds() // 60),
+                received,
+                late,
+                False,
+                study_day_of(day0=p.day0, zone=p.zone, at=authored),
+                "sync" if (received - authored) > timedelta(minutes=10) else "api",
+                False,
+            ),
+        )
+        add = w.add
+        for k, v in answers.items():
+            cols = answer_columns(v)
+            add("item", (rid, k, _dumps(v), cols["value_numeric"], cols["value_text"]))
+        scores = score_answers(instrument.definition, answers)
+        for s in scores:
+            add("score", (rid, s.key, s.value, s.band, s.scored, s.items_missing))
+        if self.protocol.safety:
+            fired = rules_fired_for_response(
+                protocol=self.protocol, instrument=slug, answers=answers, scores={s.key: s.value for s in scores}
+            )
+            for rule, details in fired:
+                self.alert(p, rule, "response", resp_uuid, details, received)
+        return len(answers)
+
+    def alert(self, p: Person, rule, source_kind: str, source_uuid, details: dict, raised: datetime) -> None:
+        """A raised alert (as surveys.safety raises it), then what staff did by `now`: acknowledged, or not
+        and escalated once overdue."""
+        rng, now = self.rng, self.now
+        due = raised + (self.ack_within or timedelta(hours=24))
+        status, ack_at, esc_at = "open", None, None
+        if due < now or rng.random() < 0.7:
+            ack_at = raised + timedelta(hours=rng.uniform(0.3, 20))
+            if ack_at > now:
+                ack_at = None
+            elif rng.random() < 0.06:
+                ack_at = due + timedelta(hours=rng.uniform(1, 6))
+                esc_at = due
+                ack_at = ack_at if ack_at < now else None
+            status = "acknowledged" if ack_at else ("escalated" if due < now else "open")
+            if status == "escalated":
+                esc_at = due
+        self.w.add(
+            "alert",
+            (
+                new_uuid(rng),
+                p.pk,
+                rule.key,
+                rule.title,
+                rule.severity,
+                source_kind,
+                str(source_uuid),
+                _dumps(details, default=str),
+                status,
+                raised,
+                study_day_of(day0=p.day0, zone=p.zone, at=raised),
+                due,
+                raised + timedelta(seconds=5),
+                esc_at,
+                ack_at,
+                None,
+                "reviewed with participant by phone" if ack_at else "",
+            ),
+        )
+
+    # -- doses and side effects -------------------------------------------------------------------------
+    def doses(self, p: Person) -> int:
+        """A dose on each planned dose day (surveys.definitions: none from the withdrawal date) the participant
+        remembers, logged in the morning."""
+        rng, now = self.rng, self.now
+        n = 0
+        planned = definitions.dose_days(dosing=self.protocol.dosing, day0=p.day0, withdrawn_on=p.withdrawn_on)
+        for i, day in enumerate(planned):
+            local_day = p.day0 + timedelta(days=day)
+            taken_local = datetime.combine(local_day, time(8), tzinfo=p.zone) + timedelta(minutes=rng.uniform(0, 180))
+            taken = taken_local.astimezone(UTC)
+            if taken > now or rng.random() > p.dose_rate:
+                continue
+            received = taken + timedelta(minutes=rng.uniform(0.1, 30))
+            if received > now:
+                continue
+            unit = p.units[i] if i < len(p.units) else ""
+            study_day = study_day_of(day0=p.day0, zone=p.zone, at=taken)
+            self.w.add("dose", (new_uuid(rng), p.pk, taken, unit, "", study_day, received, new_uuid(rng)))
+            n += 1
+        return n
+
+    def side_effects(self, p: Person) -> int:
+        rng, now = self.rng, self.now
+        rate = 0.35 if p.arm_active else 0.2
+        n = 0
+        elapsed = (now - p.randomised_at).days
+        while rng.random() < rate and elapsed > 1:
+            rate *= 0.5
+            day = rng.randint(1, min(elapsed, 56))
+            started = p.day0 + timedelta(days=day)
+            reported = datetime.combine(started, time(19), tzinfo=p.zone).astimezone(UTC) + timedelta(
+                hours=rng.uniform(0, 30)
+            )
+            if reported > now:
+                continue
+            serious = rng.random() < 0.03
+            desc, sev = (rng.choice(SERIOUS_SIDE_EFFECTS), "severe") if serious else rng.choice(SIDE_EFFECTS)
+            se_uuid = new_uuid(rng)
+            ongoing = rng.random() < 0.3
+            study_day = study_day_of(day0=p.day0, zone=p.zone, at=reported)
+            self.w.add(
+                "side_effect", (se_uuid, p.pk, started, desc, sev, serious, ongoing, reported, study_day, new_uuid(rng))
+            )
+            n += 1
+            if self.protocol.safety:
+                record = SimpleNamespace(serious=serious, severity=sev, ongoing=ongoing, description=desc)
+                for rule, details in rules_fired_for_record(
+                    protocol=self.protocol, source="side_effect", record=record
+                ):
+                    self.alert(p, rule, "side_effect", se_uuid, details, reported)
+            if serious:
+                self.sim.adverse_event(p, started, desc, reported)
+        return n

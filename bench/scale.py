@@ -1,0 +1,233 @@
+"""A trial at real scale, measured (issue 14 item 4).
+
+Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/scale.py [--participants 10000]
+     [--days 90] [--samples 20] [--due 500]
+
+Builds a fresh database (`<db>_bench_scale`) with the fast simulator (audit insert triggers skipped for its own
+writes: analytics/simulation/writer.py), first at 1 % of the size, then grown to the full size, and prints at both
+sizes, each figure measured in the same run:
+- the due-reminder sweep (surveys.tasks.reminders_sweep, publishing to a private Redis queue) with the same
+  number of due reminders (`--due`) planted at each size: its time at full size ÷ at 1 % (goal <= 1.2), the claim
+  step alone, and EXPLAIN (ANALYZE, BUFFERS) of the claim query at full size;
+- p95 and query count of the coordinator's participant changelist and of the trial dashboard (goal < 300 ms,
+  the same number of queries at both sizes);
+- the CONSORT/completion/adherence summary (analytics.selectors.trial_summary) time;
+- at full size, the CSV export bundle ÷ its floor: `psql` COPY (same SELECTs) TO STDOUT > /dev/null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.simulate import fresh_database, setup  # noqa: E402
+
+
+def p95(samples: list[float]) -> float:
+    s = sorted(samples)
+    return s[max(0, int(round(0.95 * len(s))) - 1)]
+
+
+def timed_gets(client, url: str, n: int) -> tuple[float, float, int]:
+    """(p95 ms, median ms, queries of one request)."""
+    from django.db import connections
+
+    queries = []
+
+    def count(execute, sql, params, many, context):
+        queries.append(sql)
+        return execute(sql, params, many, context)
+
+    with ExitStack() as stack:  # every connection alias, in case a router sends reads elsewhere
+        for alias in connections:
+            stack.enter_context(connections[alias].execute_wrapper(count))
+        r = client.get(url)
+    assert r.status_code == 200, (url, r.status_code)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = client.get(url)
+        times.append((time.perf_counter() - t0) * 1000)
+        assert r.status_code == 200
+    return p95(times), statistics.median(times), len(queries)
+
+
+def plant_due(k: int, now) -> int:
+    """Make k reminders pending and due (the same amount of due work at every size; bench data only)."""
+    from surveys.models import Reminder
+
+    ids = list(Reminder.objects.order_by("pk").values_list("pk", flat=True)[:k])
+    return Reminder.objects.filter(pk__in=ids).update(
+        status="pending", queued_at=None, due_at=now - timedelta(minutes=1)
+    )
+
+
+def sweep(now, queue: str) -> tuple[float, float, dict, list[str]]:
+    from django.db import connection, transaction
+
+    from surveys.reminders import services
+    from surveys.tasks import reminders_sweep
+
+    sqls: list[str] = []
+
+    def keep(execute, sql, params, many, context):
+        if "SKIP LOCKED" in sql and "surveys_reminder" in sql:
+            sqls.append(connection.ops.compose_sql(sql, params) if params else sql)
+        return execute(sql, params, many, context)
+
+    t0 = time.perf_counter()
+    with connection.execute_wrapper(keep):
+        stats = reminders_sweep(now=now, queue=queue)
+    wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with transaction.atomic():
+        services.reminders_claim_due(now=now)  # nothing left: the claim query's cost alone
+    claim = time.perf_counter() - t0
+    return wall, claim, stats, sqls
+
+
+def export_ratio(trial) -> str:
+    """CSV bundle wall time ÷ psql COPY of the same SELECTs to /dev/null."""
+    try:
+        from analytics.export import bundle_tables, write_bundle
+    except ImportError as exc:  # the export package is being rewritten: say so rather than guess
+        return f"n/a ({exc})"
+    from trialsite.protocol.schema import Protocol
+
+    protocol = Protocol.model_validate(trial.current_protocol.definition)
+    sqls = [t.sql(trial_id=trial.pk, blinded=True) for t in bundle_tables(protocol=protocol, blinded=True)]
+    psql = shutil.which("psql")
+    script = "\n".join(f"\\copy ({' '.join(s.split()).rstrip(';')}) TO '/dev/null'" for s in sqls)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        if psql:
+            subprocess.run(
+                [psql, os.environ["DATABASE_URL"], "-q", "-v", "ON_ERROR_STOP=1"],
+                input=script,
+                text=True,
+                check=True,
+            )
+        floor = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        write_bundle(trial=trial, out=Path(tmp) / "bundle.zip", blinded=True, formats=["csv"])
+        bundle = time.perf_counter() - t0
+    return f"bundle {bundle:.2f} s, psql floor {floor:.2f} s, ratio {bundle / floor:.2f}"
+
+
+def measure(label: str, trial, args, clients, queue: str) -> dict:
+    from django.utils import timezone
+
+    from analytics import selectors
+
+    coordinator, manager = clients
+    now = timezone.now()
+    sweep(now, queue)  # drain what the simulated trial left due (and warm the broker connection)
+    runs = []
+    for i in range(3):
+        at = now + timedelta(seconds=1 + i)
+        planted = plant_due(args.due, at)
+        runs.append((*sweep(at, queue), planted))
+    runs.sort(key=lambda r: r[0])
+    wall, claim, stats, claims, planted = runs[1]  # the median of three sweeps
+    cl = timed_gets(coordinator, "/admin/participants/participant/", args.samples)
+    dash = timed_gets(manager, f"/admin/dashboard/?trial={trial.slug}", max(3, args.samples // 4))
+    t0 = time.perf_counter()
+    selectors.trial_summary(trial=trial, unblinded=False)
+    summary = time.perf_counter() - t0
+    print(
+        f"[{label}] sweep {wall:.3f} s, median of 3 (planted {planted} due, claimed {stats['claimed']}, planned {stats['planned']}, "
+        f"missed {stats['missed']}); claim query alone {claim * 1000:.1f} ms\n"
+        f"[{label}] coordinator changelist p95 {cl[0]:.0f} ms (median {cl[1]:.0f}), {cl[2]} queries; "
+        f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries; summary {summary:.2f} s",
+        flush=True,
+    )
+    return {"sweep": wall, "claim": claim, "claims": claims, "now": now}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--participants", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--due", type=int, default=500)
+    args = parser.parse_args()
+    trial = setup(fresh_database(os.environ["DATABASE_URL"], "bench_scale"))
+
+    from django.conf import settings
+    from django.db import connection
+    from django.test import Client
+
+    from analytics.simulation import simulate_trial
+    from participants.services.allocation import allocation_list_generate
+    from surveys.models import ItemAnswer, SurveyInstance
+    from trialsite.celery import app
+    from trialsite.models import Site
+    from trialsite.services import role_grant
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    settings.DEBUG = False  # no query log (and its cost) in the timings
+    # As Django's test runner does: keep one connection across requests, so the queries of a request are counted.
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    User = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()
+    clients = []
+    for name, role, site in (("coord", "coordinator", Site.objects.get(code="LDN")), ("tm", "trial_manager", None)):
+        user = User.objects.create_user(f"bench-{name}", f"{name}@example.org", "x-bench-password-1", is_staff=True)
+        role_grant(user=user, role=role, site=site)
+        c = Client()
+        c.force_login(user)
+        clients.append(c)
+    # One allocation list for the whole run, sized for the full size (both builds take its slots).
+    allocation_list_generate(trial=trial, seed=11, per_stratum=args.participants // 3 + 20)
+    queue = f"bench-scale-{uuid.uuid4().hex[:8]}"
+    small = max(1, args.participants // 100)
+    try:
+        results = {}
+        for label, n, seed in (("1%", small, 1), ("full", args.participants - small, 2)):
+            t0 = time.perf_counter()
+            r = simulate_trial(trial=trial, participants=n, days=args.days, seed=seed, audit=False)
+            took = time.perf_counter() - t0
+            total = ItemAnswer.objects.count()
+            print(
+                f"built +{n} participants x {args.days} days: {r.instances} instances, {r.item_answers} item answers "
+                f"in {took:.1f} s ({r.item_answers / took:,.0f} answers/s); totals now "
+                f"{SurveyInstance.objects.count()} instances, {total} item answers",
+                flush=True,
+            )
+            with connection.cursor() as cur:
+                cur.execute("ANALYZE")
+            results[label] = measure(label, trial, args, clients, queue)
+        ratio = results["full"]["sweep"] / results["1%"]["sweep"]
+        print(f"sweep time full / 1%: {ratio:.2f} (goal <= 1.2)")
+        print(f"claim query full / 1%: {results['full']['claim'] / results['1%']['claim']:.2f}")
+        if results["full"]["claims"]:
+            with connection.cursor() as cur:
+                sql = results["full"]["claims"][0]
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)  # noqa: S608 - the captured claim query, composed
+                print(
+                    "EXPLAIN of the sweep's claim query at full size:\n  " + "\n  ".join(r[0] for r in cur.fetchall())
+                )
+        print(f"export at full size: {export_ratio(trial)}")
+    finally:
+        with app.connection_for_read() as conn:
+            conn.default_channel.client.delete(queue)
+
+
+if __name__ == "__main__":
+    main()

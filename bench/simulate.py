@@ -1,0 +1,115 @@
+"""Simulator benchmark: item answers per second written by `simulate_trial`, against a raw COPY floor.
+
+Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/simulate.py [--participants N] [--days D]
+     [--audit]
+
+Builds a fresh database (`<db>_bench_sim`), loads the demo protocol, then prints:
+- the simulator's wall time and item answers per second (goal >= 50,000/s), with the audit insert triggers
+  skipped for its writes (`audit=False`, as bench/scale.py builds) or firing (`--audit`);
+- the floor measured in the same run: the same item-answer rows, already serialised, COPYed into a table like
+  surveys_itemanswer (same indexes, no triggers) — the ratio says how close the simulator gets to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def fresh_database(url: str, suffix: str) -> str:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_{suffix}"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def setup(url: str):
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trialsite.settings.development")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from trialsite.protocol.services import protocol_load_file
+    from trialsite.services import site_create
+
+    call_command("migrate", verbosity=0)
+    trial = protocol_load_file(path=ROOT / "protocols" / "microdose-mood.yaml").trial
+    site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
+    site_create(code="NYC", name="New York", timezone="America/New_York", trials=[trial])
+    return trial
+
+
+def copy_floor(rows: int) -> float:
+    """Seconds to COPY `rows` already-serialised item-answer rows into a trigger-free table like the real one."""
+    from django.db import connection, transaction
+
+    buf = io.BytesIO()
+    with connection.cursor() as cur:
+        sql = "COPY (SELECT response_id, item_key, value, value_numeric, value_text FROM surveys_itemanswer) TO STDOUT"
+        with cur.copy(sql) as copy:
+            for chunk in copy:
+                buf.write(chunk)
+    data = buf.getvalue()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE floor_itemanswer (LIKE surveys_itemanswer INCLUDING ALL) ON COMMIT DROP")
+        started = time.perf_counter()
+        with cur.copy(
+            "COPY floor_itemanswer (response_id, item_key, value, value_numeric, value_text) FROM STDIN"
+        ) as c:
+            step = 1 << 20
+            for i in range(0, len(data), step):
+                c.write(data[i : i + step])
+        elapsed = time.perf_counter() - started
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--participants", type=int, default=400)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--audit", action="store_true", help="let the audit insert triggers fire")
+    args = parser.parse_args()
+    trial = setup(fresh_database(os.environ["DATABASE_URL"], "bench_sim"))
+    from analytics.simulation import TrialSimulator
+
+    started = time.perf_counter()
+    sim = TrialSimulator(trial=trial, seed=1, now=NOW, audit=args.audit)
+    result = sim.run(participants=args.participants, days=args.days)
+    elapsed = time.perf_counter() - started
+    copies = sum(sim.writer.seconds.values())
+    rows = sum(sim.writer.written.values())
+    floor = copy_floor(result.item_answers)
+    rate, floor_rate = result.item_answers / elapsed, result.item_answers / floor
+    print(
+        f"simulate_trial {args.participants} participants x {args.days} days (audit={'on' if args.audit else 'off'}): "
+        f"{result.instances} instances, {result.responses} responses, {result.item_answers} item answers "
+        f"in {elapsed:.1f} s = {rate:,.0f} answers/s (goal >= 50,000)"
+    )
+    print(
+        f"of which COPY {copies:.1f} s for {rows} rows in {len(sim.writer.written)} tables "
+        f"({', '.join(f'{k} {v:.1f}s' for k, v in sim.writer.seconds.items() if v >= 0.05)}); "
+        f"the rest is drawing, production's planning/scoring functions, commits and the end-of-study sweep"
+    )
+    print(f"raw COPY floor of the same {result.item_answers} rows: {floor:.2f} s = {floor_rate:,.0f} rows/s")
+    print(f"ratio simulator / floor: {rate / floor_rate:.3f}")
+
+
+if __name__ == "__main__":
+    main()
