@@ -18,11 +18,15 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     "participants.AllocationSlot": ("arm", "arm_sequence"),
     "participants.Allocation": ("slot",),
     "participants.DoseUnit": ("slot",),
+    # Self-blinding envelopes: the condition of each envelope (and so of the period it was used in), and the
+    # kit-sheet label set whose order follows the allocation.
+    "participants.KitEnvelope": ("condition", "label_set"),
     # The audit trail (pghistory event tables) copies the rows above: just as arm-bearing.
     "participants.ArmEvent": ("*",),
     "participants.AllocationSlotEvent": ("arm", "arm_sequence"),
     "participants.AllocationEvent": ("slot",),
     "participants.DoseUnitEvent": ("slot",),
+    "participants.KitEnvelopeEvent": ("condition", "label_set"),
 }
 
 # Models whose every row is arm-bearing (never shown to blinded users at all).

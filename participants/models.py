@@ -699,3 +699,7 @@ class SubstanceRecord(models.Model):
 
     def __str__(self) -> str:
         return f"substance of {self.participant_id}"
+
+
+# Self-blinding kits live in their own module (ARM-BEARING: see participants.blinding.REGISTRY).
+from .kit_models import KitEnvelope  # noqa: E402, F401

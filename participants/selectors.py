@@ -120,3 +120,19 @@ def push_subscriptions_for_delivery(*, participant_id: int) -> list[PushTarget]:
 def participant_has_push(*, participant: Participant) -> bool:
     """The push channel has somewhere to go: a Web Push subscription (or a legacy device push token)."""
     return bool(participant.push_token) or PushSubscription.objects.filter(participant=participant).exists()
+
+
+def kit_periods(*, participant) -> list[dict]:
+    """Self-blinding periods of a participant for any staff user: {period, recorded, recorded_at} per period of
+    the protocol, never the condition nor which envelope (its label set) was used."""
+    from trialsite.protocol.services import protocol_current
+
+    from .kit_models import KitEnvelope
+
+    sb = protocol_current(participant.trial).self_blinding
+    if sb is None:
+        return []
+    recorded = dict(
+        KitEnvelope.objects.filter(participant=participant, period__isnull=False).values_list("period", "recorded_at")
+    )
+    return [{"period": n, "recorded": n in recorded, "recorded_at": recorded.get(n)} for n in range(1, sb.periods + 1)]

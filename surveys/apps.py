@@ -21,6 +21,9 @@ class SurveysConfig(AppConfig):
 
         register_protocol_loader("surveys", load_surveys_part)
         outbox.register(MISSED_STREAK_CHECK, missed_streak_check_run)
+        from .services.kits import KIT_CODE_MISSING_CHECK, kit_code_missing_check_run
+
+        outbox.register(KIT_CODE_MISSING_CHECK, kit_code_missing_check_run)
         # The baseline, adherence and survey planning participants' workflows need (participants.providers).
         providers.register_schedule_provider(SurveysScheduleProvider())
         # The participant dashboard's survey columns, filters and change-page sections.

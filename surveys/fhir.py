@@ -99,6 +99,9 @@ def questionnaire(*, instrument, trial_slug: str) -> dict:
                 )
                 if step:
                     extensions.append({"url": EXT + "questionnaire-sliderStepValue", **_number(step, fhir_kind)})
+        elif kind == "kit_code":
+            entry["type"] = "string"  # an envelope code, e.g. ABC-DEF
+            entry["maxLength"] = 7
         elif kind == "text":
             entry["type"] = "text"
             if item.get("max_length"):

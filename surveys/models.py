@@ -64,6 +64,14 @@ class SurveyInstance(models.Model):
     created_at = models.DateTimeField(default=now)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancel_reason = models.CharField(max_length=64, blank=True)
+    dose = models.ForeignKey(
+        "surveys.DoseLog",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="instances",
+        help_text="the logged dose that opened it (an `after_dose` schedule entry)",
+    )
 
     class Meta:
         ordering = ["opens_at", "id"]
@@ -71,9 +79,11 @@ class SurveyInstance(models.Model):
             # Re-planning cancels the old row and inserts a new one: one live instance per occurrence.
             models.UniqueConstraint(
                 fields=["participant", "schedule_key", "study_day"],
-                condition=~models.Q(status="cancelled"),
+                condition=~models.Q(status="cancelled") & models.Q(dose__isnull=True),
                 name="surveyinstance_one_live_per_occurrence",
             ),
+            # A dose-anchored entry opens one instance per logged dose, however often the dose is replayed/synced.
+            models.UniqueConstraint(fields=["dose", "schedule_key"], name="surveyinstance_once_per_dose"),
             models.CheckConstraint(
                 condition=models.Q(closes_at__gt=models.F("opens_at")), name="surveyinstance_window"
             ),
@@ -400,6 +410,7 @@ class ReminderDelivery(models.Model):
 
 class CoordinatorTaskKind(models.TextChoices):
     MISSED_IN_A_ROW = "missed_in_a_row", "surveys missed in a row"
+    KIT_CODE_MISSING = "kit_code_missing", "self-blinding envelope code missing"
 
 
 class CoordinatorTaskStatus(models.TextChoices):

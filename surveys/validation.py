@@ -140,6 +140,14 @@ def _check_value(definition: dict, item: dict, value: Any) -> tuple[Any, str | N
         if not isinstance(value, str) or not _TIME.match(value):
             return None, "A time HH:MM is expected."
         return time.fromisoformat(value).isoformat(timespec="minutes"), None
+    if kind == "kit_code":
+        # Well-formed with a valid check character here; whose code it is, the service decides (with the DB).
+        from participants.services.kits import kit_code_normalise
+
+        code = kit_code_normalise(value)
+        if code is None:
+            return None, "This is not an envelope code. Check the letters and try again."
+        return code, None
     return None, f"Unsupported item type {kind!r}."
 
 

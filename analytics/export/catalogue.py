@@ -9,6 +9,7 @@ A column or table marked `unblinded_only` never reaches the blinded bundle (see 
 
 from __future__ import annotations
 
+from participants.kit_models import KitEnvelope
 from participants.models import (
     AdverseEvent,
     Allocation,
@@ -43,6 +44,7 @@ T = {
     "participant": Participant._meta.db_table,
     "site": Site._meta.db_table,
     "instance": SurveyInstance._meta.db_table,
+    "kit": KitEnvelope._meta.db_table,
     "instrument": Instrument._meta.db_table,
     "response": Response._meta.db_table,
     "item": ItemAnswer._meta.db_table,
@@ -317,6 +319,23 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
                     missing="empty: not answered",
                 ),
                 Column("status", "i.status", "string", "Instance status", _INSTANCE_STATUS),
+                Column(
+                    "dose_day",
+                    _bool(
+                        f"EXISTS (SELECT 1 FROM {T['dose']} dd WHERE dd.participant_id = i.participant_id "
+                        "AND (dd.taken_at AT TIME ZONE i.timezone)::date = i.local_date)"
+                    ),
+                    "boolean",
+                    "A dose was logged on this day (the instance's local date, in the participant's zone)",
+                    _BOOL,
+                ),
+                Column(
+                    "dose_id",
+                    f"(SELECT dd.uuid FROM {T['dose']} dd WHERE dd.id = i.dose_id)",
+                    "string",
+                    "The logged dose that opened this instance (after_dose schedule entries)",
+                    missing="empty: not dose-anchored",
+                ),
                 Column(
                     "cancel_reason",
                     "i.cancel_reason",
@@ -612,6 +631,44 @@ def tables(*, protocol: Protocol | None) -> list[Table]:
             f"{T['allocation']} al JOIN {T['slot']} sl ON sl.id = al.slot_id JOIN {T['arm']} arm ON arm.id = sl.arm_id "
             f"JOIN {pf} ON p.id = al.participant_id",
             "p.study_id",
+            unblinded_only=True,
+        ),
+        Table(
+            "kit_envelopes",
+            "UNBLINDED: one row per self-blinding envelope, its condition and the period it was opened for",
+            [
+                *_WHO,
+                Column("envelope_id", "k.uuid", "string", "Envelope id (UUID)"),
+                Column("code", "k.code", "string", "Envelope code (as typed, without the dash)"),
+                Column("label_set", "k.label_set", "integer", "Label set on the kit sheet (1: the allocated arm)"),
+                Column("label_number", "k.number", "integer", "Label number within its set"),
+                Column("condition", "arm.code", "string", "Condition of the envelope's capsules (arm code)"),
+                Column("condition_name", "arm.name", "string", "Condition of the envelope's capsules (arm name)"),
+                Column("period", "k.period", "integer", "Period it was opened for", missing="empty: not recorded"),
+                Column(
+                    "recorded_at",
+                    _ts("k.recorded_at"),
+                    "timestamp",
+                    "Code recorded at, UTC",
+                    missing="empty: not recorded",
+                ),
+                Column(
+                    "recorded_study_day",
+                    "k.recorded_study_day",
+                    "integer",
+                    "Study day the code was recorded (participant's zone)",
+                    missing="empty: not recorded",
+                ),
+                Column(
+                    "recorded_source",
+                    "k.recorded_source",
+                    "string",
+                    "Recorded through: api (kit screen), response (a kit_code item), sync or kit",
+                    missing="empty: not recorded",
+                ),
+            ],
+            f"{T['kit']} k JOIN {T['arm']} arm ON arm.id = k.condition_id JOIN {pf} ON p.id = k.participant_id",
+            "p.study_id, k.label_set, k.number",
             unblinded_only=True,
         ),
         *_design_tables(protocol=protocol, pf=pf),

@@ -239,3 +239,88 @@ def test_web_push_payloads_carry_no_arm(secret_trial, settings):
             assert not leaks(str(delivery.payload)), delivery.payload
     finally:
         push_double.stop(double)
+
+
+# --- Self-blinding envelopes: the condition of each envelope (and so of each period) is arm-bearing ----------
+
+
+@pytest.fixture
+def secret_kits(db):
+    """The self-blinding demo with the secret arm names; three participants with envelopes recorded."""
+    from participants.kit_models import KitEnvelope
+    from participants.services.allocation import allocation_list_generate
+    from participants.services.kits import kit_envelope_record
+    from surveys.tests.kit_helpers import SELF_BLINDING, randomised_participant
+    from trialsite.models import Site
+    from trialsite.protocol.services import protocol_load as load
+
+    data = yaml.safe_load(SELF_BLINDING.read_text(encoding="utf-8"))
+    data["arms"][0].update(code="ZQACT", name=SECRET_ARMS["A"])
+    data["arms"][1].update(code="ZQCTL", name=SECRET_ARMS["B"])
+    trial = load(source=yaml.safe_dump(data, sort_keys=False)).trial
+    site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
+    site = Site.objects.get(code="LDN")
+    allocation_list_generate(trial=trial, seed=5, per_stratum=8)
+    from django.utils import timezone
+
+    people = []
+    for _ in range(3):
+        participant, key = randomised_participant(
+            trial=trial, site=site, randomised_at=timezone.now() - timedelta(days=16)
+        )
+        for period, code in enumerate(
+            KitEnvelope.objects.filter(participant=participant).values_list("code", flat=True)[:3], 1
+        ):
+            kit_envelope_record(participant=participant, code=code, period=period)
+        people.append((participant, key))
+    return trial, site, people
+
+
+def test_envelope_conditions_reach_only_unblinded_roles(secret_kits, make_staff, client, api_client, tmp_path):
+    from analytics.export import write_bundle
+
+    trial, site, people = secret_kits
+    participant, key = people[0]
+    assert {"participants.KitEnvelope", "participants.KitEnvelopeEvent"} <= set(REGISTRY)
+
+    # The phone: its kit status and a recorded envelope say nothing about conditions.
+    for path in ["/api/v1/kit", "/api/v1/me", "/api/v1/surveys?status=completed"]:
+        response = api_client.get(path, HTTP_AUTHORIZATION=f"Bearer {key}")
+        assert response.status_code == 200 and not leaks(response.content.decode()), path
+
+    change = reverse("admin:participants_participant_change", args=[participant.pk])
+    sheet = reverse("admin:participants_participant_kit_sheet", args=[participant.pk])
+    for role in BLINDED_ROLES:
+        user = make_staff(role, site=site if role in ("coordinator", "safety_physician") else None)
+        client.force_login(user)
+        page = client.get(change)
+        assert page.status_code in (200, 403), (role, page.status_code)
+        assert not leaks(page.content.decode()), role
+        if page.status_code == 200:
+            assert "Envelope recorded" in page.content.decode()  # blinded staff see yes/no per period
+        assert client.get(sheet).status_code == 403, role  # the kit sheet maps labels to conditions
+        response = staff_get(api_client, user, "/api/v1/staff/participants")
+        assert not leaks(response.content.decode()), role
+        client.logout()
+
+    blinded = write_bundle(trial=trial, out=tmp_path / "b.zip")
+    with zipfile.ZipFile(blinded.path) as zf:
+        assert "kit_envelopes.csv" not in zf.namelist()
+        for name in zf.namelist():
+            assert not leaks(zf.read(name).decode("latin-1")), name
+
+    # Positive controls: the same probes find the conditions where the unblinded statistician may look.
+    client.force_login(make_staff("unblinded_statistician"))
+    response = client.get(sheet)
+    assert response.status_code == 200 and leaks(response.content.decode())
+    unblinded = write_bundle(trial=trial, out=tmp_path / "u.zip", blinded=False, reason="DSMB")
+    with zipfile.ZipFile(unblinded.path) as zf:
+        table = zf.read("kit_envelopes.csv").decode()
+    assert leaks(table)
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert len(rows) == 3 * 8  # every envelope of the three kits
+    used = [r for r in rows if r["period"]]
+    assert len(used) == 9 and {r["condition"] for r in used} <= {"ZQACT", "ZQCTL"}

@@ -36,6 +36,7 @@ from .. import services
 from ..dashboard import dashboard_extensions
 from ..enrolment_link import enrolment_qr_svg
 from ..services.errors import WorkflowError
+from .kits import KitAdminMixin
 
 SITE = "participant__site"
 
@@ -156,7 +157,7 @@ class OpenAlertsFilter(admin.SimpleListFilter):
 
 
 @admin.register(m.Participant)
-class ParticipantAdmin(ScopedAdmin):
+class ParticipantAdmin(KitAdminMixin, ScopedAdmin):
     site_field = "site"
     add_roles = CLINICAL_WRITE_ROLES
     change_roles = ()  # changes go through actions (services), never raw edits
@@ -182,6 +183,7 @@ class ParticipantAdmin(ScopedAdmin):
         "withdrawn_at",
         "withdrawal_scope",
         "locked",
+        "envelopes_recorded",  # self-blinding trials only (KitAdminMixin): yes/no per period, never a condition
     ]
     fieldsets = [
         (None, {"fields": ["study_id", "trial", "site", "status", "study_day_now", "timezone", "locked"]}),
@@ -256,6 +258,7 @@ class ParticipantAdmin(ScopedAdmin):
             path(
                 "<int:pk>/contact/", self.admin_site.admin_view(self.contact_view), name=f"{info[0]}_{info[1]}_contact"
             ),
+            *self.kit_urls(),
         ] + super().get_urls()
 
     def add_view(self, request, form_url="", extra_context=None):

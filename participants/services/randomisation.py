@@ -16,6 +16,7 @@ from ..models import Allocation, AllocationList, AllocationSlot, Participant, Pa
 from ..selectors import consent_status
 from .allocation import participant_stratum
 from .errors import NotConsented, StratumExhausted, Withdrawn, WorkflowError
+from .kits import kit_envelopes_make
 
 
 def participant_randomise(*, participant: Participant, user=None, now=None) -> Allocation:
@@ -81,6 +82,7 @@ def _randomise(*, participant: Participant, user, now) -> Allocation:
     participant.day0 = now.astimezone(participant.zone).date()
     participant.stratum = stratum
     participant.save(update_fields=["status", "randomised_at", "day0", "stratum"])
+    kit_envelopes_make(participant=participant, allocation=allocation, now=now)  # self-blinding trials only
     providers.schedule_provider().on_randomised(participant=participant)
     return allocation
 

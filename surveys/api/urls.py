@@ -12,6 +12,7 @@ urlpatterns = [
     path("side-effects", views.SideEffectCreateApi.as_view(), name="side-effects"),
     path("events", views.PromptEventCreateApi.as_view(), name="events"),
     path("sync", views.SyncApi.as_view(), name="sync"),
+    path("kit", views.KitApi.as_view(), name="kit"),
     path("fhir/Questionnaire/<slug:slug>", views.FhirQuestionnaireApi.as_view(), name="fhir-questionnaire"),
     path(
         "fhir/QuestionnaireResponse", views.FhirQuestionnaireResponseApi.as_view(), name="fhir-questionnaire-response"

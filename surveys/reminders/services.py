@@ -41,6 +41,7 @@ from ..models import (
     SurveyInstance,
 )
 from ..selectors import missed_in_a_row_at
+from ..services.kits import KIT_CODE_MISSING_CHECK, kit_missing_checks
 from .channels import address_for, channel_get
 from .quiet import quiet_until
 
@@ -411,6 +412,8 @@ def instances_mark_missed(*, now: datetime | None = None, limit: int = BATCH) ->
                     items=[(f"missed_streak_check:{pk}", {"instance_id": pk}) for pk in checks],
                     now=now,
                 )
+            if kit_checks := kit_missing_checks(rows, protocol_of_version):  # self-blinding: envelope missing?
+                outbox_enqueue_many(kind=KIT_CODE_MISSING_CHECK, items=kit_checks, now=now)
     return rows
 
 

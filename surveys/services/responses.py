@@ -26,6 +26,7 @@ from .idempotency import (
     idempotent_write,
     request_hash,
 )
+from .kits import dose_instances_open, kit_answers_record
 from .side_effects import side_effect_safety_rules_run
 
 # Authored times are kept as sent; one further in the future than this, or earlier than the instance's
@@ -141,6 +142,14 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
     result = validate_answers(definition, answers)
     if not result.ok:
         raise InvalidInput("Some answers are not valid.", fields=result.errors)
+    if instance.current_version_id is None:  # no pointer yet: ask the protocol versions
+        protocol = protocol_current(participant.trial_id)
+    else:
+        protocol = protocol_of_version(instance.current_version_id)  # parsed once per version
+    # Envelope codes (kit_code items) are recorded with the response, or refuse it (answers.<item>).
+    kit_answers_record(
+        participant=participant, instance=instance, protocol=protocol, answers=result.answers, source=source, now=now
+    )
     skew = authored > now + CLOCK_SKEW_TOLERANCE or authored < instance.opens_at - CLOCK_SKEW_TOLERANCE
     offset = authored.utcoffset()
     response = Response(
@@ -167,10 +176,6 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
     Score.objects.bulk_create([Score(response=response, key=s.key, **_score_columns(s)) for s in scores])
     instance.status = InstanceStatus.COMPLETED
     instance.save(update_fields=["status"])
-    if instance.current_version_id is None:  # no pointer yet: ask the protocol versions
-        protocol = protocol_current(participant.trial_id)
-    else:
-        protocol = protocol_of_version(instance.current_version_id)  # parsed once per version
     fired = rules_fired_for_response(
         protocol=protocol,
         instrument=instance.instrument.slug,
@@ -225,6 +230,7 @@ def dose_log_create(
         )
         dose.full_clean(exclude=["participant"], validate_unique=False)
         dose.save()
+        dose_instances_open(participant=participant, dose=dose, now=now)  # after_dose entries, once per dose
         return dose_body(dose)
 
     payload = {"taken_at": taken_at.isoformat(), "unit_code": unit_code or "", "note": note or ""}

@@ -157,7 +157,18 @@ class Choice(Strict):
     code: str | None = None
 
 
-ITEM_TYPES = ("choice", "multi_choice", "integer", "decimal", "slider", "boolean", "text", "date", "time")
+ITEM_TYPES = (
+    "choice",
+    "multi_choice",
+    "integer",
+    "decimal",
+    "slider",
+    "boolean",
+    "text",
+    "date",
+    "time",
+    "kit_code",
+)
 
 
 class SkipCondition(Strict):
@@ -170,7 +181,10 @@ class SkipCondition(Strict):
 
 class Item(Strict):
     key: str = Field(pattern=KEY)
-    type: Literal["choice", "multi_choice", "integer", "decimal", "slider", "boolean", "text", "date", "time"]
+    # kit_code: a self-blinding envelope code (checked against the participant's unused codes when answered).
+    type: Literal[
+        "choice", "multi_choice", "integer", "decimal", "slider", "boolean", "text", "date", "time", "kit_code"
+    ]
     text: str = Field(min_length=1)
     required: bool = True
     choices: str | list[Choice] | None = None
@@ -320,26 +334,48 @@ class Recurrence(Strict):
         return self
 
 
+class AfterDose(Strict):
+    """A dose-anchored survey: opens `minutes` after each logged dose, for `window_minutes`."""
+
+    minutes: int = Field(ge=0, le=7 * 24 * 60)
+    window_minutes: int = Field(ge=1, le=7 * 24 * 60)
+
+
 class ScheduleEvent(Strict):
     key: str = Field(pattern=KEY)
     instrument: str
-    anchor: Literal["consent", "randomisation"]
+    # Required unless `after_dose` is given (a dose-anchored entry has no anchor, days or time).
+    anchor: Literal["consent", "randomisation"] | None = None
     days: list[int] = Field(default_factory=list)
     recurrence: Recurrence | None = None
     # "on_anchor": opens at the anchor instant itself (baseline after consent); else `time` local.
     open: Literal["on_anchor", "at_time"] = "at_time"
     time: LocalTime | None = None
-    window: Duration
+    window: Duration | None = None
     grace: Duration = "0m"
     baseline: bool = False
+    after_dose: AfterDose | None = None
 
     @field_validator("window", "grace", mode="before")
     @classmethod
     def _duration(cls, v):
-        return _duration_str(v)
+        return None if v is None else _duration_str(v)
 
     @model_validator(mode="after")
     def _check(self):
+        if self.after_dose is not None:
+            if self.anchor or self.days or self.recurrence or self.time or self.window or self.baseline:
+                raise ValueError(
+                    "an 'after_dose' entry takes no anchor, days, recurrence, time, window or baseline "
+                    "(it opens after each logged dose)"
+                )
+            if self.open != "at_time":
+                raise ValueError("an 'after_dose' entry takes no 'open'")
+            return self
+        if self.anchor is None:
+            raise ValueError("'anchor' is required (consent or randomisation) unless the entry is 'after_dose'")
+        if self.window is None:
+            raise ValueError("'window' is required unless the entry is 'after_dose'")
         if bool(self.days) == bool(self.recurrence):
             raise ValueError("give exactly one of 'days' or 'recurrence'")
         if any(d < 0 for d in self.days):
@@ -353,6 +389,8 @@ class ScheduleEvent(Strict):
         return self
 
     def day_list(self) -> list[int]:
+        if self.after_dose is not None:
+            return []
         if self.recurrence:
             r = self.recurrence
             return list(range(r.from_day, r.to_day + 1, r.every_n_days))
@@ -460,11 +498,22 @@ class Site(Strict):
         return v
 
 
+class SelfBlinding(Strict):
+    """Self-blinding kits (`blinding: self`): each participant gets `envelopes_per_condition` envelope codes per
+    arm (condition); each period they scan or type the code of the envelope they opened. The periods start at
+    the occurrences of the schedule entry `schedule`, whose instrument has a `kit_code` item."""
+
+    periods: int = Field(ge=1, le=52)
+    envelopes_per_condition: int = Field(ge=1, le=52)
+    schedule: str = Field(pattern=KEY)
+
+
 class Protocol(Strict):
     format: Literal[1]
     trial: TrialInfo
     arms: list[Arm] = Field(min_length=2)
-    blinding: Literal["double", "single", "open"]
+    blinding: Literal["double", "single", "open", "self"]
+    self_blinding: SelfBlinding | None = None
     randomisation: Randomisation
     enrolment: Enrolment = Enrolment()
     eligibility: list[Criterion] = Field(min_length=1)
@@ -540,6 +589,7 @@ class Protocol(Strict):
                 scores = {s.key for s in (inst.scoring.scores if inst.scoring else [])}
                 if rule.when.score not in scores:
                     raise ValueError(f"safety.rules[{n}].when.score: {inst.slug} has no score {rule.when.score!r}")
+        self._check_self_blinding(instruments, schedule)
         missed = self.reminders.missed_in_a_row
         if missed and missed.instrument not in instruments:
             raise ValueError(f"reminders.missed_in_a_row.instrument: unknown instrument {missed.instrument!r}")
@@ -549,6 +599,35 @@ class Protocol(Strict):
         unique([s.key for s in self.reminders.stages], "reminder stage keys")
         self._check_crossover()
         return self
+
+    def _check_self_blinding(self, instruments: dict, schedule: dict) -> None:
+        sb = self.self_blinding
+        if (self.blinding == "self") != (sb is not None):
+            raise ValueError("self_blinding: give it exactly when blinding is 'self'")
+        if sb is None:
+            return
+        if sb.envelopes_per_condition * len(self.arms) < sb.periods:
+            raise ValueError(
+                f"self_blinding: {sb.envelopes_per_condition} envelope(s) per condition × {len(self.arms)} conditions "
+                f"cannot cover {sb.periods} periods"
+            )
+        event = schedule.get(sb.schedule)
+        if event is None:
+            raise ValueError(f"self_blinding.schedule: unknown schedule entry {sb.schedule!r}")
+        if event.anchor != "randomisation" or len(event.day_list()) != sb.periods:
+            raise ValueError(
+                f"self_blinding.schedule: {sb.schedule!r} must be anchored on randomisation with one occurrence "
+                f"per period ({sb.periods})"
+            )
+        kit_items = [i for i in instruments[event.instrument].items if i.type == "kit_code"]
+        if len(kit_items) != 1:
+            raise ValueError(f"self_blinding.schedule: instrument {event.instrument!r} needs exactly one kit_code item")
+
+    def period_start_days(self) -> list[int]:
+        """Study days on which the self-blinding periods start (empty unless `blinding: self`)."""
+        if self.self_blinding is None:
+            return []
+        return next(e for e in self.schedule if e.key == self.self_blinding.schedule).day_list()
 
     def _check_crossover(self) -> None:
         cx = self.crossover

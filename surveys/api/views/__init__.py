@@ -2,6 +2,7 @@
 effects, events), sync.py (offline sync), fhir.py (FHIR views)."""
 
 from .fhir import FhirQuestionnaireApi, FhirQuestionnaireResponseApi
+from .kit import KitApi
 from .surveys import (
     DoseApi,
     InstrumentDetailApi,
@@ -17,6 +18,7 @@ __all__ = [
     "FhirQuestionnaireApi",
     "FhirQuestionnaireResponseApi",
     "InstrumentDetailApi",
+    "KitApi",
     "PromptEventCreateApi",
     "SideEffectCreateApi",
     "SurveyListApi",

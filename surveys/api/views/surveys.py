@@ -120,6 +120,7 @@ class InstrumentDetailApi(ParticipantApiView):
                         "text",
                         "date",
                         "time",
+                        "kit_code",
                     ]
                 ),
                 "required": serializers.BooleanField(),
@@ -370,6 +371,12 @@ def perform_item(participant, kind: str, data: Any, *, key, instance_id=None, so
         if kind == "side_effect":
             v = _validated(SideEffectInput, data)
             r = side_effect_report(participant=participant, idempotency_key=key, **v)
+            return r.status_code, r.body
+        if kind == "kit":  # a self-blinding envelope code (views/kit.py)
+            from .kit import KitInput, kit_code_submit
+
+            v = _validated(KitInput, data)
+            r = kit_code_submit(participant=participant, idempotency_key=key, code=v["code"], period=v.get("period"))
             return r.status_code, r.body
         if kind == "event":
             v = _validated(EventInput, data)

@@ -23,9 +23,10 @@ class SyncApi(ParticipantApiView):
             child=serializers.DictField(child=serializers.JSONField(allow_null=True)),
             max_length=500,
             help_text=(
-                'Each item: {"kind": "response"|"dose"|"side_effect"|"event", "idempotency_key": uuid, ...}. '
+                'Each item: {"kind": "response"|"dose"|"side_effect"|"event"|"kit", "idempotency_key": uuid, ...}. '
                 "response: instance, answers, authored. dose: taken_at, unit_code?, note?. side_effect: "
-                "started_on, description, severity, serious, ongoing. event: instance, event (delivered|opened), at."
+                "started_on, description, severity, serious, ongoing. event: instance, event (delivered|opened), at. "
+                "kit: code, period? (a self-blinding envelope code, as POST /api/v1/kit)."
             ),
         )
 

@@ -5,7 +5,7 @@ const routes = [
   [/^\/app\/consent\/?$/, "consent"],
   [/^\/app\/survey\/([0-9a-f-]{36})\/?$/, "survey"],
   [/^\/app\/dose\/?$/, "dose"],
-  [/^\/app\/kit\/?$/, "dose"],
+  [/^\/app\/kit\/?$/, "kit"],
   [/^\/app\/side-effect\/?$/, "side_effect"],
   [/^\/app\/withdraw\/?$/, "withdraw"],
   [/^\/app\/settings\/?$/, "settings"],

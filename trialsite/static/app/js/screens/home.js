@@ -1,5 +1,6 @@
 // Home: open now (local closing time, time left), upcoming, completed, missed, the study day, and what is
 // waiting to be sent (with the server's message for anything it refused).
+import * as api from "../api.js";
 import * as queue from "../queue.js";
 import * as session from "../session.js";
 import { navigate } from "../router.js";
@@ -15,6 +16,7 @@ export async function render() {
     ["open", "upcoming", "completed", "missed"].map((s) => session.surveys(s)),
   );
   const items = await queue.all();
+  const kit = await api.get("kit").catch(() => null); // self-blinding trials: this period's envelope
   const queuedInstances = new Set(items.filter((i) => i.kind === "response").map((i) => i.payload.instance));
   const offline = open.cached;
   document.body.dataset.definitions = offline ? "cached" : "loading";
@@ -57,6 +59,7 @@ export async function render() {
     me && me.study_day !== null && me.study_day !== undefined ? h("p", { class: "lead", id: "study-day" }, t("home.study_day", { day: me.study_day })) : null,
     offline ? notice("info", t("home.offline")) : null,
     pendingBox(items),
+    kitBox(kit, items),
     h("section", { "aria-labelledby": "h-open" }, h("h2", { id: "h-open" }, t("home.open")), openList),
     h(
       "section",
@@ -81,6 +84,19 @@ export async function render() {
     listening = true;
     window.addEventListener("queue-changed", refreshPending);
   }
+}
+
+function kitBox(kit, items) {
+  if (!kit || !kit.periods || !kit.periods.length || !kit.current_period) return null;
+  const period = kit.periods[kit.current_period - 1];
+  const queued = items.some((i) => i.kind === "kit" && i.state === "pending");
+  if (!period || period.recorded || queued) return null;
+  return h(
+    "section",
+    { id: "kit-due", class: "card" },
+    h("p", {}, t("home.kit_due", { n: kit.current_period })),
+    link(t("kit.save"), "/app/kit", { class: "btn primary" }),
+  );
 }
 
 async function refreshPending() {

@@ -6,6 +6,8 @@ import * as session from "../session.js";
 import * as store from "../store.js";
 import { t } from "../i18n.js";
 import { h, screen, notice, button, link, localIso, announce } from "../ui.js";
+import { scan } from "../scan.js";
+import { normalise as normaliseKit, format as formatKit } from "../kitcode.js";
 
 const TIME = /^([01]\d|2[0-3]):([0-5]\d)$/;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
@@ -69,6 +71,8 @@ export function check(item, value) {
       return typeof value === "string" && DATE.test(value) && !Number.isNaN(Date.parse(value)) ? null : t("check.date");
     case "time":
       return typeof value === "string" && TIME.test(value) ? null : t("check.time");
+    case "kit_code":
+      return typeof value === "string" && normaliseKit(value) ? null : t("check.kit_code");
     default:
       return t("check.unsupported");
   }
@@ -167,6 +171,29 @@ function control(item, value, onChange) {
     });
     if (item.min !== null && item.min !== undefined && item.max !== null && item.max !== undefined)
       hint = t("survey.range_hint", { min: item.min, max: item.max });
+  } else if (item.type === "kit_code") {
+    // An envelope code: typed, or scanned from the envelope's QR label (which holds /app/kit#CODE).
+    input = h("input", { ...attrs, type: "text", autocomplete: "off", autocapitalize: "characters", spellcheck: "false" });
+    input.value = value ?? "";
+    const set = (raw) => {
+      const code = normaliseKit(raw);
+      onChange(code ? formatKit(code) : raw.trim() === "" ? null : raw.trim());
+    };
+    input.addEventListener("input", () => set(input.value));
+    const video = h("div", { id: `${id}-scanner` });
+    const scanButton = button(t("kit.scan"), async () => {
+      try {
+        const raw = await scan(video);
+        if (raw) {
+          const code = normaliseKit(raw);
+          input.value = code ? formatKit(code) : raw.trim();
+          set(input.value);
+        }
+      } catch (_) {
+        // No camera: typing works.
+      }
+    }, { class: "btn secondary", id: `${id}-scan` });
+    return h("div", { class: "field" }, label, h("p", { id: hintId, class: "hint" }, t("kit.hint")), input, scanButton, video);
   } else if (item.type === "date" || item.type === "time") {
     input = h("input", { ...attrs, type: item.type });
     input.value = value ?? "";
