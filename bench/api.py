@@ -12,7 +12,9 @@ Idempotency-Key) for SECONDS each with CLIENTS connections. Prints req/s and p99
 view (goals: /me >= 0.5, submission >= 0.2) and the submission's p99 (goal < 50 ms at 4 clients).
 
 --profile: no server; pyinstrument over REQUESTS in-process calls of each endpoint (Django's test client, same
-middleware), printing where the time goes.
+middleware), printing where the (wall) time goes.
+--cpu: the same calls under cProfile timed by process CPU time (a loaded machine's waits do not count), printing
+the top entries by own CPU time and by cumulative CPU time.
 """
 
 from __future__ import annotations
@@ -264,7 +266,11 @@ def bench(seconds: int, clients: int) -> None:
         raise SystemExit("ran out of open instances: raise n")
 
 
-def profile(requests: int) -> None:
+def profile(requests: int, *, cpu: bool = False) -> None:
+    import cProfile
+    import io
+    import pstats
+
     from django.test import Client, override_settings
     from pyinstrument import Profiler
 
@@ -291,18 +297,26 @@ def profile(requests: int) -> None:
             me()
             submit()
         for name, fn in (("bare view", bare), ("GET /api/v1/me", me), ("POST /api/v1/surveys/{id}/response", submit)):
-            profiler = Profiler(interval=0.0005)
-            cpu, wall = time.process_time(), time.perf_counter()
-            profiler.start()
+            profiler = cProfile.Profile(time.process_time) if cpu else Profiler(interval=0.0005)
+            used, wall = time.process_time(), time.perf_counter()
+            profiler.enable() if cpu else profiler.start()
             for _ in range(requests):
                 fn()
-            profiler.stop()
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            profiler.disable() if cpu else profiler.stop()
+            used, wall = time.process_time() - used, time.perf_counter() - wall
             print(
                 f"=== {name}: {requests} requests in process, per request {wall / requests * 1000:.2f} ms wall, "
-                f"{cpu / requests * 1000:.2f} ms CPU ==="
+                f"{used / requests * 1000:.2f} ms CPU{' (under cProfile)' if cpu else ''} ==="
             )
-            if fn is not bare:
+            if fn is bare:
+                continue
+            if cpu:
+                profiler.dump_stats(Path(tempfile.gettempdir()) / f"bench-api-{fn.__name__}.pstats")
+                for order in ("tottime", "cumulative"):
+                    out = io.StringIO()
+                    pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(30)
+                    print(out.getvalue().split("\n", 4)[-1])
+            else:
                 print(profiler.output_text(unicode=True, color=False, show_all=False, short_mode=False))
 
 
@@ -310,8 +324,8 @@ def main() -> None:
     args = sys.argv[1:]
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     try:
-        if args and args[0] == "--profile":
-            profile(int(args[1]) if len(args) > 1 else 300)
+        if args and args[0] in ("--profile", "--cpu"):
+            profile(int(args[1]) if len(args) > 1 else 300, cpu=args[0] == "--cpu")
         else:
             bench(int(args[0]) if args else 5, int(args[1]) if len(args) > 1 else 4)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
 from .models import ConsentDocument, ConsentSignature, Participant, PushSubscription
@@ -38,11 +39,31 @@ def consent_document_current(*, trial, on=None) -> ConsentDocument | None:
 
 def consent_status(*, participant: Participant, on=None) -> ConsentStatus:
     """What the participant must sign. A newer version blocks only when it requires re-consent, or when the
-    participant never signed anything."""
+    participant never signed anything.
+
+    One query: the trial's consent documents (a handful per trial), each with this participant's signature of it
+    (at most one: a constraint) joined in. Signatures are only ever of the participant's own trial's documents
+    (consent_sign and consent_record_paper take the document from the participant's trial).
+    """
     on = on or participant.local_date()  # the consent in force on the participant's own date, not the UTC one
-    signatures = list(participant.consents.select_related("document").order_by("signed_at", "id"))
+    documents = list(
+        ConsentDocument.objects.filter(trial_id=participant.trial_id)
+        .order_by()  # sorted below; the model's ordering would join the trial for its slug
+        .annotate(_signature=FilteredRelation("signatures", condition=Q(signatures__participant=participant)))
+        .annotate(**{f"_sig_{name}": F(f"_signature__{name}") for name in _SIGNATURE_COLUMNS})
+    )
+    signatures = []
+    for document in documents:
+        values = [getattr(document, f"_sig_{name}") for name in _SIGNATURE_COLUMNS]
+        if values[0] is not None:
+            signature = ConsentSignature.from_db(ConsentDocument.objects.db, _SIGNATURE_COLUMNS, values)
+            signature.document = document
+            signatures.append(signature)
+    signatures.sort(key=lambda s: (s.signed_at, s.pk))
     last = signatures[-1] if signatures else None
-    current = consent_document_current(trial=participant.trial_id and participant.trial, on=on)
+    in_force = [d for d in documents if d.valid_from <= on and not (d.valid_to is not None and d.valid_to < on)]
+    # The version in force: valid on that date, and among those the latest to start (consent_document_current).
+    current = max(in_force, key=lambda d: (d.valid_from, d.pk)) if in_force else None
     if current is None:
         return ConsentStatus(current=None, signed=None, last_signed=last)
     signed = next((s for s in signatures if s.document_id == current.pk), None)
@@ -50,6 +71,10 @@ def consent_status(*, participant: Participant, on=None) -> ConsentStatus:
         # An amendment that does not require re-consent: the earlier signature still covers the participant.
         return ConsentStatus(current=last.document, signed=last, last_signed=last)
     return ConsentStatus(current=current, signed=signed, last_signed=last)
+
+
+# Every column of a signature, in the model's order (ConsentSignature.from_db builds the row from them).
+_SIGNATURE_COLUMNS = tuple(f.attname for f in ConsentSignature._meta.concrete_fields)
 
 
 def participant_for_user(user) -> Participant | None:

@@ -20,6 +20,12 @@ class Trial(models.Model):
     title = models.CharField(max_length=255)
     sites = models.ManyToManyField("Site", related_name="trials", blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The latest ProtocolVersion, set by protocol_load in the transaction that creates it (under the trial's row
+    # lock), so a request that has the trial row (e.g. with its bearer token) knows the current version without a
+    # query per request. Null only before the first version is loaded.
+    current_version = models.ForeignKey(
+        "ProtocolVersion", null=True, blank=True, editable=False, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["slug"]

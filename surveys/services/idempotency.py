@@ -37,7 +37,8 @@ def request_hash(payload: Any) -> str:
 
 def idempotency_lookup(*, participant, key, kind: str, digest: str) -> WriteResult | None:
     """The stored answer for a replay; raises IdempotencyMismatch when the key was used differently."""
-    record = IdempotencyRecord.objects.filter(participant=participant, key=key).first()
+    # (participant, key) is unique: at most one row, so no ORDER BY (first() would add one).
+    record = next(iter(IdempotencyRecord.objects.filter(participant=participant, key=key)[:1]), None)
     if record is None:
         return None
     if record.kind != kind or record.request_hash != digest:

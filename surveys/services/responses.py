@@ -7,12 +7,13 @@ from typing import Any
 from uuid import UUID
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from participants.models import Participant
 from participants.selectors import consent_status
 from trialsite import policy
-from trialsite.protocol.services import protocol_current
+from trialsite.protocol.services import protocol_current, protocol_of_version
 
 from ..errors import InvalidInput, NotFound, SurveyError
 from ..models import DoseLog, InstanceStatus, ItemAnswer, PromptEvent, Response, Score, SideEffect, SurveyInstance
@@ -115,12 +116,15 @@ def survey_response_submit(
 
 @transaction.atomic
 def _submit(*, participant, instance_id, key, digest, answers, authored, source, now) -> WriteResult:
-    instance = (
+    rows = (
         SurveyInstance.objects.select_for_update(of=("self",))
         .select_related("instrument")
         .filter(participant=participant, uuid=instance_id)
-        .first()
+        .order_by()  # the uuid is unique: no ORDER BY (the model's ordering would add one)
+        # The trial's current protocol version, read with the instance (no query of its own; the safety rules).
+        .annotate(current_version_id=F("participant__trial__current_version_id"))
     )
+    instance = next(iter(rows[:1]), None)
     if instance is None:
         raise NotFound("No such survey instance.")
     # Under the instance lock, a concurrent identical request has committed (or not) by now.
@@ -143,7 +147,10 @@ def _submit(*, participant, instance_id, key, digest, answers, authored, source,
     result = validate_answers(definition, answers)
     if not result.ok:
         raise InvalidInput("Some answers are not valid.", fields=result.errors)
-    protocol = protocol_current(participant.trial_id)
+    if instance.current_version_id is None:  # no pointer yet: ask the protocol versions
+        protocol = protocol_current(participant.trial_id)
+    else:
+        protocol = protocol_of_version(instance.current_version_id)  # parsed once per version
     # Envelope codes (kit_code items) are recorded with the response, or refuse it (answers.<item>).
     kit_answers_record(
         participant=participant, instance=instance, protocol=protocol, answers=result.answers, source=source, now=now

@@ -18,15 +18,16 @@ pytestmark = pytest.mark.django_db
 
 ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": True}
 
-# /me: the token with its participant, trial and site (one join); the consent signatures; the consent document in
-# force; the current protocol version's id (the parsed protocol itself comes from the per-version cache).
-ME_QUERIES = 4
+# /me: the token with its participant, trial and site (one join; the trial row carries its current protocol version,
+# whose parsed protocol comes from the per-version cache); the consent documents with the participant's signatures.
+ME_QUERIES = 2
 # /surveys: the token (+ participant); the page's count; the page.
 SURVEYS_QUERIES = 3
-# A submission: the token; savepoint; the instance FOR UPDATE; the idempotency key; the consent (2); the response
-# (one per instance: a constraint, not a query), its item answers, its scores; the instance's status; the current
-# protocol version (safety rules); the idempotency record; release.
-SUBMIT_QUERIES = 12
+# A submission: the token; savepoint; the instance FOR UPDATE (with the trial's current protocol version, for the
+# safety rules); the idempotency key; the consent (documents with signatures, one query); the response (one per
+# instance: a constraint, not a query), its item answers, its scores; the instance's status; the idempotency
+# record; release.
+SUBMIT_QUERIES = 10
 # /sync with N responses: the token, then per item what one submission does after its token.
 SYNC_PER_REQUEST, SYNC_PER_RESPONSE = 1, SUBMIT_QUERIES - 1
 
@@ -117,3 +118,15 @@ def test_an_instance_answered_outside_the_api_is_a_conflict_not_a_500(phone):
     )
     response = submit(phone, instance)
     assert response.status_code == 409 and response.json()["error"]["code"] == "conflict"
+
+
+def test_the_phone_sees_an_amendment_on_its_next_request(phone, demo_protocol_source):
+    import yaml
+
+    from trialsite.protocol.services import protocol_load
+
+    assert phone.get("/api/v1/me").json()["quiet_hours"] == {"start": "22:00", "end": "07:30"}
+    data = yaml.safe_load(demo_protocol_source)
+    data["reminders"]["quiet_hours"] = {"start": "23:00", "end": "07:00"}
+    assert protocol_load(source=yaml.safe_dump(data, sort_keys=False)).amended
+    assert phone.get("/api/v1/me").json()["quiet_hours"] == {"start": "23:00", "end": "07:00"}

@@ -52,11 +52,11 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid token.") from exc
         now = timezone.now()
-        token = (
-            ApiToken.objects.select_related(*_token_related())
-            .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, expires_at__gt=now)
-            .first()
-        )
+        # key_hash is unique: at most one row, so no ORDER BY (first() would add one on the pk).
+        rows = ApiToken.objects.select_related(*_token_related()).filter(
+            key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, expires_at__gt=now
+        )[:1]
+        token = next(iter(rows), None)
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
         if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=5):

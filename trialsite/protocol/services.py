@@ -120,6 +120,8 @@ def protocol_load(*, source: str, source_path: str = "", user=None, now=None) ->
     )
     version.full_clean()
     version.save()
+    trial.current_version = version  # under the row lock taken above: the pointer follows the latest version
+    trial.save(update_fields=["current_version"])
     for site_def in protocol.sites:
         site, _ = Site.objects.get_or_create(
             code=site_def.code, defaults={"name": site_def.name, "timezone": site_def.timezone}
@@ -188,3 +190,13 @@ def protocol_version_current(trial: Trial | int) -> ProtocolVersion:
 def protocol_current(trial: Trial | int) -> Protocol:
     """The validated protocol of the trial's latest version: one small query, no parsing after the first call."""
     return protocol_of_version(protocol_version_current(trial))
+
+
+def protocol_current_of(trial: Trial) -> Protocol:
+    """The validated protocol of a trial row read in this request (e.g. with the phone's bearer token): its
+    `current_version` pointer, which protocol_load moves in the transaction that adds a version, so no query once
+    the version is parsed. A row read before an amendment names the version current when it was read: pass an id
+    to protocol_current for a fresh answer."""
+    if trial.current_version_id is None:
+        return protocol_current(trial)  # nothing loaded yet (or a row from before the pointer): ProtocolError
+    return protocol_of_version(trial.current_version_id)

@@ -79,3 +79,18 @@ def test_current_protocol_costs_one_query_and_no_parse_when_warm(trial, validati
     with django_assert_num_queries(1):
         protocol_current(trial)
     assert validations == []
+
+
+def test_the_trial_row_points_at_its_latest_version(trial, demo_protocol_source):
+    from trialsite.models import Trial
+    from trialsite.protocol.services import protocol_current_of
+
+    first = protocol_version_current(trial)
+    assert Trial.objects.get(pk=trial.pk).current_version_id == first.pk
+    amended = protocol_load(source=amend(demo_protocol_source, code_valid_days=21)).version
+    row = Trial.objects.get(pk=trial.pk)
+    assert row.current_version_id == amended.pk == protocol_version_current(trial).pk
+    assert protocol_current_of(row).enrolment.code_valid_days == 21
+    # Loading the first content again is not a new version: the pointer stays on the latest.
+    again = protocol_load(source=demo_protocol_source)
+    assert not again.created and Trial.objects.get(pk=trial.pk).current_version_id == amended.pk

@@ -13,7 +13,7 @@ from trialsite.api.errors import NotFound, ValidationFailed
 from trialsite.api.permissions import IsParticipant
 from trialsite.api.throttling import ClientAddressThrottle
 from trialsite.models import ApiToken
-from trialsite.protocol.services import protocol_current
+from trialsite.protocol.services import protocol_current_of
 
 from ... import services
 from ...models import Participant, WithdrawalScope
@@ -77,7 +77,7 @@ def safety_info(participant: Participant, request=None, *, protocol=None) -> dic
     """The protocol's `safety_contact` in the participant's language (?lang=, else Accept-Language)."""
     from trialsite.protocol.i18n import localized, negotiate, text_languages
 
-    protocol = protocol or protocol_current(participant.trial)
+    protocol = protocol or protocol_current_of(participant.trial)
     block = protocol.safety_contact
     if block is None:
         return None
@@ -99,7 +99,8 @@ def safety_info(participant: Participant, request=None, *, protocol=None) -> dic
 
 def me_data(participant: Participant, request=None) -> dict:
     state = consent_status(participant=participant)
-    protocol = protocol_current(participant.trial)  # once per request (parsed once per version)
+    # The trial row came with the token: its current-version pointer and the per-version cache, no query.
+    protocol = protocol_current_of(participant.trial)
     start, end = participant.quiet_hours_start, participant.quiet_hours_end
     if start is None or end is None:
         default = protocol.reminders.quiet_hours
