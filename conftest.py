@@ -51,22 +51,12 @@ def site_nyc(trial):
 
 @pytest.fixture
 def make_staff(db):
-    """make_staff("coordinator", site=site) → a staff user holding that role."""
-    from django.contrib.auth import get_user_model
+    """make_staff("coordinator", site=site) → a staff user holding that role (trialsite/tests/factories.py)."""
+    from trialsite.tests.factories import STAFF_PASSWORD, StaffFactory
 
-    from trialsite.services import role_grant
-
-    counter = {"n": 0}
-
-    def make(*roles: str, site=None, username: str | None = None, password: str = "correct-horse-battery-9"):
-        counter["n"] += 1
-        User = get_user_model()
-        user = User.objects.create_user(
-            username or f"staff{counter['n']}", f"staff{counter['n']}@example.org", password, is_staff=True
-        )
-        for role in roles:
-            role_grant(user=user, role=role, site=site)
-        return user
+    def make(*roles: str, site=None, username: str | None = None, password: str = STAFF_PASSWORD):
+        extra = {"username": username} if username else {}
+        return StaffFactory(roles=roles, site=site, password=password, **extra)
 
     return make
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from django.db.models import (
     Case,
@@ -73,13 +73,6 @@ def instrument_current(*, trial_id: int, slug: str) -> Instrument | None:
 
 def dose_list(*, participant: Participant) -> QuerySet[DoseLog]:
     return DoseLog.objects.filter(participant=participant).order_by("taken_at", "id")
-
-
-def planned_dose_days(*, participant: Participant, now: datetime | None = None) -> list[date]:
-    """Local dates of the participant's planned doses (definitions.dose_days): the whole plan, or those come by
-    `now`; none before randomisation; none from the local date of a withdrawal on."""
-    dosing = protocol_current(participant.trial_id).dosing
-    return definitions.dose_day_dates(participant=participant, dosing=dosing, now=now)
 
 
 def baseline_status(*, participant: Participant) -> tuple[bool, list[str]]:

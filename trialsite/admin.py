@@ -11,6 +11,14 @@ from .admin_scoping import ScopedAdmin, has_any_role
 from .models import OutboxMessage, ProtocolVersion, RoleGrant, Site, StaffLoginEvent, Trial
 
 
+class WhenFilter(admin.DateFieldListFilter):
+    """The date filter of `at`, titled "when" (the sidebar read "By at")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = "when"
+
+
 class SuperuserWritesAdmin(ScopedAdmin):
     def has_add_permission(self, request, *args):
         return request.user.is_superuser
@@ -68,7 +76,7 @@ class StaffLoginEventAdmin(ScopedAdmin):
 
     view_roles = (R.TRIAL_MANAGER, R.MONITOR, R.DATA_MANAGER)
     list_display = ["at", "kind", "username", "user", "ip_address", "path"]
-    list_filter = ["kind", ("at", admin.DateFieldListFilter)]
+    list_filter = ["kind", ("at", WhenFilter)]
     list_select_related = ["user"]
     search_fields = ["username"]
     date_hierarchy = "at"

@@ -203,10 +203,18 @@ class BackParam(_IgnoredParam):
     parameter_name = "back"
 
 
+class WhenFilter(admin.DateFieldListFilter):
+    """The date filter of the event time, titled "when" (not the column's name, pgh_created_at)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = "when"
+
+
 class AuditTrailAdmin(EventsAdmin):
     """Read-only; replaces pghistory's events admin (trialsite.admin_site.TrialsiteAdminSite.register)."""
 
-    list_display = ["pgh_created_at", "table", "pgh_obj_id", "pgh_label", "who", "reason", "changes"]
+    list_display = ["when", "table", "record", "event", "who", "reason", "changes"]
     list_per_page = 100
     show_full_result_count = False
     change_list_template = "admin/trialsite/audit_change_list.html"
@@ -242,7 +250,7 @@ class AuditTrailAdmin(EventsAdmin):
 
     def get_list_filter(self, request):
         return [
-            ("pgh_created_at", admin.DateFieldListFilter),
+            ("pgh_created_at", WhenFilter),
             TableFilter,
             UserFilter,
             ParticipantFilter,
@@ -267,6 +275,18 @@ class AuditTrailAdmin(EventsAdmin):
         return lookup in {"pgh_created_at__gte", "pgh_created_at__lt"} or super().lookup_allowed(lookup, value, request)
 
     # --- columns ---------------------------------------------------------------------------------------------
+    @admin.display(description="when", ordering="pgh_created_at")
+    def when(self, event):
+        return event.pgh_created_at
+
+    @admin.display(description="record id")
+    def record(self, event):
+        return event.pgh_obj_id
+
+    @admin.display(description="event")
+    def event(self, event):
+        return event.pgh_label
+
     @admin.display(description="table")
     def table(self, event):
         return _table_of(event)

@@ -61,6 +61,17 @@ class TrialsiteAdminSite(admin.AdminSite):
     AUDIT_APP_NAME = "Audit trail"
     AUDIT_MODEL_NAME = "Changes to trial data (who, when, what, why)"
 
+    # Libraries' apps under what they hold (their own labels read "AXES", "OTP_STATIC", "OTP_TOTP").
+    LIBRARY_APP_NAMES = {
+        "axes": "Sign-in attempts and lock-outs",
+        "otp_static": "Two-factor backup codes",
+        "otp_totp": "Two-factor authenticator apps",
+    }
+    LIBRARY_MODEL_NAMES = {
+        ("otp_static", "StaticDevice"): "Backup code sets",
+        ("otp_totp", "TOTPDevice"): "Authenticator apps",
+    }
+
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)
         for app in app_list:
@@ -69,6 +80,10 @@ class TrialsiteAdminSite(admin.AdminSite):
                 for model in app["models"]:
                     if model["object_name"] == "Events":
                         model["name"] = self.AUDIT_MODEL_NAME
+            app["name"] = self.LIBRARY_APP_NAMES.get(app["app_label"], app["name"])
+            for model in app["models"]:
+                model["name"] = self.LIBRARY_MODEL_NAMES.get((app["app_label"], model["object_name"]), model["name"])
+        app_list.sort(key=lambda app: app["name"].lower())  # in the order of the names shown
         return app_list
 
     def add_view(self, route: str, view, *, name: str, title: str, roles: tuple[str, ...] | None = None) -> None:

@@ -73,17 +73,25 @@ def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_s
         f"/api/v1/staff/analytics/{secret_trial.slug}/summary?outcome=phq9.total",
         "/api/schema/",
     ]
+    assert sample is not None
+    answered: dict[str, list[str]] = {}
     for role in BLINDED_ROLES:
         user = make_staff(role, site=site_ldn if role in ("coordinator", "safety_physician") else None)
         for path in paths:
             response = staff_get(api_client, user, path)
             assert response.status_code in (200, 403), (role, path, response.status_code)
             assert not leaks(response.content.decode()), (role, path)
-    # Randomising shows unit codes (labels), never what they contain.
-    assert sample is not None
+            if response.status_code == 200 and path != "/api/schema/":
+                answered.setdefault(role, []).append(path)
+            if response.status_code == 200 and "/summary" in path:  # per-arm figures carry no arm name
+                blinding = response.json()["blinding"]
+                assert not {"indices", "coordinator_indices"} & set(blinding), (role, path)
+    # A probe that only met 403s proves nothing: every blinded role read trial data on at least one surface.
+    assert sorted(answered) == sorted(BLINDED_ROLES), answered
+    # Positive control: the unblinded statistician's summary does carry the per-arm blinding indices.
     unblinded = make_staff("unblinded_statistician")
     summary = staff_get(api_client, unblinded, f"/api/v1/staff/analytics/{secret_trial.slug}/summary")
-    assert summary.status_code == 200
+    assert summary.status_code == 200 and summary.json()["blinding"]["indices"]
     # Positive control: the per-session blinding figures name the arms behind "active" and "placebo".
     assert summary.json()["blinding"]["sessions"]["time_points"] and leaks(summary.content.decode())
 
@@ -120,14 +128,19 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
         "/admin/dashboard/",
         "/admin/blinding/",
     ]
+    answered: dict[str, list[str]] = {}
     for role in BLINDED_ROLES:
         user = make_staff(role, site=site_ldn if role in ("coordinator", "safety_physician") else None)
         client.force_login(user)
         for page in pages:
-            response = client.get(page, follow=True)
+            response = client.get(page)  # no redirect following: a login page is not a page of data
             assert response.status_code in (200, 403), (role, page, response.status_code)
             assert not leaks(response.content.decode()), (role, page)
+            if response.status_code == 200 and participant.study_id in response.content.decode():
+                answered.setdefault(role, []).append(page)
         client.logout()
+    # Every blinded role saw the randomised participant on at least one page, so the probe looked at real data.
+    assert sorted(answered) == sorted(BLINDED_ROLES), answered
     # Positive control: the same probe finds the arms where the unblinded statistician may look.
     client.force_login(make_staff("unblinded_statistician"))
     response = client.get(reverse("admin:participants_arm_changelist"))

@@ -89,6 +89,9 @@ def test_summary_figures_of_a_trial_made_through_the_api(trial, clients):
         now = at_local(day0, day, 20, 30)
         with time_machine.travel(now, tick=False):
             for name, phone in phones.items():
+                if day == 0 and name == "A":  # the baseline expectancy, open 48 h from randomisation: A only
+                    expect = {"expect_mood": 70, "expect_wellbeing": 60, "expect_noticeable": 40}
+                    answer(phone, open_surveys(phone)["expectancy"], expect, now)
                 if day >= 1 and (name == "A" or day % 2 == 0):
                     mood = {"mood": 60, "anxiety": 30, "energy": 55, "focus": 50, "dose_taken": day in doses[name]}
                     answer(phone, open_surveys(phone)["daily-mood"], mood, now)
@@ -98,12 +101,13 @@ def test_summary_figures_of_a_trial_made_through_the_api(trial, clients):
 
     with time_machine.travel(at_local(day0, 11, 12), tick=False):
         summary = ok(staff.get("/api/v1/staff/analytics/microdose-mood/summary"), 200)
-    # Due by day 11 noon, per participant: 2 baseline + daily days 1–10 + the 3 day-7 surveys (closed on day 9)
-    # = 15. Answered: A 2 + 10 = 12, B 2 + 5 (days 2, 4, 6, 8, 10) = 7.
-    assert summary["completion"]["overall"] == {"planned": 30, "answered": 19, "rate": round(19 / 30, 4)}
+    # Due by day 11 noon, per participant: 2 baseline + the expectancy (closed on day 2) + daily days 1–10 + the 3
+    # day-7 surveys (closed on day 9) = 16. Answered: A 2 + 1 + 10 = 13, B 2 + 5 (days 2, 4, 6, 8, 10) = 7.
+    assert summary["completion"]["overall"] == {"planned": 32, "answered": 20, "rate": round(20 / 32, 4)}
     weeks = {w["week"]: (w["planned"], w["answered"]) for w in summary["completion"]["by_week"]}
-    # Week 0: baseline + days 1–6 (8 each; B answered 2 + 3). Week 1: days 7–10 + the 3 day-7 surveys.
-    assert weeks == {0: (16, 13), 1: (14, 6)}
+    # Week 0: baseline, expectancy + days 1–6 (9 each; A answered 9, B 2 + 3). Week 1: days 7–10 + the 3 day-7
+    # surveys.
+    assert weeks == {0: (18, 14), 1: (14, 6)}
     # Dose days come by day 11: 0, 3, 6, 9 (4 each). Logged on them: A 4, B 2 (day 7 is not a dose day).
     assert summary["adherence"]["overall"] == {"planned": 8, "logged": 6, "rate": 0.75}
     dose_weeks = {w["week"]: (w["planned"], w["logged"]) for w in summary["adherence"]["by_week"]}

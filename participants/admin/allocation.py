@@ -13,11 +13,19 @@ from .participants import SITE
 # --- withdrawals and (unblinded only) the allocation -----------------------------------------------------------
 
 
+class WhoWithdrewFilter(admin.BooleanFieldListFilter):
+    """by_participant, titled so the sidebar does not read "By by participant"."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = "participant's own request"
+
+
 @admin.register(m.Withdrawal)
 class WithdrawalAdmin(ScopedAdmin):
     site_field = SITE
     list_display = ["participant", "scope", "withdrawn_at", "by_participant", "recorded_by"]
-    list_filter = [site_filter(SITE), "scope", "by_participant"]
+    list_filter = [site_filter(SITE), "scope", ("by_participant", WhoWithdrewFilter)]
     list_select_related = ["participant", "recorded_by"]
 
     def get_readonly_fields(self, request, obj=None):

@@ -59,7 +59,7 @@ def consent_sign(
     )
     signature.full_clean()
     signature.save()
-    providers.schedule_provider().on_consented(participant=participant, document=document)
+    providers.schedule_provider().on_consented(participant=participant, document=document, now=now)
     return signature
 
 

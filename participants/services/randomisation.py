@@ -83,7 +83,7 @@ def _randomise(*, participant: Participant, user, now) -> Allocation:
     participant.stratum = stratum
     participant.save(update_fields=["status", "randomised_at", "day0", "stratum"])
     kit_envelopes_make(participant=participant, allocation=allocation, now=now)  # self-blinding trials only
-    providers.schedule_provider().on_randomised(participant=participant)
+    providers.schedule_provider().on_randomised(participant=participant, now=now)
     return allocation
 
 

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from participants import providers
-from participants.models import ConsentDocument
+from participants.tests.factories import ELIGIBLE, ConsentFactory, ParticipantFactory
 
 
 @pytest.fixture
@@ -70,43 +70,31 @@ def events(monkeypatch):
     return seen
 
 
-ELIGIBLE = {
-    "adult": True,
-    "no_psychosis_history": True,
-    "no_lithium_or_tramadol": True,
-    "not_pregnant": True,
-    "no_cardiac_condition": True,
-}
-
-
 @pytest.fixture
 def register(trial, site_ldn, make_staff):
-    """register(site=..., **kw) → (participant, code) through the service."""
-    from participants.services import participant_register
-
+    """register(site=..., **kw) → (participant, code), registered by an LDN coordinator (ParticipantFactory)."""
     coordinator = make_staff("coordinator", site=site_ldn)
 
     def run(site=None, eligibility=None, contact=None, tz="Europe/London"):
-        return participant_register(
+        participant = ParticipantFactory(
             trial=trial,
             site=site or site_ldn,
             tz=tz,
             eligibility=dict(eligibility or ELIGIBLE),
             contact=contact,
-            user=coordinator,
+            registered_by=coordinator,
         )
+        return participant, participant.enrolment_code
 
     return run
 
 
 def sign_consent(participant):
-    from participants.services import consent_record_paper
-
-    document = ConsentDocument.objects.get(trial=participant.trial, version="1.0")
-    return consent_record_paper(
+    """Paper consent to version 1.0, recorded by the coordinator who registered the participant."""
+    return ConsentFactory(
         participant=participant,
-        version=document.version,
+        version="1.0",
         paper_reference="scan-001",
-        signed_at=datetime(2026, 1, 10, 9, 0, tzinfo=UTC),
-        user=participant.registered_by,
+        at=datetime(2026, 1, 10, 9, 0, tzinfo=UTC),
+        by=participant.registered_by,
     )

@@ -17,15 +17,10 @@ from participants.models import (
     UnblindingRequest,
     Withdrawal,
 )
+from participants.tests import factories
 from trialsite.tests.admin_data import add_participant, allocate
 
-ELIGIBLE = {
-    "elig_adult": "on",
-    "elig_no_psychosis_history": "on",
-    "elig_no_lithium_or_tramadol": "on",
-    "elig_not_pregnant": "on",
-    "elig_no_cardiac_condition": "on",
-}
+ELIGIBLE = {f"elig_{criterion}": "on" for criterion in factories.ELIGIBLE}  # the admin form's checkboxes
 
 
 @pytest.fixture
@@ -274,7 +269,7 @@ def answered(trial, site_ldn, coordinator):
     from surveys.models import Response
 
     participant = add_participant(trial=trial, site=site_ldn, coordinator=coordinator, n_instances=1)
-    return Response.objects.get(participant=participant)
+    return Response.objects.get(participant=participant, instance__schedule_key="daily")  # not a baseline answer
 
 
 def test_data_query_thread_raise_answer_close(client, answered, coordinator, make_staff):

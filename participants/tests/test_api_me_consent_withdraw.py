@@ -93,7 +93,8 @@ def test_consent_get_and_sign(phone, events):
         format="json",
     )
     assert r.status_code == 201, r.content
-    assert ("consented", phone.participant.pk, {"document": stored}) in events
+    signed_at = phone.participant.consents.get().signed_at
+    assert ("consented", phone.participant.pk, {"document": stored, "now": signed_at}) in events
     assert phone.get("/api/v1/consent").json()["signed_at"] is not None
     assert phone.get("/api/v1/me").json()["consent"]["needs_consent"] is False
     again = phone.post(

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from participants.enrolment_link import enrolment_qr_svg, enrolment_url
 from participants.models import Participant
-from participants.tests.conftest import ELIGIBLE
+from participants.tests.factories import ELIGIBLE
 from participants.tests.test_admin_workflows import ELIGIBLE as ADMIN_ELIGIBLE
 from participants.tests.test_admin_workflows import _register
 

@@ -18,9 +18,6 @@ def phone(trial, site_ldn, api_client):
     return api_client
 
 
-PHQ9_MILD = {f"phq9_{n}": v for n, v in enumerate([1, 1, 1, 1, 1, 0, 0, 0, 0], 1)}
-
-
 # --- Web Push: the local push-service double and VAPID settings (issue 10) ----------------------------------
 
 

@@ -1,14 +1,13 @@
-"""Builders for the reminder tests: participants, instances and a look at the broker queue."""
+"""Builders for the reminder tests (on the factories of surveys/tests/factories.py) and a look at the broker queue."""
 
 from __future__ import annotations
 
-import itertools
 from datetime import datetime, time, timedelta
 
-from participants.models import ContactDetails, Participant, ParticipantStatus
-from surveys.models import Instrument, SurveyInstance
+from participants.models import Participant
+from surveys.models import SurveyInstance
 
-_seq = itertools.count(1)
+from .factories import SurveyInstanceFactory
 
 
 def make_participant(
@@ -21,34 +20,18 @@ def make_participant(
     push: str = "",
     quiet: tuple[time, time] | None = None,
 ) -> Participant:
-    from participants import crypto
+    """An enrolled participant (participants/tests/factories.py) with the reminder settings a phone would set."""
+    from participants.services import participant_settings_update
+    from participants.tests.factories import EnrolledParticipantFactory
 
-    n = next(_seq)
-    participant = Participant.objects.create(
-        study_id=f"RD-{n:05d}-{datetime.now().timestamp():.0f}"[-32:],  # noqa: DTZ005 - only a unique suffix
-        trial=trial,
-        site=site,
-        status=ParticipantStatus.ENROLLED,
-        timezone=tz or site.timezone,
+    participant = EnrolledParticipantFactory(
+        trial=trial, site=site, tz=tz or site.timezone, contact={"email": email} if email else None
+    )
+    return participant_settings_update(
+        participant=participant,
         channels=list(channels),
         push_token=push,
-        eligibility={"adult": True},
-        eligible=True,
-        quiet_hours_start=quiet[0] if quiet else None,
-        quiet_hours_end=quiet[1] if quiet else None,
-    )
-    if email:
-        ContactDetails.objects.create(participant=participant, email_encrypted=crypto.encrypt(email), has_email=True)
-    return participant
-
-
-def instrument(trial, slug: str = "daily-mood") -> Instrument:
-    found = Instrument.objects.filter(trial=trial, slug=slug).order_by("-version").first()
-    if found:
-        return found
-    pv = trial.current_protocol
-    return Instrument.objects.create(
-        trial=trial, slug=slug, version=1, title=slug, definition={"items": []}, protocol_version=pv
+        quiet_hours={"start": quiet[0], "end": quiet[1]} if quiet else None,
     )
 
 
@@ -61,21 +44,17 @@ def make_instance(
     slug: str = "daily-mood",
     day: int | None = None,
 ) -> SurveyInstance:
-    inst = instrument(participant.trial, slug)
-    local = opens_at.astimezone(participant.zone)
-    return SurveyInstance.objects.create(
+    """An instance with explicit times (surveys/tests/factories.py), planned the day before it opens."""
+    extra = {"study_day": day} if day is not None else {}
+    return SurveyInstanceFactory(
         participant=participant,
-        instrument=inst,
-        schedule_key=f"rd-{slug}",
-        study_day=day if day is not None else next(_seq),
-        timezone=participant.timezone,
-        local_date=local.date(),
-        local_time=local.time().replace(tzinfo=None),
+        slug=slug,
         opens_at=opens_at,
-        closes_at=opens_at + window,
-        grace_until=opens_at + window + grace,
-        protocol_version=participant.trial.current_protocol,
+        window=window,
+        grace=grace,
+        schedule_key=f"rd-{slug}",
         created_at=opens_at - timedelta(days=1),
+        **extra,
     )
 
 

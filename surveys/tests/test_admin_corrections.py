@@ -7,7 +7,7 @@ from django.urls import reverse
 from participants.models import SafetyAlert
 from surveys.models import ItemAnswer, Response, Score
 
-from .conftest import PHQ9_MILD
+from .factories import PHQ9_MILD
 from .test_api_responses import baseline, submit
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,7 @@ from surveys import data_queries
 from surveys.models import DataQuery, SurveyInstance
 from surveys.services import survey_response_submit
 
-from .conftest import PHQ9_MILD
-from .factories import make_participant, sign_consent
+from .factories import PHQ9_MILD, make_participant, sign_consent
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,7 @@ from fhir.resources.R4B.questionnaire import Questionnaire
 from participants.models import SafetyAlert
 from surveys.models import DoseLog, PromptEvent, Response, SideEffect, SurveyInstance
 
-from .conftest import PHQ9_MILD
-from .factories import make_instance, make_participant
+from .factories import PHQ9_MILD, make_instance, make_participant
 
 
 def test_survey_list_by_status(phone):

@@ -10,8 +10,7 @@ from participants.models import ParticipantStatus, SafetyAlert, WithdrawalScope
 from surveys.models import IdempotencyRecord, ItemAnswer, Response, Score, SurveyInstance
 from trialsite.models import OutboxMessage
 
-from .conftest import PHQ9_MILD
-from .factories import auth, make_instance, make_participant
+from .factories import PHQ9_MILD, auth, make_instance, make_participant
 
 
 def baseline(client, key="baseline_phq9") -> SurveyInstance:

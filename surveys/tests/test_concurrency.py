@@ -11,8 +11,7 @@ from rest_framework.test import APIClient
 
 from surveys.models import IdempotencyRecord, Response, SurveyInstance
 
-from .conftest import PHQ9_MILD
-from .factories import auth, make_participant, sign_consent
+from .factories import PHQ9_MILD, auth, make_participant, sign_consent
 
 
 def _race(key: str, instance, bodies_and_keys) -> list[tuple[int, dict]]:

@@ -84,7 +84,7 @@ def test_study_day_is_fixed_when_recorded_and_a_zone_change_does_not_rewrite_it(
     # Answered at 00:10 BST on 8 May (within grace): 23:10 UTC on 7 May, 19:10 on 7 May in New York.
     at = datetime(2026, 5, 8, 0, 10, tzinfo=LONDON)
     answers = {"mood": 50, "anxiety": 20, "energy": 40, "focus": 60, "dose_taken": True}
-    survey_response_submit(
+    answered = survey_response_submit(
         participant=p, instance_id=inst.uuid, idempotency_key=uuid.uuid4(), answers=answers, authored=at, now=at
     )
     dose_log_create(participant=p, idempotency_key=uuid.uuid4(), taken_at=at, now=at)
@@ -99,7 +99,9 @@ def test_study_day_is_fixed_when_recorded_and_a_zone_change_does_not_rewrite_it(
     zf = zipfile.ZipFile(write_bundle(trial=trial, out=tmp_path / "b.zip").path)
     responses = list(csv.DictReader(io.StringIO(zf.read("responses.csv").decode())))
     doses = list(csv.DictReader(io.StringIO(zf.read("doses.csv").decode())))
-    assert {r["study_day"] for r in responses if r["study_id"] == p.study_id} == {"4"}
+    assert {r["study_day"] for r in responses if r["response_id"] == answered.body["id"]} == {"4"}  # one per item
+    # The baseline answers, given before day 0, have no study day.
+    assert {r["study_day"] for r in responses if r["study_id"] == p.study_id} == {"4", ""}
     assert [d["study_day"] for d in doses if d["study_id"] == p.study_id] == ["4"]
 
 

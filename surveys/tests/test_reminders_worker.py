@@ -46,6 +46,23 @@ def awake(zone_name: str):
     return ((local + timedelta(hours=6)).time().replace(microsecond=0), (local + timedelta(hours=6, minutes=1)).time())
 
 
+def mails_to(maildir: Path, address: str) -> list[str]:
+    """The e-mails the worker's file backend wrote for `address`."""
+    texts = [f.read_text() for f in maildir.iterdir()] if maildir.exists() else []
+    return [t for t in texts if f"To: {address}" in t]
+
+
+def send_marker(trial, site, queue: str, maildir: Path, address: str) -> None:
+    """A positive signal for the absence checks: a later reminder, published after everything under test and
+    sent by the same single-process worker in queue order; once its e-mail is there, the worker has handled
+    every earlier message, so what did not arrive by then was not sent."""
+    marker = make_participant(trial, site, email=address, quiet=awake(site.timezone))
+    make_instance(marker, opens_at=timezone.now() - timedelta(minutes=1))
+    reminders_sweep(now=timezone.now(), queue=queue)
+    wait_for(lambda: mails_to(maildir, address), what=f"the marker e-mail to {address}")
+    participant_withdraw(participant=marker, scope="all", reason="marker", by_participant=True)  # no later stages
+
+
 def outbox_lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -81,11 +98,10 @@ def test_end_to_end_one_email_per_stage_answer_stops_withdrawal_cancels(trial, s
     reminders_sweep(now=timezone.now(), queue=queue)
     reminder = Reminder.objects.get(instance=inst, stage="at_open")
     wait_for(lambda: Reminder.objects.get(pk=reminder.pk).status == "sent", what="the at_open e-mail")
-    reminders_sweep(now=timezone.now(), queue=queue)  # the second sweep finds nothing new
-    time.sleep(0.5)
-    files = list(maildir.iterdir())
-    assert len(files) == 1
-    text = files[0].read_text()
+    reminders_sweep(now=timezone.now(), queue=queue)  # the second sweep finds nothing new to send
+    send_marker(trial, site_ldn, queue, maildir, "marker-1@example.org")
+    assert len(list(maildir.iterdir())) == 2  # Ann's and the marker's: Ann was e-mailed once
+    (text,) = mails_to(maildir, "ann@example.org")
     assert "To: ann@example.org" in text and f"<{reminder.uuid}@trialsite.reminders>" in text
     assert "Your study questionnaire is open" in text
     reminder.refresh_from_db()
@@ -114,8 +130,8 @@ def test_end_to_end_one_email_per_stage_answer_stops_withdrawal_cancels(trial, s
     reminders_sweep(now=timezone.now(), queue=queue)
     pending = Reminder.objects.get(instance=other)
     assert pending.status == "cancelled"
-    time.sleep(0.5)
-    assert len(list(maildir.iterdir())) == 1
+    send_marker(trial, site_ldn, queue, maildir, "marker-2@example.org")
+    assert mails_to(maildir, "bob@example.org") == [] and len(list(maildir.iterdir())) == 3
     assert not ReminderDelivery.objects.filter(reminder=pending).exists()
 
 
@@ -147,7 +163,8 @@ def test_worker_killed_mid_send_delivers_exactly_once(trial, site_ldn, rworker, 
     claim = ReminderDelivery.objects.get(reminder=reminder)
     assert reminder.status == "queued" and claim.state == "sending"
 
-    time.sleep(2.5)  # past the (test-short) visibility timeout, so the broker hands the message out again
+    # A new worker: once the unacknowledged message is older than the (test-short) visibility timeout, its
+    # periodic restore hands it out again; the redelivered send is the signal waited for, no fixed sleep.
     start(pool="solo")
     wait_for(lambda: Reminder.objects.get(pk=reminder.pk).status == "sent", what="the redelivered send")
     lines = outbox_lines(outbox / "push.jsonl")

@@ -24,7 +24,7 @@ from surveys.services import side_effect_correct
 from surveys.services.responses import item_answer_correct
 from trialsite.protocol.rules import SAFETY_RULE_SOURCES
 
-from .conftest import PHQ9_MILD
+from .factories import PHQ9_MILD
 from .test_api_phone import _qr
 from .test_api_responses import baseline, submit
 

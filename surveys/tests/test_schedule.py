@@ -7,9 +7,10 @@ import pytest
 
 from participants import providers
 from participants.models import ParticipantStatus, WithdrawalScope
+from participants.services.errors import WorkflowError
 from surveys.models import InstanceStatus, SurveyInstance
 from surveys.scheduling import local_to_utc, plan_event
-from surveys.selectors import planned_dose_days
+from surveys.selectors import participants_adherence
 from trialsite.protocol.schema import ScheduleEvent
 
 from .factories import make_participant, randomise, sign_consent
@@ -188,15 +189,32 @@ def test_withdrawal_all_cancels_future_instances_intervention_keeps_them(trial, 
     future = SurveyInstance.objects.filter(participant=stop, grace_until__gt=now)
     assert future.exists() and set(future.values_list("status", flat=True)) == {"cancelled"}
     assert SurveyInstance.objects.filter(participant=stop, grace_until__lte=now, status="scheduled").exists()
-    # Dosing stops with either scope: the withdrawal date (day 9, a dose day) is no longer a dose day.
-    assert planned_dose_days(participant=keep)[-1] == date(2026, 5, 7)
+    # Dosing stops with either scope: the withdrawal date (study day 9, 10 May, a dose day) is no longer a dose
+    # day, so the dose days planned (what the staff list shows) are 1, 4 and 7 May, however long after it one
+    # looks; a participant still in would be planned all 14 by then.
+    later = utc(2026, 7, 1, 12)
+    still_in, _ = make_participant(trial=trial, site=site_ldn)
+    randomise(still_in, at=at)
+    planned = {
+        pk: row["doses_planned"]
+        for pk, row in participants_adherence(participants=[keep, stop, still_in], now=later).items()
+    }
+    assert planned == {keep.pk: 3, stop.pk: 3, still_in.pk: 14}
 
 
-def test_planned_dose_days_every_third_day_for_six_weeks(london):
+def test_dose_days_planned_every_third_local_day_for_six_weeks(london):
     randomise(london, at=utc(2026, 6, 1, 23, 30))  # 00:30 BST on 2 June: day 0 is the local date
-    days = planned_dose_days(participant=london)
-    assert len(days) == 14 and days[0] == date(2026, 6, 2) and days[1] == date(2026, 6, 5)
-    assert days[-1] == date(2026, 6, 2) + timedelta(days=39)
+
+    def planned(now):
+        return participants_adherence(participants=[london], now=now)[london.pk]["doses_planned"]
+
+    assert planned(utc(2026, 6, 1, 22, 59)) == 0  # 23:59 BST on 1 June: before day 0
+    assert planned(utc(2026, 6, 1, 23, 0)) == 1  # 00:00 BST on 2 June: day 0
+    assert planned(utc(2026, 6, 4, 22, 59)) == 1  # 23:59 BST on 4 June: day 2
+    assert planned(utc(2026, 6, 4, 23, 0)) == 2  # 00:00 BST on 5 June: day 3
+    assert planned(utc(2026, 7, 10, 22, 59)) == 13  # 23:59 BST on 10 July: day 38
+    assert planned(utc(2026, 7, 10, 23, 0)) == 14  # 11 July, day 39: the last of 0, 3, …, 39
+    assert planned(utc(2026, 9, 1)) == 14
 
 
 def test_study_day_of_an_answer_is_the_local_date(trial, site_nyc):
@@ -257,8 +275,9 @@ def test_amendment_replans_future_and_reconsent_blocks_new_instances(
     assert set(
         SurveyInstance.objects.filter(participant=london, status="cancelled").values_list("cancel_reason", flat=True)
     ) == {"amendment"}
-    # A participant who signs only the superseded version gets nothing until they sign 2.0.
-    sign_consent(fresh, version="1.0", at=now, now=now)
+    # A participant cannot sign the superseded version, and gets nothing until they sign 2.0.
+    with pytest.raises(WorkflowError, match=r"not the current version \(2\.0\)"):
+        sign_consent(fresh, version="1.0", at=now, now=now)
     assert not SurveyInstance.objects.filter(participant=fresh).exists()
     sign_consent(fresh, version="2.0", at=now + timedelta(minutes=5), now=now + timedelta(minutes=5))
     assert SurveyInstance.objects.filter(participant=fresh, schedule_key__startswith="baseline").count() == 2

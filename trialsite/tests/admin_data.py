@@ -1,8 +1,8 @@
 """Two-site data for the admin tests: participants at LDN and NYC with consent, survey instances, answers,
 scores, reminders, doses, side effects, safety alerts, a data query and (for one participant) an allocation.
 
-Survey rows are built directly (their services belong to the surveys app); participant rows go through
-participants.services.
+Built with the factories of each app (participants/tests/factories.py, surveys/tests/factories.py), which write
+through the services.
 """
 
 from __future__ import annotations
@@ -20,102 +20,57 @@ ARM_NAMES = ("psilocybin micro-dose", "placebo")  # protocols/microdose-mood.yam
 
 
 def add_participant(*, trial, site, coordinator, n_instances: int = 3, now=None):
-    from participants.models import AlertStatus, ConsentDocument, ConsentSignature
-    from participants.services import participant_register, safety_alert_raise
-    from surveys.models import (
-        DoseLog,
-        InstanceStatus,
-        Instrument,
-        ItemAnswer,
-        Reminder,
-        Response,
-        Score,
-        SideEffect,
-        SurveyInstance,
-    )
+    """A participant registered by `coordinator`, consented ten days ago with the baseline surveys answered
+    then, `n_instances` past daily prompts (every third answered, the others marked missed by the sweep), one
+    upcoming prompt, a dose, a side effect and an open safety alert: all through the services (the factories)."""
+    from participants.models import AlertStatus
+    from participants.services import safety_alert_raise
+    from participants.tests.factories import ConsentFactory, ParticipantFactory
+    from surveys.models import InstanceStatus, Reminder, SurveyInstance
+    from surveys.reminders.services import instances_mark_missed
+    from surveys.services import dose_log_create, side_effect_report
+    from surveys.tests.factories import ResponseFactory, SurveyInstanceFactory
 
     now = now or timezone.now()
-    eligibility = {
-        c: True
-        for c in ["adult", "no_psychosis_history", "no_lithium_or_tramadol", "not_pregnant", "no_cardiac_condition"]
-    }
-    participant, _code = participant_register(
-        trial=trial,
-        site=site,
-        tz=site.timezone,
-        eligibility=eligibility,
-        contact={"name": "A Person"},
-        user=coordinator,
-    )
-    document = ConsentDocument.objects.filter(trial=trial).order_by("valid_from").first()
-    ConsentSignature.objects.create(
-        participant=participant,
-        document=document,
-        method="electronic",
-        sha256=document.sha256,
-        typed_name="A Person",
-        signed_at=now - timedelta(days=10),
-    )
-    instrument = Instrument.objects.filter(trial=trial, slug="daily-mood").order_by("-version").first()
-    version = trial.current_protocol
+    participant = ParticipantFactory(trial=trial, site=site, contact={"name": "A Person"}, registered_by=coordinator)
+    consented = now - timedelta(days=10)
+    ConsentFactory(participant=participant, at=consented)
+    for baseline in SurveyInstance.objects.filter(participant=participant, schedule_key__startswith="baseline"):
+        ResponseFactory(instance=baseline, at=consented + timedelta(hours=1))
     for day in range(n_instances):
         opens = now - timedelta(days=n_instances - day, hours=2)
-        status = InstanceStatus.COMPLETED if day % 3 == 0 else InstanceStatus.MISSED
-        instance = SurveyInstance.objects.create(
-            participant=participant,
-            instrument=instrument,
-            schedule_key="daily",
-            study_day=day,
-            timezone=participant.timezone,
-            local_date=opens.date(),
-            opens_at=opens,
-            closes_at=opens + timedelta(hours=4),
-            grace_until=opens + timedelta(hours=5),
-            status=status,
-            protocol_version=version,
+        instance = SurveyInstanceFactory(
+            participant=participant, opens_at=opens, schedule_key="daily", study_day=day, grace=timedelta(hours=1)
         )
         Reminder.objects.create(
             instance=instance, stage="open", due_at=opens, status="sent", channel="email", sent_at=opens
         )
-        if status == InstanceStatus.COMPLETED:
+        if day % 3 == 0:
             answers = {"mood": 40, "anxiety": 50, "energy": 60, "focus": 55, "dose_taken": True}
-            response = Response.objects.create(
-                instance=instance,
-                participant=participant,
-                instrument=instrument,
-                idempotency_key=uuid.uuid4(),
-                request_hash="0" * 64,
-                answers=answers,
-                authored_at=opens + timedelta(hours=1),
-                received_at=opens + timedelta(hours=1),
-                study_day=day,
-            )
-            for key, value in answers.items():
-                ItemAnswer.objects.create(response=response, item_key=key, value=value)
-            Score.objects.create(response=response, key="mood", value=40)
-    SurveyInstance.objects.create(
+            ResponseFactory(instance=instance, answers=answers, at=opens + timedelta(hours=1))
+    instances_mark_missed(now=now)
+    assert not SurveyInstance.objects.filter(
+        participant=participant, schedule_key="daily", status=InstanceStatus.SCHEDULED
+    ).exists()
+    SurveyInstanceFactory(
         participant=participant,
-        instrument=instrument,
+        opens_at=now + timedelta(hours=3),
         schedule_key="daily",
         study_day=n_instances,
-        timezone=participant.timezone,
-        local_date=now.date(),
-        opens_at=now + timedelta(hours=3),
-        closes_at=now + timedelta(hours=7),
-        grace_until=now + timedelta(hours=8),
-        protocol_version=version,
+        grace=timedelta(hours=1),
     )
-    DoseLog.objects.create(
-        participant=participant, taken_at=now - timedelta(days=1), idempotency_key=uuid.uuid4(), unit_code=""
-    )
-    SideEffect.objects.create(
+    dose_log_create(participant=participant, idempotency_key=uuid.uuid4(), taken_at=now - timedelta(days=1), now=now)
+    side_effect_report(
         participant=participant,
+        idempotency_key=uuid.uuid4(),
         started_on=now.date(),
         description="headache",
         severity="mild",
-        idempotency_key=uuid.uuid4(),
+        serious=False,
+        ongoing=True,
+        now=now,
     )
-    safety_alert_raise(
+    alert = safety_alert_raise(
         participant=participant,
         rule="phq9_item9",
         title="PHQ-9 item 9 above 0",
@@ -125,27 +80,23 @@ def add_participant(*, trial, site, coordinator, n_instances: int = 3, now=None)
         details={"phq9_9": 1},
         now=now,
     )
-    assert AlertStatus.OPEN
+    assert alert.status == AlertStatus.OPEN
     return participant
 
 
-def allocate(participant, *, trial):
-    """Give the participant a slot of a generated list (what randomisation does), directly."""
-    from participants.models import Allocation, AllocationList, AllocationSlot, ParticipantStatus
-    from participants.services import allocation_list_generate
+def allocate(participant, *, trial, coordinator=None):
+    """Randomise five days ago (participants.services.participant_randomise, the baseline being answered), from
+    the trial's generated list; returns the slot."""
+    from participants.models import AllocationList
+    from participants.services import allocation_list_generate, participant_randomise
 
     if not AllocationList.objects.filter(trial=trial).exists():
         allocation_list_generate(trial=trial, seed=7, per_stratum=4)
-    slot = AllocationSlot.objects.filter(taken=False).order_by("id").first()
-    slot.taken = True
-    slot.save(update_fields=["taken"])
-    Allocation.objects.create(participant=participant, slot=slot)
-    now = timezone.now()
-    participant.status = ParticipantStatus.RANDOMISED
-    participant.randomised_at = now - timedelta(days=5)
-    participant.day0 = (now - timedelta(days=5)).date()
-    participant.save(update_fields=["status", "randomised_at", "day0"])
-    return slot
+    allocation = participant_randomise(
+        participant=participant, user=coordinator or participant.registered_by, now=timezone.now() - timedelta(days=5)
+    )
+    participant.refresh_from_db()
+    return allocation.slot
 
 
 def _flat(text: str) -> str:

@@ -2,6 +2,7 @@
 
 import re
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 from django.contrib import admin
@@ -29,6 +30,7 @@ def test_admin_index_as_a_data_manager(client, trial, make_staff):
         "Coordinator blinding guesses",
         "Participants",
         "Safety alerts",
+        "Substance records",
         "Withdrawals",
         "Coordinator tasks",
         "Data queries",
@@ -77,3 +79,51 @@ def test_enrolment_plot_has_week_ticks_and_starts_at_zero():
     assert len(ax.get_xticks()) == len(rows)  # one tick per weekly point, no daily ticks in between
     many = [{"week": monday + timedelta(weeks=w), "n": 1} for w in range(30)]
     assert len(enrolment_figure(many).axes[0].get_xticks()) <= 10
+
+
+def test_admin_index_as_a_superuser_names_the_library_apps(client, trial):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.org", "x-long-password-1"))
+    apps, models = index_names(client)
+    assert apps == [
+        "Audit trail",
+        "Authentication and Authorization",
+        "Participants",
+        "Sign-in attempts and lock-outs",
+        "Surveys",
+        "Trials and sites",
+        "Two-factor authenticator apps",
+        "Two-factor backup codes",
+    ]
+    assert {"Backup code sets", "Authenticator apps", "Access attempts"} <= set(models)
+    assert not {"Static devices", "TOTP devices"} & set(models)
+    visible = re.sub(r"<[^>]+>", " ", client.get("/admin/").content.decode())
+    assert not re.search(r"\b(?:axes|otp_static|otp_totp|AXES|OTP_STATIC|OTP_TOTP)\b", visible)
+    assert "Two-factor backup codes" in client.get("/admin/otp_static/").content.decode()  # the app's own page
+
+
+def test_dashboard_tables_say_study_week(client, trial, make_staff):
+    client.force_login(make_staff("trial_manager"))
+    html = client.get("/admin/dashboard/").content.decode()
+    assert "Completion by site and study week" in html and "<th>study week</th>" in html
+    assert "<th>week</th>" not in html
+
+
+def _headers_and_filters(html: str) -> tuple[list[str], list[str]]:
+    thead = html.split("<thead>")[1].split("</thead>")[0] if "<thead>" in html else ""
+    headers = [re.sub(r"<[^>]+>|\s+", " ", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", thead, re.S)]
+    filters = [unescape(t).strip() for t in re.findall(r"<summary>\s*By ([^<]+)</summary>", html)]
+    return [h for h in headers if h], filters
+
+
+def test_changelist_columns_and_filters_read_as_words(client, trial, site_ldn, make_staff):
+    client.force_login(make_staff("data_manager"))
+    audit, audit_filters = _headers_and_filters(client.get("/admin/pghistory/events/").content.decode())
+    assert audit == ["When", "Table", "Record id", "Event", "User", "Reason", "Changes"]
+    assert "when" in audit_filters and not any("pgh" in f for f in audit_filters)
+    _, withdrawal_filters = _headers_and_filters(client.get("/admin/participants/withdrawal/").content.decode())
+    assert "participant's own request" in withdrawal_filters and "by participant" not in withdrawal_filters
+    client.force_login(make_staff("monitor"))
+    _, login_filters = _headers_and_filters(client.get("/admin/trialsite/staffloginevent/").content.decode())
+    assert "when" in login_filters and "at" not in login_filters

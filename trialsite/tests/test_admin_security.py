@@ -171,7 +171,7 @@ def test_site_staff_audit_trail_only_covers_their_sites(client, audited):
     assert str(audited["ldn"].pk) in ids and str(audited["nyc"].pk) not in ids
 
 
-def test_events_button_of_a_change_page_is_scoped(client, audited):
+def test_events_button_of_a_change_page_is_scoped(client, audited, make_staff):
     client.force_login(audited["coordinator"])
     url = reverse("admin:pghistory_events_changelist")
     own = client.get(url, {"method": "tracks", "obj": f"participants.Participant:{audited['ldn'].pk}", "back": "/x"})
@@ -180,7 +180,15 @@ def test_events_button_of_a_change_page_is_scoped(client, audited):
     other = client.get(url, {"method": "tracks", "obj": f"participants.Participant:{audited['nyc'].pk}"})
     assert other.status_code == 200 and "America/New_York" not in other.content.decode()
     assert audited["nyc"].study_id not in other.content.decode()
-    arm = client.get(url, {"obj": "participants.Arm:1"})
-    assert arm.status_code == 200 and "placebo" not in arm.content.decode().split("<tbody>")[-1]
+    # The arm the LDN participant was allocated to: its own insert event names it, which the unblinded
+    # statistician sees (the probe targets a real arm) and the coordinator does not.
+    arm = audited["ldn"].allocation.slot.arm
+    probe = {"method": "tracks", "obj": f"participants.Arm:{arm.pk}"}
+    client.force_login(make_staff("unblinded_statistician"))
+    shown = client.get(url, probe)
+    assert shown.status_code == 200 and arm.name in shown.content.decode().split("<tbody>")[-1]
+    client.force_login(audited["coordinator"])
+    hidden = client.get(url, probe)
+    assert hidden.status_code == 200 and arm.name not in hidden.content.decode()
     for bad in ("participants.Participant:abc", "participants.Participant:", "trialsite.Trial:1.5"):
         assert client.get(url, {"obj": bad}).status_code == 200  # a malformed id finds nothing, not a 500
