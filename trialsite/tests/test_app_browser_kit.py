@@ -9,30 +9,19 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import yaml
 from django.utils import timezone
 
+from trialsite.tests.app_browser_helpers import DUMP_STORAGE, IDB_PUT, Phone, leaks, net_switch, secret_arms_trial
 from trialsite.tests.browser import chromium
-from trialsite.tests.netswitch import NetSwitch
-from trialsite.tests.test_app_browser import DUMP_STORAGE, IDB_PUT, SECRET_ARMS, Phone, leaks
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def kit_trial(transactional_db):
-    from participants.services.allocation import allocation_list_generate
     from surveys.tests.kit_helpers import SELF_BLINDING
-    from trialsite.protocol.services import protocol_load
-    from trialsite.services import site_create
 
-    data = yaml.safe_load(SELF_BLINDING.read_text(encoding="utf-8"))
-    data["arms"][0].update(code="ZQACT", name=SECRET_ARMS["A"])
-    data["arms"][1].update(code="ZQCTL", name=SECRET_ARMS["B"])
-    trial = protocol_load(source=yaml.safe_dump(data, sort_keys=False)).trial
-    site = site_create(code="SBL", name="Online", timezone="Europe/London", trials=[trial])
-    allocation_list_generate(trial=trial, seed=3, per_stratum=8)
-    return trial, site
+    return secret_arms_trial(SELF_BLINDING, site_code="SBL", site_name="Online", seed=3, per_stratum=8)
 
 
 def test_recording_an_envelope_in_the_app(live_server, kit_trial):
@@ -47,9 +36,7 @@ def test_recording_an_envelope_in_the_app(live_server, kit_trial):
     mine = KitEnvelope.objects.filter(participant=participant).values_list("code", flat=True).first()
     foreign = KitEnvelope.objects.filter(participant=other).values_list("code", flat=True).first()
 
-    live = live_server.url.split("//", 1)[1]
-    host, port = live.rsplit(":", 1)
-    switch = NetSwitch("127.0.0.1" if host == "localhost" else host, int(port))
+    switch = net_switch(live_server)
     try:
         with chromium(width=390, height=844, mobile=True) as driver:
             driver.set_script_timeout(30)
