@@ -14,14 +14,16 @@ model and answers two instruments differently:
 
 The period and its treatment come from production's one definition: `trialsite.protocol.crossover` (the
 participant's arm sequence is the allocation slot's) or, in a self-blinding trial, the condition of the envelope
-recorded for the period — NOT YET: the simulator makes no envelopes, so self-blinding trials use the plain
-model (and the blinding figures read a self-blinding trial's allocated arm, not the envelopes). Each (participant, study day) guess
+recorded for the period (`envelopes_record`: production's kit services). Self-blinding outcomes are not
+modelled yet (the outcome model answers PHQ-9 only), and the blinding figures read a self-blinding trial's
+allocated arm, not the envelopes. Each (participant, study day) guess
 is drawn from its own seeded generator, so the order in which the simulator answers surveys does not matter.
 """
 
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, time, timedelta
 
 from analytics.design_simulation import ExpectancyModel
 
@@ -50,6 +52,8 @@ class DesignAnswers:
         self.outcome_slug = outcome[0] if outcome else None
         self._slots = AllocationSlot.objects.filter(allocation_list__trial=sim.trial)
         self.sequences: dict[int, str] = {}  # slot pk → arm sequence, read when first needed (after allocation)
+        self.period_starts = protocol.period_start_days()  # self-blinding periods (empty otherwise)
+        self.conditions: dict = {}  # self-blinding: participant uuid → {period: condition (arm code)} recorded
         self._guesses: dict = {}
 
     def __getattr__(self, name):  # everything else is the plain model's
@@ -57,9 +61,13 @@ class DesignAnswers:
 
     # -- the period's treatment ------------------------------------------------------------------------
     def period_of(self, day: int) -> int | None:
+        if self.cx is None:  # self-blinding: the periods start on the envelope days
+            return sum(1 for start in self.period_starts if start <= day) or None
         return self.cx.period_ending_by(day)  # a guess in the washout is about the period just ended
 
     def treatment(self, p, period: int) -> str | None:
+        if self.cx is None:
+            return self.conditions.get(p.uuid, {}).get(period)  # no envelope recorded: no guess model
         if p.slot_pk not in self.sequences:
             self.sequences.update(self._slots.values_list("pk", "arm_sequence"))
         sequence = self.sequences.get(p.slot_pk)
@@ -67,7 +75,10 @@ class DesignAnswers:
 
     def doses_by(self, p, period: int, day: int, rng: random.Random) -> int:
         """Doses taken in the period up to `day` (each planned dose taken with the participant's dose rate)."""
-        planned = [d for d in self.cx.dose_days() if self.cx.period_of(d) == period and d <= day]
+        if self.cx is None:  # self-blinding: a capsule about every third day of the period (Szigeti 2021)
+            planned = range(max(0, (day - self.period_starts[period - 1] + 1) // 3))
+        else:
+            planned = [d for d in self.cx.dose_days() if self.cx.period_of(d) == period and d <= day]
         return sum(rng.random() < p.dose_rate for _ in planned)
 
     def expectancy(self, p) -> float:
@@ -115,8 +126,38 @@ class DesignAnswers:
 
 
 def design_answer_model(sim, base, *, seed: int = 0):
-    """The answer model for the trial's design: `base` for a plain trial, DesignAnswers for a crossover trial.
-    (Self-blinding trials still use the plain model: see the module doc.)"""
-    if sim.protocol.crossover is None:
+    """The answer model for the trial's design: `base` for a plain trial, DesignAnswers for crossover and
+    self-blinding trials."""
+    if sim.protocol.crossover is None and sim.protocol.self_blinding is None:
         return base
     return DesignAnswers(sim, base, seed=seed)
+
+
+def envelopes_record(sim, people) -> int:
+    """Self-blinding: each randomised participant's kit is made at randomisation by production's
+    `kit_envelopes_make`; at each period start (before `now` and any withdrawal) the participant takes an unused
+    envelope at random and records its code with production's `kit_envelope_record`, as the app does. The
+    recorded conditions then drive the guesses. Returns the number of envelopes recorded."""
+    from participants.models import Allocation, Participant
+    from participants.services.kits import kit_envelope_record, kit_envelopes_make
+
+    model = sim.answer_model
+    if not isinstance(model, DesignAnswers) or sim.protocol.self_blinding is None:
+        return 0
+    by_pk = {p.pk: p for p in people if p.fate == "randomised"}
+    objs = Participant.objects.select_related("trial").in_bulk(list(by_pk))
+    n = 0
+    for alloc in Allocation.objects.filter(participant_id__in=list(by_pk)).select_related("slot"):
+        p, obj = by_pk[alloc.participant_id], objs[alloc.participant_id]
+        unused = list(kit_envelopes_make(participant=obj, allocation=alloc, now=p.randomised_at))
+        rng = random.Random(f"{model.seed}-{p.uuid}-envelopes")
+        conditions = model.conditions.setdefault(p.uuid, {})
+        for period, start in enumerate(model.period_starts, 1):
+            at = datetime.combine(p.day0 + timedelta(days=start), time(8, 30), tzinfo=p.zone).astimezone(UTC)
+            if at > sim.now or p.withdrawn_at is not None or not unused:
+                break  # (a withdrawn participant's status no longer allows recording: the kit stays unused)
+            envelope = unused.pop(rng.randrange(len(unused)))
+            kit_envelope_record(participant=obj, code=envelope.code, period=period, source="sync", now=at)
+            conditions[period] = envelope.condition.code
+            n += 1
+    return n

@@ -38,7 +38,7 @@ from trialsite.audit import audit_context
 from trialsite.models import Trial
 from trialsite.protocol.services import protocol_current
 
-from .designs import design_answer_model
+from .designs import design_answer_model, envelopes_record
 from .follow_up import FollowUp
 from .model import WITHDRAWAL_REASONS, AnswerModel, Person, SimulationResult, clip, draw_person, new_uuid
 from .writer import BulkWriter, reserve_ids
@@ -201,6 +201,7 @@ class TrialSimulator:
             result.withdrawn += p.withdrawn_at is not None
         w.flush()  # participants first: the ORM rows below reference them
         self._consents_allocations_withdrawals(people)
+        envelopes_record(self, people)  # self-blinding kits (designs.py)
         planned = [(p, event, occ) for p in people if p.consented_at is not None for event, occ in fu.plan(p)]
         answered: list = []
         for pk, (p, event, occ) in zip(reserve_ids(SurveyInstance, len(planned)), planned, strict=True):

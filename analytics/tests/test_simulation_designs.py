@@ -88,3 +88,35 @@ def test_load_protocol_then_simulate_trial_commands(db):
     assert [p["period"] for p in figures["periods"]] == [1, 2]
     # Period ends carry an outcome for the guessers (PHQ-9 at the period's last day).
     assert all(p["cgrc"]["n"] > 0 for p in figures["periods"])
+
+
+SELF_BLINDING = Path(__file__).resolve().parents[2] / "protocols" / "self-blinding.yaml"
+
+
+def test_self_blinding_envelopes_are_recorded_and_drive_the_guesses(db):
+    from analytics.simulation import simulate_trial
+    from participants.kit_models import KitEnvelope
+
+    trial = protocol_load_file(path=SELF_BLINDING).trial
+    site_create(code="AMS", name="Amsterdam", timezone="Europe/Amsterdam", trials=[trial])
+    simulate_trial(trial=trial, participants=60, days=30, seed=5, now=NOW)
+    # Every randomised participant has a kit (4 envelopes per condition) made by the kit service; those still in
+    # the trial recorded one envelope per period (periods start on days 1, 8, 15, 22), on the period's start day.
+    allocated = Allocation.objects.filter(participant__trial=trial).count()
+    assert allocated > 30
+    assert KitEnvelope.objects.filter(participant__trial=trial).count() == allocated * 8
+    recorded = KitEnvelope.objects.filter(participant__trial=trial, period__isnull=False)
+    per_participant = Counter(recorded.values_list("participant_id", flat=True))
+    assert per_participant and set(per_participant.values()) == {4}
+    assert set(recorded.values_list("recorded_study_day", flat=True)) == {1, 8, 15, 22}
+    # The week's guess follows the condition of the envelope recorded for that week (not the allocation).
+    condition = {(e.participant_id, e.period): e.condition.code for e in recorded.select_related("condition")}
+    counts = Counter()
+    for r in Response.objects.filter(participant__trial=trial, instance__schedule_key="week_guess"):
+        week = {7: 1, 14: 2, 21: 3, 28: 4}[r.instance.study_day]
+        if (r.participant_id, week) in condition:
+            counts[(condition[(r.participant_id, week)], r.answers["guess"])] += 1
+    active = counts[("MD", "active")] / max(1, sum(v for (c, _), v in counts.items() if c == "MD"))
+    placebo = counts[("PL", "active")] / max(1, sum(v for (c, _), v in counts.items() if c == "PL"))
+    assert sum(counts.values()) > 60
+    assert active > placebo + 0.2, (active, placebo)
