@@ -104,7 +104,25 @@ class DesignAnswers:
         return g, active
 
     # -- answers ---------------------------------------------------------------------------------------
+    def baseline(self, slug: str, p, spec) -> dict:
+        return self.answers(slug, p, spec, day=0, baseline=True)
+
+    def _scored_sliders(self, spec) -> dict:
+        """A 0–100 well-being outcome (mean of sliders, higher is better): its sliders' answers at a level."""
+        keys = set(spec.scoring.scores[0].items) if spec.scoring else set()
+        return {i.key: i for i in spec.items if i.key in keys and i.type == "slider"}
+
+    def _wellbeing(self, p, spec, improvement: float) -> dict:
+        level = 75 - 2.2 * p.baseline_phq9 + 3 * improvement
+        gauss = self.base.rng.gauss
+        out = self.base.generic(spec)
+        out.update({k: int(clip(round(level + gauss(0, 3)), 0, 100)) for k in self._scored_sliders(spec)})
+        return out
+
     def answers(self, slug: str, p, spec, *, day: int, baseline: bool) -> dict:
+        other_outcome = slug == self.outcome_slug and slug != "phq9" and self._scored_sliders(spec)
+        if baseline and other_outcome:
+            return self._wellbeing(p, spec, 0.0)
         if baseline or p.day0 is None:
             return self.base.answers(slug, p, spec, day=day, baseline=baseline)
         if slug in self.guess_slugs:
@@ -112,12 +130,14 @@ class DesignAnswers:
             if drawn is not None:
                 conf = 20 if drawn[0] == "dont_know" else 55
                 return {"guess": drawn[0], "confidence": int(clip(round(self.base.rng.gauss(conf, 18)), 0, 100))}
-        if slug == self.outcome_slug and slug == "phq9":
+        if slug == self.outcome_slug:
             drawn = self.guess(p, day)
             if drawn is not None:
                 g, active = drawn
                 rng = random.Random(f"{self.seed}-{p.uuid}-{day}-outcome")
                 improvement = self.model.outcome(rng, active=active, guess=g, expectancy=self.expectancy(p))
+                if other_outcome:
+                    return self._wellbeing(p, spec, improvement)
                 total = clip(p.baseline_phq9 - 2.0 - improvement, 0, 27)
                 ans = self.base.sum_items([f"phq9_{i}" for i in range(1, 9)], total * 8 / 9)
                 ans["phq9_9"] = 0

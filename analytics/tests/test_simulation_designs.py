@@ -120,3 +120,11 @@ def test_self_blinding_envelopes_are_recorded_and_drive_the_guesses(db):
     placebo = counts[("PL", "active")] / max(1, sum(v for (c, _), v in counts.items() if c == "PL"))
     assert sum(counts.values()) > 60
     assert active > placebo + 0.2, (active, placebo)
+    # The summary API's figures attribute each week's guess to that week's envelope: at the post session (day 28,
+    # well-being follows the guess, true effect zero) the naive effect is positive and the CGRC shrinks it.
+    figures = blinding_session_figures(trial=trial)
+    post = next(t for t in figures["time_points"] if (t["schedule_key"], t["planned_day"]) == ("week_guess", 28))
+    c = post["cgrc"]
+    assert c["defined"], c["reason"]
+    assert c["naive_effect"] > 3.0, c
+    assert abs(c["estimate"]) < abs(c["naive_effect"]) - 1.0, c
