@@ -191,7 +191,8 @@ class FollowUp:
         add = w.add
         for k, v in answers.items():
             cols = answer_columns(v)
-            add("item", (rid, k, _dumps(v), cols["value_numeric"], cols["value_text"]))
+            # A plain int's JSON is its repr (bool is not `int` here): json.dumps only for the other values.
+            add("item", (rid, k, repr(v) if type(v) is int else _dumps(v), cols["value_numeric"], cols["value_text"]))
         scores = score_answers(instrument.definition, answers)
         for s in scores:
             add("score", (rid, s.key, s.value, s.band, s.scored, s.items_missing))

@@ -83,8 +83,20 @@ def clip(x: float, lo: float, hi: float) -> float:
     return lo if x < lo else hi if x > hi else x
 
 
+_V4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_V4_SET = (0x8000 << 48) | (4 << 76)
+_UUID_NEW = object.__new__
+_UUID_SET = object.__setattr__
+_UNKNOWN = uuid.SafeUUID.unknown
+
+
 def new_uuid(rng: random.Random) -> uuid.UUID:
-    return uuid.UUID(int=rng.getrandbits(128), version=4)
+    """A version-4 UUID from the generator: the same value as `uuid.UUID(int=rng.getrandbits(128), version=4)`,
+    built without UUID.__init__'s argument checks (the variant and version bits are set here, as it does)."""
+    u = _UUID_NEW(uuid.UUID)
+    _UUID_SET(u, "int", (rng.getrandbits(128) & _V4_CLEAR) | _V4_SET)
+    _UUID_SET(u, "is_safe", _UNKNOWN)
+    return u
 
 
 def draw_person(rng: random.Random, *, site, study_id: str, days: int, now: datetime, criteria: list[str]) -> Person:

@@ -10,18 +10,17 @@ skipped for the simulator's own transactions only, through pgtrigger's per-trans
 connection keeps auditing, and the rows the simulator still writes through the ORM (consent signatures,
 allocations, the slots it takes, withdrawals, adverse events) are audited as usual under a pghistory context
 whose metadata says `simulate_trial`. Synthetic rows are not clinical events: a trial simulated without insert
-events is a demo or benchmark database, never evidence. The foreign-key triggers (deferred, checked at commit)
-are never skipped.
+events is a demo or benchmark database, never evidence. The foreign keys are always checked: by PostgreSQL's
+deferred triggers at commit, or — with `audit=False` and the privilege to set `session_replication_role` — by the
+writer itself before commit (see BulkWriter).
 """
 
 from __future__ import annotations
 
 import time as clock
-import uuid
 from collections.abc import Iterable
-from datetime import date, datetime, time
 
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from participants.models import Participant, SafetyAlert, StaffBlindingGuess
 from surveys.models import DoseLog, ItemAnswer, PromptEvent, Reminder, Response, Score, SideEffect, SurveyInstance
@@ -165,47 +164,17 @@ SPEC: dict[str, tuple[type, list[str]]] = {
 }
 
 
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _text(v: str) -> str:
-    if "\\" in v or "\t" in v or "\n" in v or "\r" in v:
-        return v.translate(_ESCAPES)
-    return v
-
-
-# COPY text format of each Python type the simulator writes (type → formatter; exact types, no subclasses).
-_FORMAT = {
-    type(None): lambda v: "\\N",
-    str: _text,
-    bool: lambda v: "t" if v else "f",
-    int: int.__repr__,
-    float: float.__repr__,
-    datetime: datetime.isoformat,
-    date: date.isoformat,
-    time: time.isoformat,
-    uuid.UUID: uuid.UUID.__str__,
-}
-
-
 def copy_rows(table: str, columns: list[str], rows: Iterable) -> int:
-    """One COPY … FROM STDIN of `rows` (tuples in `columns` order) into `table`, serialised here to the text
-    format and sent in chunks of about 1 MB. Returns the row count."""
+    """One COPY … FROM STDIN of `rows` (tuples in `columns` order) into `table`. Rows are serialised to the text
+    format by psycopg's compiled `write_row` (the C implementation formats and escapes each value by its type),
+    which buffers and sends large chunks itself. Returns the row count."""
     q = connection.ops.quote_name
-    fmt = _FORMAT
     n = 0
-    lines: list[str] = []
     with connection.cursor() as cur, cur.copy(f"COPY {q(table)} ({', '.join(map(q, columns))}) FROM STDIN") as copy:  # noqa: S608
+        write_row = copy.write_row
         for row in rows:
-            lines.append("\t".join([fmt[type(v)](v) for v in row]))
+            write_row(row)
             n += 1
-            if len(lines) >= 5000:
-                lines.append("")
-                copy.write("\n".join(lines).encode())
-                lines = []
-        if lines:
-            lines.append("")
-            copy.write("\n".join(lines).encode())
     return n
 
 
@@ -234,8 +203,40 @@ def insert_trigger_ids() -> list[str]:
     return out
 
 
+def foreign_keys() -> dict[str, list[tuple[int, str, str]]]:
+    """Per SPEC table: (column position, referenced table, referenced column) of each foreign key it writes."""
+    out: dict[str, list[tuple[int, str, str]]] = {}
+    for name, (model, columns) in SPEC.items():
+        by_column = {f.column: f for f in model._meta.concrete_fields if f.is_relation and f.many_to_one}
+        out[name] = [
+            (i, by_column[c].related_model._meta.db_table, by_column[c].target_field.column)
+            for i, c in enumerate(columns)
+            if c in by_column
+        ]
+    return out
+
+
+def may_skip_triggers() -> bool:
+    """Whether this connection may set `session_replication_role` (a superuser, or granted SET on PostgreSQL
+    15+); without it the writer keeps the foreign-key triggers and skips only the audit insert triggers."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT has_parameter_privilege('session_replication_role', 'SET')")
+        return bool(cur.fetchone()[0])
+
+
 class BulkWriter:
-    """Rows per table; `flush()` COPYs them in SPEC order inside the caller's transaction."""
+    """Rows per table; `flush()` COPYs them in SPEC order inside the caller's transaction.
+
+    With `audit=False` and the privilege, the COPYs run with `session_replication_role = replica`, set locally
+    (SET LOCAL) around them and reset to `origin` right after: in replica mode PostgreSQL fires no ordinary
+    trigger, so neither the audit insert triggers (skipped anyway with `audit=False`) nor the foreign-key
+    triggers run for those rows (the tables have no other triggers; CHECK, NOT NULL and UNIQUE constraints are
+    not triggers and stay enforced). The foreign keys are then checked by the writer itself, in the same
+    transaction before commit: every distinct key the rows reference is looked up in its table with
+    `FOR KEY SHARE` (the lock PostgreSQL's own check takes), and a missing one raises IntegrityError, which rolls
+    the batch back — the same guarantee as the deferred check, one query per referenced table instead of one
+    lookup per row. The ORM writes between flushes run with the role back at `origin`, audited as usual.
+    """
 
     def __init__(self, *, audit: bool = True):
         self.audit = audit
@@ -243,18 +244,50 @@ class BulkWriter:
         self.written: dict[str, int] = dict.fromkeys(SPEC, 0)
         self.seconds: dict[str, float] = dict.fromkeys(SPEC, 0.0)  # wall time of each table's COPYs
         self._ignore = None if audit else "{" + ",".join(insert_trigger_ids()) + "}"
+        self.replica = not audit and may_skip_triggers()
+        self._fks = foreign_keys() if self.replica else {}
 
     def add(self, name: str, row: tuple) -> None:
         self.rows[name].append(row)
 
     def flush(self) -> None:
-        if self._ignore is not None:
-            with connection.cursor() as cur:
+        with connection.cursor() as cur:
+            if self.replica:
+                cur.execute("SELECT set_config('session_replication_role', 'replica', true)")
+            elif self._ignore is not None:
                 cur.execute("SELECT set_config('pgtrigger.ignore', %s, true)", [self._ignore])
-        for name, (model, columns) in SPEC.items():
-            rows = self.rows[name]
-            if rows:
-                started = clock.perf_counter()
-                self.written[name] += copy_rows(model._meta.db_table, columns, rows)
-                self.seconds[name] += clock.perf_counter() - started
-                self.rows[name] = []
+        referenced: dict[tuple[str, str], set] = {}
+        try:
+            for name, (model, columns) in SPEC.items():
+                rows = self.rows[name]
+                if rows:
+                    for i, table, column in self._fks.get(name, ()):
+                        referenced.setdefault((table, column), set()).update(r[i] for r in rows)
+                    started = clock.perf_counter()
+                    self.written[name] += copy_rows(model._meta.db_table, columns, rows)
+                    self.seconds[name] += clock.perf_counter() - started
+                    self.rows[name] = []
+        finally:
+            if self.replica:
+                with connection.cursor() as cur:
+                    cur.execute("SELECT set_config('session_replication_role', 'origin', true)")
+        self.check_references(referenced)
+
+    def check_references(self, referenced: dict[tuple[str, str], set]) -> None:
+        """The foreign-key check the replica mode skipped: each referenced key exists (and is key-share locked)."""
+        q = connection.ops.quote_name
+        with connection.cursor() as cur:
+            for (table, column), keys in referenced.items():
+                keys.discard(None)
+                if not keys:
+                    continue
+                cur.execute(
+                    f"SELECT {q(column)} FROM {q(table)} WHERE {q(column)} = ANY(%s) FOR KEY SHARE",  # noqa: S608
+                    [list(keys)],
+                )
+                missing = keys - {r[0] for r in cur.fetchall()}
+                if missing:
+                    raise IntegrityError(
+                        f"simulated rows reference {len(missing)} missing {table}.{column} value(s), "
+                        f"e.g. {sorted(missing, key=str)[:3]}"
+                    )

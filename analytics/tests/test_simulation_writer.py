@@ -1,0 +1,38 @@
+"""The simulator's bulk writer with `audit=False`: the foreign keys the replica mode skips are still checked."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from surveys.models import ItemAnswer, Response, SurveyInstance
+
+NOW = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
+
+
+def role() -> str:
+    with connection.cursor() as cur:
+        cur.execute("SHOW session_replication_role")
+        return cur.fetchone()[0]
+
+
+def test_unaudited_simulation_writes_the_same_shape_and_leaves_the_role_at_origin(trial):
+    from analytics.simulation import simulate_trial
+
+    result = simulate_trial(trial=trial, participants=30, days=20, seed=7, now=NOW, audit=False)
+    assert result.item_answers > 0
+    assert ItemAnswer.objects.count() == result.item_answers
+    assert Response.objects.count() == SurveyInstance.objects.filter(status="completed").count() == result.responses
+    assert role() == "origin"
+
+
+def test_a_row_referencing_a_missing_parent_is_refused_and_rolled_back(db):
+    from analytics.simulation.writer import BulkWriter
+
+    writer = BulkWriter(audit=False)
+    assert writer.replica  # the test database's role may set it: the writer's own check is what runs
+    writer.add("item", (987654321, "mood", "50", 50, ""))
+    with pytest.raises(IntegrityError, match="surveys_response"), transaction.atomic():
+        writer.flush()
+    assert role() == "origin"
+    assert not ItemAnswer.objects.filter(response_id=987654321).exists()
