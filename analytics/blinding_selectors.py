@@ -96,6 +96,16 @@ def _outcome_rows(trial: Trial, site_ids, instrument: str, score: str) -> list[d
     )
 
 
+def _envelope_conditions(trial: Trial) -> dict[tuple[int, int], str]:
+    """Self-blinding: {(participant id, period): condition arm code} of the recorded envelopes (ARM-BEARING)."""
+    from participants.kit_models import KitEnvelope
+
+    rows = KitEnvelope.objects.filter(participant__trial=trial, period__isnull=False)
+    return {
+        (pid, period): code for pid, period, code in rows.values_list("participant_id", "period", "condition__code")
+    }
+
+
 def session_records(
     *, trial: Trial, site_ids=None, outcome: str | None = None
 ) -> tuple[dict[tuple[int, str], list[GuessRecord]], dict]:
@@ -126,10 +136,16 @@ def session_records(
                 follow_up.setdefault(row["pid"], []).append((row["study_day"], row["value"]))
     points: dict[tuple[int, str], list[GuessRecord]] = {}
     seen: set[str] = set()
+    starts = protocol.period_start_days()  # self-blinding: the treatment is the period's recorded envelope
+    envelopes = _envelope_conditions(trial) if starts else {}
     for row in _guess_rows(trial, site_ids):
         day = row["study_day"]
         period = None
-        if cx is not None and row["arm_sequence"]:
+        if starts:
+            code = envelopes.get((row["pid"], sum(1 for s in starts if s <= day)))
+            if code is None:
+                continue  # no envelope recorded for the period: its condition is unknown
+        elif cx is not None and row["arm_sequence"]:
             period = cx.period_ending_by(day)
             if period is None:
                 continue  # a guess before the first period is about nothing yet

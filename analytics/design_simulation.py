@@ -20,10 +20,47 @@ active participants guess "active" more often; the CGRC estimate at chance guess
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from .blinding_sessions import GuessRecord
 
-__all__ = ["simulate_session", "simulate_design", "simulate_crossover"]
+__all__ = ["ExpectancyModel", "simulate_session", "simulate_design", "simulate_crossover"]
+
+
+@dataclass(frozen=True)
+class ExpectancyModel:
+    """The model above, one participant and time point at a time (also used by the trial simulator,
+    `analytics.simulation.designs`, so both generators share one model)."""
+
+    true_effect: float = 0.0
+    expectancy_effect: float = 6.0
+    expectancy_slope: float = 2.0
+    detect_per_dose: float = 0.2
+    false_active: float = 0.3
+    expectancy_guess: float = 0.2
+    dont_know: float = 0.0
+    noise_sd: float = 5.0
+
+    def __post_init__(self):
+        if not 0 <= self.detect_per_dose <= 1:
+            raise ValueError("detect_per_dose must be a probability")
+
+    def guess(self, rng: random.Random, *, active: bool, doses: int, expectancy: float) -> str:
+        """ "active", "placebo" or "dont_know" after `doses` doses; noticing the drug gets likelier with each."""
+        if active and rng.random() < 1 - (1 - self.detect_per_dose) ** max(doses, 0):
+            return "active"
+        u = rng.random()
+        p_active = min(1.0, max(0.0, self.false_active + self.expectancy_guess * (expectancy - 50) / 100))
+        return "active" if u < p_active else "dont_know" if u < p_active + self.dont_know else "placebo"
+
+    def outcome(self, rng: random.Random, *, active: bool, guess: str, expectancy: float) -> float:
+        """The improvement: follows the guess (expectancy), plus the true effect of the capsule."""
+        return (
+            self.true_effect * active
+            + self.expectancy_effect * (guess == "active")
+            + self.expectancy_slope * (expectancy - 50) / 50
+            + rng.gauss(0.0, self.noise_sd)
+        )
 
 
 def simulate_session(
@@ -31,41 +68,24 @@ def simulate_session(
     n: int,
     doses: int,
     seed: int = 0,
-    true_effect: float = 0.0,
-    expectancy_effect: float = 6.0,
-    expectancy_slope: float = 2.0,
-    detect_per_dose: float = 0.2,
-    false_active: float = 0.3,
-    expectancy_guess: float = 0.2,
-    dont_know: float = 0.0,
-    noise_sd: float = 5.0,
     arms: list[str] | None = None,
     expectancy: list[float] | None = None,
+    **params,
 ) -> list[GuessRecord]:
     """One time point's records for `n` participants (ids p000…). `arms`/`expectancy` fix them per participant
-    (so several time points of one design share them); otherwise drawn from `seed`."""
-    if n < 0 or doses < 0 or not 0 <= detect_per_dose <= 1:
+    (so several time points of one design share them); otherwise drawn from `seed`. `params`: ExpectancyModel's."""
+    if n < 0 or doses < 0:
         raise ValueError("n and doses must be non-negative, detect_per_dose a probability")
+    model = ExpectancyModel(**params)
     rng = random.Random(seed)
     arms = arms or [("active", "placebo")[i % 2] for i in rng.sample(range(n), n)]
     expectancy = expectancy or [rng.uniform(0, 100) for _ in range(n)]
-    detect = 1 - (1 - detect_per_dose) ** doses
     records = []
     for i in range(n):
-        arm, e = arms[i], expectancy[i]
-        if arm == "active" and rng.random() < detect:
-            guess = "active"
-        else:
-            u = rng.random()
-            p_active = min(1.0, max(0.0, false_active + expectancy_guess * (e - 50) / 100))
-            guess = "active" if u < p_active else "dont_know" if u < p_active + dont_know else "placebo"
-        outcome = (
-            true_effect * (arm == "active")
-            + expectancy_effect * (guess == "active")
-            + expectancy_slope * (e - 50) / 50
-            + rng.gauss(0.0, noise_sd)
-        )
-        records.append(GuessRecord(participant=f"p{i:03d}", arm=arm, guess=guess, confidence=None, outcome=outcome))
+        active, e = arms[i] == "active", expectancy[i]
+        guess = model.guess(rng, active=active, doses=doses, expectancy=e)
+        outcome = model.outcome(rng, active=active, guess=guess, expectancy=e)
+        records.append(GuessRecord(participant=f"p{i:03d}", arm=arms[i], guess=guess, confidence=None, outcome=outcome))
     return records
 
 

@@ -38,6 +38,7 @@ from trialsite.audit import audit_context
 from trialsite.models import Trial
 from trialsite.protocol.services import protocol_current
 
+from .designs import design_answer_model, envelopes_record
 from .follow_up import FollowUp
 from .model import WITHDRAWAL_REASONS, AnswerModel, Person, SimulationResult, clip, draw_person, new_uuid
 from .writer import BulkWriter, reserve_ids
@@ -61,6 +62,7 @@ class TrialSimulator:
         self.guess_points = [(tp, int(tp.removeprefix("day_"))) for tp in blinding_time_points(self.protocol)]
         self.staff_rng = random.Random(f"coordinator-guesses-{seed}")
         self.answer_model = AnswerModel(self.rng, dosing=self.protocol.dosing, is_dose_day=definitions.is_dose_day)
+        self.answer_model = design_answer_model(self, self.answer_model, seed=seed)  # crossover: designs.py
         self.writer = BulkWriter(audit=audit)
         self.follow_up = FollowUp(self)
         self._reporter = None
@@ -199,6 +201,7 @@ class TrialSimulator:
             result.withdrawn += p.withdrawn_at is not None
         w.flush()  # participants first: the ORM rows below reference them
         self._consents_allocations_withdrawals(people)
+        envelopes_record(self, people)  # self-blinding kits (designs.py)
         planned = [(p, event, occ) for p in people if p.consented_at is not None for event, occ in fu.plan(p)]
         answered: list = []
         for pk, (p, event, occ) in zip(reserve_ids(SurveyInstance, len(planned)), planned, strict=True):
