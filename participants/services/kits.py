@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from trialsite import policy
 from trialsite.protocol.services import protocol_current
 
 from ..kit_models import KitEnvelope
@@ -152,6 +153,9 @@ def kit_envelope_record(
         raise WorkflowError("This trial does not use self-blinding kits.")
     if participant.status != ParticipantStatus.RANDOMISED:
         raise WorkflowError("Envelope codes are recorded only during the trial (after randomisation).")
+    locked = policy.locked_reason(participant)
+    if locked:  # data management locked the participant's data: no path changes them (409 conflict)
+        raise WorkflowError(locked)
     current = kit_period_of(participant=participant, at=now)
     if period is None:
         period = current

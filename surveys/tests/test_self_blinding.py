@@ -199,3 +199,17 @@ def test_code_typed_into_the_envelope_survey_records_its_period_once(sb, api_cli
     assert (envelope.period, envelope.recorded_source) == (1, "sync")
     assert Response.objects.get(instance=survey).answers == {"envelope_code": code}
     assert KitEnvelope.objects.filter(participant=participant, period__isnull=False).count() == 1
+
+
+def test_a_locked_participant_cannot_record_an_envelope(sb, api_client, make_staff):
+    from participants.services.records import participant_lock
+
+    trial, site = sb
+    participant, key = randomised_participant(trial=trial, site=site, randomised_at=timezone.now() - timedelta(days=9))
+    code = KitEnvelope.objects.filter(participant=participant).values_list("code", flat=True).first()
+    auth(api_client, key)
+    participant_lock(participant=participant, actor=make_staff("data_manager", trial=trial), reason="database lock")
+    r = post_kit(api_client, {"code": code, "period": 1})
+    assert r.status_code == 409, r.content
+    assert r.json()["error"]["code"] == "conflict" and "locked" in r.json()["error"]["message"]
+    assert not KitEnvelope.objects.filter(participant=participant, period__isnull=False).exists()
