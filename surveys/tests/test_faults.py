@@ -106,8 +106,9 @@ def test_phone_item9_answer_survives_redis_outage(
     restored = time.monotonic()
     wait_for(lambda: smtp_server.received_by(physician.email), timeout=60, what="the physician's e-mail")
     delivered_after = time.monotonic() - restored
-    message.refresh_from_db()
-    assert message.status == OutboxStatus.SENT
+    # The worker marks the message sent just after the SMTP server took it: wait for that mark, don't race it.
+    sent = OutboxMessage.objects.filter(pk=message.pk, status=OutboxStatus.SENT)
+    wait_for(sent.exists, timeout=30, what="the outbox message marked sent")
     wait_for_more_beats(3)  # later sweeps ran: a duplicate would have been sent by now
     mails = smtp_server.received_by(physician.email)
     fault_report(f"redis-{fault} phone item-9 alert e-mail", expected=1, delivered=len(mails))
