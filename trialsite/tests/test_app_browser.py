@@ -396,13 +396,22 @@ def test_refused_answers_are_kept_and_fixed_on_the_item_push_and_spanish(live_se
             assert accepted, "the push message reached a service worker"
             return accepted
 
-        push(payload)
-        phone.wait(
-            "(navigator.serviceWorker.ready.then(r => r.getNotifications()).then(l => (window.__notes = l.length)),"
-            " (window.__notes || 0) > 0)",
-            timeout=30,
-            message="a notification is shown",
-        )
+        # CDP may accept a message while the worker is still starting and drop it (seen on a loaded machine): the
+        # push is delivered again, at most three times; the same tag replaces the notification, so exactly one
+        # shows whatever the number of deliveries.
+        for attempt in range(3):
+            push(payload)
+            try:
+                phone.wait(
+                    "(navigator.serviceWorker.ready.then(r => r.getNotifications())"
+                    ".then(l => (window.__notes = l.length)), (window.__notes || 0) > 0)",
+                    timeout=15,
+                    message="a notification is shown",
+                )
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
         notes = driver.execute_async_script(PUSH_NOTIFICATIONS)
         assert notes == [
             {
