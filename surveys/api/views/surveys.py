@@ -21,6 +21,8 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
+from trialsite.protocol.schema import ITEM_TYPES
+
 from ...errors import SurveyError
 from ...models import Severity
 from ...selectors import PHONE_STATUSES, dose_list, instance_phone_status, instrument_current, survey_instance_list
@@ -109,20 +111,7 @@ class InstrumentDetailApi(ParticipantApiView):
             fields={
                 "key": serializers.CharField(),
                 "text": serializers.CharField(),
-                "type": serializers.ChoiceField(
-                    choices=[
-                        "choice",
-                        "multi_choice",
-                        "integer",
-                        "decimal",
-                        "slider",
-                        "boolean",
-                        "text",
-                        "date",
-                        "time",
-                        "kit_code",
-                    ]
-                ),
+                "type": serializers.ChoiceField(choices=list(ITEM_TYPES)),
                 "required": serializers.BooleanField(),
                 "options": inline_serializer(
                     name="InstrumentOption",
