@@ -60,7 +60,24 @@ def send_marker(trial, site, queue: str, maildir: Path, address: str) -> None:
     make_instance(marker, opens_at=timezone.now() - timedelta(minutes=1))
     reminders_sweep(now=timezone.now(), queue=queue)
     wait_for(lambda: mails_to(maildir, address), what=f"the marker e-mail to {address}")
-    participant_withdraw(participant=marker, scope="all", reason="marker", by_participant=True)  # no later stages
+    participant_withdraw(  # no later stages
+        participant=marker, scope="all", reason="marker", by_participant=True, actor=marker.user
+    )
+
+
+def unacked_older_than(queue: str, *, seconds: float) -> bool:
+    """The broker (kombu's Redis transport) holds an unacknowledged message of `queue` delivered more than
+    `seconds` ago: its `unacked` hash maps a delivery tag to [message, exchange, routing key], and its
+    `unacked_index` sorted set scores each tag with the delivery time."""
+    import redis
+
+    broker = redis.Redis.from_url(app.conf.broker_url)
+    for tag, payload in broker.hgetall("unacked").items():
+        _message, _exchange, routing_key = json.loads(payload)
+        delivered = broker.zscore("unacked_index", tag)
+        if routing_key == queue and delivered is not None and time.time() - delivered > seconds:
+            return True
+    return False
 
 
 def outbox_lines(path: Path) -> list[dict]:
@@ -163,8 +180,10 @@ def test_worker_killed_mid_send_delivers_exactly_once(trial, site_ldn, rworker, 
     claim = ReminderDelivery.objects.get(reminder=reminder)
     assert reminder.status == "queued" and claim.state == "sending"
 
-    # A new worker: once the unacknowledged message is older than the (test-short) visibility timeout, its
-    # periodic restore hands it out again; the redelivered send is the signal waited for, no fixed sleep.
+    # A new worker restores, when it starts, the unacknowledged messages older than the (test-short) visibility
+    # timeout: wait until the broker's own record of this queue's unacknowledged message says it is that old
+    # (a positive signal, no fixed sleep), then start it; the redelivered send is the signal waited for next.
+    wait_for(lambda: unacked_older_than(queue, seconds=2), what="the unacknowledged message past its visibility")
     start(pool="solo")
     wait_for(lambda: Reminder.objects.get(pk=reminder.pk).status == "sent", what="the redelivered send")
     lines = outbox_lines(outbox / "push.jsonl")
