@@ -14,6 +14,7 @@ from django.utils.safestring import mark_safe
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from trialsite import policy
 from trialsite import roles as R
 from trialsite.admin_scoping import STAFF_ROLES, has_any_role
 from trialsite.models import Trial
@@ -124,7 +125,7 @@ def blinding_page(request):
         raise PermissionDenied
     trials = list(Trial.objects.order_by("slug"))
     trial = next((t for t in trials if t.slug == request.GET.get("trial")), trials[0] if trials else None)
-    unblinded = R.is_unblinded(request.user)
+    unblinded = trial is not None and policy.can(request.user, policy.ARMS_VIEW, trial)  # in this trial only
     context = {
         **admin.site.each_context(request),
         "title": "Blinding per session",
