@@ -240,3 +240,43 @@ def test_the_audit_trail_shows_arm_tables_only_to_who_is_unblinded_in_every_tria
     # The trail itself is open to them: trial B's participant's own events are listed.
     assert own.status_code == 200 and '<td class="field-table">' in own.content.decode()
     assert "<b>slot" not in own.content.decode()
+
+
+# --- sign-in events and outbox messages ---------------------------------------------------------------------
+def test_sign_in_events_and_outbox_messages_are_shown_to_the_staff_of_their_trial(
+    client, two_trials, django_user_model
+):
+    """A sign-in event belongs to the trials of its user's grants; an outbox message to the trial it is about.
+    Rows of no trial (an unknown username, a system housekeeping message) are the system admins' only."""
+    from trialsite.outbox import mail_enqueue
+    from trialsite.staff_security import staff_login_event_record
+
+    a, b, a_staff, b_staff = two_trials
+    events = {
+        "a": staff_login_event_record(kind="login", user=a_staff["coordinator"]),
+        "b": staff_login_event_record(kind="login", user=b_staff["coordinator"]),
+        "none": staff_login_event_record(kind="failed", username="nobody-typed-this"),
+    }
+    for name, trial in (("a", a), ("b", b), ("none", None)):
+        mail_enqueue(dedupe_key=f"scoping:{name}", subject=name, body=name, to=["x@example.org"], trial=trial)
+    messages = {m.dedupe_key.split(":")[1]: m for m in OutboxMessage.objects.filter(dedupe_key__startswith="scoping:")}
+
+    def listed(url_name, rows) -> set[str]:
+        page = client.get(reverse(url_name))
+        assert page.status_code == 200
+        shown = set(page.context["cl"].queryset.values_list("pk", flat=True))
+        return {name for name, row in rows.items() if row.pk in shown}
+
+    client.force_login(a_staff["trial_manager"])
+    assert listed("admin:trialsite_staffloginevent_changelist", events) == {"a"}
+    assert listed("admin:trialsite_outboxmessage_changelist", messages) == {"a"}
+    client.force_login(b_staff["trial_manager"])
+    assert listed("admin:trialsite_staffloginevent_changelist", events) == {"b"}
+    assert listed("admin:trialsite_outboxmessage_changelist", messages) == {"b"}
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.org", "x" * 16)
+    client.force_login(admin_user)  # positive control: every row exists and the system admin sees them all
+    assert listed("admin:trialsite_staffloginevent_changelist", events) == {"a", "b", "none"}
+    assert listed("admin:trialsite_outboxmessage_changelist", messages) == {"a", "b", "none"}
+    b_message = reverse("admin:trialsite_outboxmessage_change", args=[messages["b"].pk])
+    client.force_login(a_staff["trial_manager"])
+    assert client.get(b_message).status_code == 302  # another trial's message is not found
