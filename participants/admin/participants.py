@@ -21,7 +21,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from trialsite import admin_actions, policy
@@ -176,7 +176,7 @@ class ParticipantAdmin(KitAdminMixin, ScopedAdmin):
         "status",
         "study_day_now",
         "timezone",
-        "eligibility",
+        "eligibility_answers",
         "eligible",
         "registered_at",
         "enrolled_at",
@@ -189,7 +189,7 @@ class ParticipantAdmin(KitAdminMixin, ScopedAdmin):
     ]
     fieldsets = [
         (None, {"fields": ["study_id", "trial", "site", "status", "study_day_now", "timezone", "locked"]}),
-        ("Screening", {"fields": ["eligibility", "eligible", "registered_at"]}),
+        ("Screening", {"fields": ["eligibility_answers", "eligible", "registered_at"]}),
         ("Progress", {"fields": ["enrolled_at", "randomised_at", "day0", "withdrawn_at", "withdrawal_scope"]}),
     ]
     inlines = [ConsentInline, AlertInline, AdverseEventInline, WithdrawalInline]
@@ -232,6 +232,18 @@ class ParticipantAdmin(KitAdminMixin, ScopedAdmin):
                 for section in ext.sections(request, participant)
             ]
         return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="eligibility")
+    def eligibility_answers(self, obj):
+        """The screening answers as the protocol's criteria read, each yes or no (not the stored JSON)."""
+        if not obj.eligibility:
+            return "—"
+        criteria = [(c.key, c.text) for c in protocol_current(obj.trial_id).eligibility]
+        criteria += [(k, k) for k in obj.eligibility if k not in dict(criteria)]  # answered under an older version
+        answers = [("yes" if obj.eligibility[k] else "no", text) for k, text in criteria if k in obj.eligibility]
+        return format_html(
+            '<ul class="eligibility">{}</ul>', format_html_join("", "<li><strong>{}</strong> · {}</li>", answers)
+        )
 
     @admin.display(description="study day")
     def study_day_now(self, obj):
