@@ -1,8 +1,8 @@
 """The ONE registry of arm-bearing data. Admin, serializers, exports and message templates consult it.
 
-Arm names, arm codes, slot arms and dose-unit contents may only reach users for whom
-`trialsite.policy.can(user, ARMS_VIEW, trial)` is true (the unblinded statistician of that trial), or the requester of an
-approved emergency unblinding (participants.services.unblinding_reveal). Superusers are blinded too.
+Arm names, arm codes, slot arms and dose-unit contents of a trial may only reach users for whom
+`trialsite.policy.can(user, ARMS_VIEW, trial)` is true (the unblinded statistician of that trial), or the
+requester of an approved emergency unblinding (participants.services.unblinding_reveal). Superusers are blinded too.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Admin for the shared models: trials, protocol versions, sites, role grants, staff sign-in events.
 
 Only system admins (superusers) change trials, sites and role grants; staff see the trials and the sites
-they work at, and the sign-in events and outbox messages of those trials (rows of no trial: system admins only). Protocol versions are loaded from YAML (`load_protocol`) and never edited here.
+they work at, and the sign-in events and outbox messages of those trials (rows of no trial: system admins
+only). Protocol versions are loaded from YAML (`load_protocol`) and never edited here.
 """
 
 from django.contrib import admin
