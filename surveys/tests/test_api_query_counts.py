@@ -27,7 +27,7 @@ SURVEYS_QUERIES = 3
 # safety rules); the idempotency key; the consent (documents with signatures, one query); the response (one per
 # instance: a constraint, not a query), its item answers, its scores; the instance's status; the idempotency
 # record; release.
-SUBMIT_QUERIES = 10
+SUBMIT_QUERIES = 5
 # /sync with N responses: the token, then per item what one submission does after its token.
 SYNC_PER_REQUEST, SYNC_PER_RESPONSE = 1, SUBMIT_QUERIES - 1
 
