@@ -80,19 +80,23 @@ SELECT i.{_c(SurveyInstance, "id")}, i.{_c(SurveyInstance, "status")}, i.{_c(Sur
        i.{_c(SurveyInstance, "study_day")}, t.{_c(Trial, "current_version")},
        k.{_c(IdempotencyRecord, "kind")}, k.{_c(IdempotencyRecord, "request_hash")},
        k.{_c(IdempotencyRecord, "response_body")},
-       (SELECT json_agg(json_build_array(d.{_c(ConsentDocument, "id")}, d.{_c(ConsentDocument, "valid_from")},
-                                         d.{_c(ConsentDocument, "valid_to")},
-                                         d.{_c(ConsentDocument, "requires_reconsent")},
-                                         s.{_c(ConsentSignature, "id")}, s.{_c(ConsentSignature, "signed_at")}))
-          FROM {_t(ConsentDocument)} d
-          LEFT JOIN {_t(ConsentSignature)} s
-            ON s.{_c(ConsentSignature, "document")} = d.{_c(ConsentDocument, "id")}
-           AND s.{_c(ConsentSignature, "participant")} = %(participant)s
-         WHERE d.{_c(ConsentDocument, "trial")} = %(trial)s)
+       c.document_ids, c.valid_froms, c.valid_tos, c.reconsents, c.signature_ids, c.signed_ats
   FROM {_t(SurveyInstance)} i
   JOIN {_t(Trial)} t ON t.{_c(Trial, "id")} = %(trial)s
   LEFT JOIN {_t(IdempotencyRecord)} k
     ON k.{_c(IdempotencyRecord, "participant")} = %(participant)s AND k.{_c(IdempotencyRecord, "key")} = %(key)s
+ CROSS JOIN LATERAL (
+       SELECT array_agg(d.{_c(ConsentDocument, "id")}) AS document_ids,
+              array_agg(d.{_c(ConsentDocument, "valid_from")}) AS valid_froms,
+              array_agg(d.{_c(ConsentDocument, "valid_to")}) AS valid_tos,
+              array_agg(d.{_c(ConsentDocument, "requires_reconsent")}) AS reconsents,
+              array_agg(s.{_c(ConsentSignature, "id")}) AS signature_ids,
+              array_agg(s.{_c(ConsentSignature, "signed_at")}) AS signed_ats
+         FROM {_t(ConsentDocument)} d
+         LEFT JOIN {_t(ConsentSignature)} s
+           ON s.{_c(ConsentSignature, "document")} = d.{_c(ConsentDocument, "id")}
+          AND s.{_c(ConsentSignature, "participant")} = %(participant)s
+        WHERE d.{_c(ConsentDocument, "trial")} = %(trial)s) c
  WHERE i.{_c(SurveyInstance, "participant")} = %(participant)s AND i.{_c(SurveyInstance, "uuid")} = %(instance)s
    FOR UPDATE OF i
 """  # noqa: S608 - the models' own table and column names, quoted; values are parameters
@@ -113,24 +117,37 @@ class Locked:
     study_day: int
     current_version_id: int | None
     replay: tuple[str, str, dict] | None  # (kind, request hash, body) of an earlier use of the key
-    consent_documents: list[ConsentDocument]
-    consent_signatures: list[ConsentSignature]
+    consent_documents: list[ConsentDocumentRow]
+    consent_signatures: list[ConsentSignatureRow]
 
 
-def _consent_rows(rows: list | None) -> tuple[list[ConsentDocument], list[ConsentSignature]]:
+@dataclass(frozen=True)
+class ConsentDocumentRow:
+    """The columns of a consent document that participants.selectors.consent_status_of decides on."""
+
+    pk: int
+    valid_from: date
+    valid_to: date | None
+    requires_reconsent: bool
+
+
+@dataclass(frozen=True)
+class ConsentSignatureRow:
+    """The columns of a signature that consent_status_of decides on."""
+
+    pk: int
+    document_id: int
+    signed_at: datetime
+    document: ConsentDocumentRow
+
+
+def _consent_rows(document_ids, valid_froms, valid_tos, reconsents, signature_ids, signed_ats):
     documents, signatures = [], []
-    for doc_id, valid_from, valid_to, reconsent, sig_id, signed_at in rows or ():
-        document = ConsentDocument(
-            id=doc_id,
-            valid_from=date.fromisoformat(valid_from),
-            valid_to=date.fromisoformat(valid_to) if valid_to else None,
-            requires_reconsent=reconsent,
-        )
+    for i, document_id in enumerate(document_ids or ()):
+        document = ConsentDocumentRow(document_id, valid_froms[i], valid_tos[i], reconsents[i])
         documents.append(document)
-        if sig_id is not None:
-            signatures.append(
-                ConsentSignature(id=sig_id, document=document, signed_at=datetime.fromisoformat(signed_at))
-            )
+        if signature_ids[i] is not None:
+            signatures.append(ConsentSignatureRow(signature_ids[i], document_id, signed_ats[i], document))
     return documents, signatures
 
 
@@ -152,8 +169,8 @@ def submission_lock(*, participant, instance_id: UUID, key: UUID) -> Locked | No
     if row is None:
         return None
     (pk, status, opens_at, closes_at, grace_until, instrument_id, schedule_key, study_day, version_id) = row[:9]
-    kind, digest, body, consent = row[9:]
-    documents, signatures = _consent_rows(_json(consent))
+    kind, digest, body = row[9:12]
+    documents, signatures = _consent_rows(*row[12:])
     return Locked(
         pk=pk,
         uuid=instance_id,
