@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trialsite', '0008_trial_current_version'),
+        ('trialsite', '0009_audit_context_attach_once'),
     ]
 
     operations = [
