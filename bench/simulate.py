@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/simulate.py [--participants N] [--days D]
      [--audit]
+     [--workers W] [--defer-indexes]
 
 Builds a fresh database (`<db>_bench_sim`), loads the demo protocol, then prints:
 - the simulator's wall time and item answers per second (goal >= 50,000/s), with the audit insert triggers
@@ -85,20 +86,25 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=400)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--audit", action="store_true", help="let the audit insert triggers fire")
+    parser.add_argument("--defer-indexes", action="store_true", help="drop secondary indexes, rebuild after")
+    parser.add_argument("--workers", type=int, default=2, help="processes writing batches (1: serial)")
     args = parser.parse_args()
     trial = setup(fresh_database(os.environ["DATABASE_URL"], "bench_sim"))
     from analytics.simulation import TrialSimulator
 
     started = time.perf_counter()
     sim = TrialSimulator(trial=trial, seed=1, now=NOW, audit=args.audit)
-    result = sim.run(participants=args.participants, days=args.days)
+    result = sim.run(
+        participants=args.participants, days=args.days, workers=args.workers, defer_indexes=args.defer_indexes
+    )
     elapsed = time.perf_counter() - started
     copies = sum(sim.writer.seconds.values())
     rows = sum(sim.writer.written.values())
     floor = copy_floor(result.item_answers)
     rate, floor_rate = result.item_answers / elapsed, result.item_answers / floor
     print(
-        f"simulate_trial {args.participants} participants x {args.days} days (audit={'on' if args.audit else 'off'}): "
+        f"simulate_trial {args.participants} participants x {args.days} days (audit={'on' if args.audit else 'off'}, "
+        f"{args.workers} worker(s){', indexes rebuilt after' if args.defer_indexes else ''}): "
         f"{result.instances} instances, {result.responses} responses, {result.item_answers} item answers "
         f"in {elapsed:.1f} s = {rate:,.0f} answers/s (goal >= 50,000)"
     )

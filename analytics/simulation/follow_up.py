@@ -24,6 +24,7 @@ from trialsite.protocol.rules import rules_fired_for_record, rules_fired_for_res
 from trialsite.protocol.schema import parse_duration
 
 from .model import SERIOUS_SIDE_EFFECTS, SIDE_EFFECTS, Person, new_uuid
+from .writer import jsonb
 
 _dumps = json.dumps
 
@@ -177,7 +178,7 @@ class FollowUp:
                 instrument.pk,
                 new_uuid(rng),
                 digest,
-                _dumps(answers),
+                jsonb(_dumps(answers)),
                 authored,
                 int(local.utcoffset().total_seconds() // 60),
                 received,
@@ -192,7 +193,10 @@ class FollowUp:
         for k, v in answers.items():
             cols = answer_columns(v)
             # A plain int's JSON is its repr (bool is not `int` here): json.dumps only for the other values.
-            add("item", (rid, k, repr(v) if type(v) is int else _dumps(v), cols["value_numeric"], cols["value_text"]))
+            add(
+                "item",
+                (rid, k, jsonb(repr(v) if type(v) is int else _dumps(v)), cols["value_numeric"], cols["value_text"]),
+            )
         scores = score_answers(instrument.definition, answers)
         for s in scores:
             add("score", (rid, s.key, s.value, s.band, s.scored, s.items_missing))
@@ -231,7 +235,7 @@ class FollowUp:
                 rule.severity,
                 source_kind,
                 str(source_uuid),
-                _dumps(details, default=str),
+                jsonb(_dumps(details, default=str)),
                 status,
                 raised,
                 study_day_of(day0=p.day0, zone=p.zone, at=raised),

@@ -27,11 +27,11 @@ def test_unaudited_simulation_writes_the_same_shape_and_leaves_the_role_at_origi
 
 
 def test_a_row_referencing_a_missing_parent_is_refused_and_rolled_back(db):
-    from analytics.simulation.writer import BulkWriter
+    from analytics.simulation.writer import BulkWriter, jsonb
 
     writer = BulkWriter(audit=False)
     assert writer.replica  # the test database's role may set it: the writer's own check is what runs
-    writer.add("item", (987654321, "mood", "50", 50, ""))
+    writer.add("item", (987654321, "mood", jsonb("50"), 50, ""))
     with pytest.raises(IntegrityError, match="surveys_response"), transaction.atomic():
         writer.flush()
     assert role() == "origin"
