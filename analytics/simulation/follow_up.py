@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 
 from participants.models import study_day_of
@@ -45,6 +46,11 @@ class FollowUp:
         self.stages = [(s.key, s.at, parse_duration(s.offset)) for s in (reminders.stages if reminders else [])]
         self.channel = (reminders.channels or ["push"])[-1] if reminders else "push"
         self.ack_within = parse_duration(protocol.safety.acknowledge_within) if protocol.safety else None
+        # Production's quiet-hours rule, memoised: it is pure, and a site's participants share their due times.
+        start, end = self.quiet
+        self.in_quiet_hours = lru_cache(maxsize=1 << 16)(
+            lambda due, zone: in_quiet_hours(now=due, zone=zone, start=start, end=end)
+        )
 
     # -- survey instances ---------------------------------------------------------------------------------
     def plan(self, p: Person) -> list:
@@ -142,7 +148,7 @@ class FollowUp:
                 continue
             if answer_at is not None and answer_at <= due:
                 row = (new_uuid(rng), pk, key, due, "skipped", "", 0, None, None, "", "answered", "")
-            elif in_quiet_hours(now=due, zone=p.zone, start=self.quiet[0], end=self.quiet[1]):
+            elif self.in_quiet_hours(due, p.zone):
                 row = (new_uuid(rng), pk, key, due, "skipped", "", 0, None, None, "", "quiet_hours", "")
             else:
                 sent = due + timedelta(seconds=rng.uniform(1, 50))
