@@ -7,6 +7,11 @@ Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/simulate
 Builds a fresh database (`<db>_bench_sim`), loads the demo protocol, then prints:
 - the simulator's wall time and item answers per second (goal >= 50,000/s), with the audit insert triggers
   skipped for its writes (`audit=False`, as bench/scale.py builds) or firing (`--audit`);
+- with `--workers 2` (the default) the batches are written by two forked processes (same trial as serial);
+  with `--defer-indexes` the secondary indexes are dropped for the load and rebuilt after (analytics/simulation/
+  indexes.py), the rebuild inside the timed run;
+- the CPU seconds of the simulator's processes and of the local PostgreSQL server, and answers per CPU-second
+  (comparable across runs whatever the machine's load, unlike the wall time);
 - the floor measured in the same run: the same item-answer rows, already serialised, COPYed into a table like
   surveys_itemanswer (same indexes, no triggers) — the ratio says how close the simulator gets to PostgreSQL.
 """

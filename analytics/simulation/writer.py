@@ -1,5 +1,5 @@
 """The simulator's only own part: its writer. Rows are collected per table in memory and COPYed (psycopg 3
-`cursor.copy`, text format) in foreign-key order, one large COPY per table per batch; no ORM object per row.
+`cursor.copy`, binary format) in foreign-key order, one large COPY per table per batch; no ORM object per row.
 
 The audit trail and bulk writes. The audit trail is pghistory's AFTER INSERT/UPDATE/DELETE row triggers, and they
 fire for COPY too: with `audit=True` (the default: `simulate_trial`, `demo`, the tests) every synthetic row gets
