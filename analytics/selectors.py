@@ -120,6 +120,28 @@ def completion(*, trial: Trial, site_ids=None, by: str = "site", now: datetime |
     return rows
 
 
+def completion_by_site_week(*, trial: Trial, site_ids=None, now: datetime | None = None) -> dict[str, list[dict]]:
+    """completion(by="week") of each site, in one query: site code → rows (week, planned, answered, rate)."""
+    now = now or timezone.now()
+    week = Case(When(study_day__lt=0, then=Value(0)), default=F("study_day") / 7, output_field=IntegerField())
+    qs = SurveyInstance.objects.filter(definitions.due_q(now), participant__trial=trial)
+    if site_ids is not None:
+        qs = qs.filter(participant__site_id__in=list(site_ids))
+    with replica_reads():
+        rows = list(
+            qs.annotate(site=F("participant__site__code"), week=week)
+            .values("site", "week")
+            .annotate(planned=Count("pk"), answered=Count("pk", filter=definitions.answered_q()))
+            .order_by("site", "week")
+        )
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        site = r.pop("site")
+        r["rate"] = definitions.rate(r["answered"], r["planned"], digits=4)
+        out.setdefault(site, []).append(r)
+    return out
+
+
 def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
     """Dose adherence (surveys.definitions) grouped by "site", "week" or "participant": planned dose days so far,
     dose days with a dose logged, rate. Two queries; the dose days are planned by the one pure function."""
@@ -202,7 +224,17 @@ def safety_summary(*, trial: Trial, site_ids=None, now: datetime | None = None) 
         """,
         [trial.pk, *params],
     )
-    ae = _rows(
+    return {
+        "alerts": alerts,
+        "side_effects": effects,
+        "adverse_events": adverse_event_counts(trial=trial, site_ids=site_ids),
+    }
+
+
+def adverse_event_counts(*, trial: Trial, site_ids=None) -> dict:
+    """Adverse events: reports, serious, participants with one."""
+    extra, params = _site_filter(site_ids)
+    return _rows(
         f"""
         SELECT count(*) AS reports, count(*) FILTER (WHERE ae.serious) AS serious,
           count(DISTINCT ae.participant_id) AS participants
@@ -211,7 +243,6 @@ def safety_summary(*, trial: Trial, site_ids=None, now: datetime | None = None) 
         """,
         [trial.pk, *params],
     )[0]
-    return {"alerts": alerts, "side_effects": effects, "adverse_events": ae}
 
 
 def blinding_guess_distribution(*, trial: Trial, site_ids=None) -> list[dict]:
@@ -388,9 +419,8 @@ def export_job_download(*, actor, job_uuid):
     return job
 
 
-def trial_summary_for(*, actor, trial, outcome=None) -> dict:
-    """The summary as `actor` may read it: their sites of that trial only, per-arm figures only for the
-    trial's unblinded roles (trialsite.policy / trialsite.roles). PermissionDenied without a role in the trial."""
+def _reach(actor, trial) -> tuple[list[int] | None, bool]:
+    """(site ids the actor reads in the trial or None for all, unblinded); PermissionDenied without a role."""
     from django.core.exceptions import PermissionDenied
 
     from trialsite import policy, roles
@@ -400,5 +430,27 @@ def trial_summary_for(*, actor, trial, outcome=None) -> dict:
     site_ids = roles.site_ids(actor, trial=trial)
     if site_ids is not None:
         site_ids = sorted(site_ids & set(trial.sites.values_list("id", flat=True)))
-    unblinded = policy.can(actor, policy.ARMS_VIEW, trial)
+    return site_ids, policy.can(actor, policy.ARMS_VIEW, trial)
+
+
+def trial_summary_for(*, actor, trial, outcome=None) -> dict:
+    """The summary as `actor` may read it: their sites of that trial only, per-arm figures only for the
+    trial's unblinded roles (trialsite.policy / trialsite.roles). PermissionDenied without a role in the trial."""
+    site_ids, unblinded = _reach(actor, trial)
     return trial_summary(trial=trial, site_ids=site_ids, unblinded=unblinded, outcome=outcome)
+
+
+def dashboard_figures_for(*, actor, trial, now: datetime | None = None) -> dict:
+    """What the admin's trial dashboard shows, read as `trial_summary_for` reads (sites, blinding), and nothing
+    else: CONSORT counts, completion by site and study week (one query), adverse events, and the blinding indices
+    for unblinded roles. A fixed number of queries whatever the trial's size."""
+    site_ids, unblinded = _reach(actor, trial)
+    figures = {
+        "consort": consort_counts(trial=trial, site_ids=site_ids),
+        "completion_by_site_week": completion_by_site_week(trial=trial, site_ids=site_ids, now=now),
+        "safety": {"adverse_events": adverse_event_counts(trial=trial, site_ids=site_ids)},
+        "blinding": {},
+    }
+    if unblinded:
+        figures["blinding"]["indices"] = blinding_indices(trial=trial, site_ids=site_ids)
+    return figures

@@ -1,7 +1,11 @@
 """A trial at real scale, measured (issue 14 item 4).
 
 Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/scale.py [--participants 10000]
-     [--days 90] [--samples 20] [--due 500]
+     [--days 90] [--samples 20] [--due 300] [--keep] [--sizes 1000,10000]
+
+--keep keeps each size's database (`<db>_bench_scale_<participants>x<days>`) and reuses it in a later run with the
+same sizes (migrations are applied to it first, so new indexes are measured without a rebuild); without --keep every
+size is built afresh and dropped at the end.
 
 Builds a fresh database (`<db>_bench_scale`) with the fast simulator (audit insert triggers skipped for its own
 writes: analytics/simulation/writer.py), first at 1 % of the size, then grown to the full size, and prints at both
@@ -29,11 +33,12 @@ import uuid
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.simulate import fresh_database, setup  # noqa: E402
+from bench.simulate import fresh_database  # noqa: E402
 
 
 def p95(samples: list[float]) -> float:
@@ -157,65 +162,137 @@ def measure(label: str, trial, args, clients, queue: str) -> dict:
     return {"sweep": wall, "claim": claim, "claims": claims, "now": now}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--participants", type=int, default=10_000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--due", type=int, default=500)
-    args = parser.parse_args()
-    trial = setup(fresh_database(os.environ["DATABASE_URL"], "bench_scale"))
+def database(base_url: str, n: int, days: int, keep: bool) -> tuple[str, bool]:
+    """(url, reused): the database of one size; reused when --keep and a complete build of it exists."""
+    import psycopg
 
-    from django.conf import settings
+    suffix = f"bench_scale_{n}x{days}"
+    if keep:
+        parts = urlsplit(base_url)
+        url = urlunsplit(parts._replace(path=f"/{parts.path.lstrip('/') or 'postgres'}_{suffix}"))
+        try:
+            with psycopg.connect(url) as conn:
+                if conn.execute("SELECT to_regclass('bench_scale_built') IS NOT NULL").fetchone()[0]:
+                    return url, True
+        except psycopg.OperationalError:
+            pass
+    return fresh_database(base_url, suffix), False
+
+
+def use_database(url: str) -> None:
+    """Point Django's default connection (and psql in export_ratio) at another database."""
+    from django.db import connections
+
+    conn = connections["default"]
+    conn.close()
+    conn.settings_dict["NAME"] = urlsplit(url).path.lstrip("/")
+    os.environ["DATABASE_URL"] = url
+
+
+def prepare(url: str, reused: bool, args, n: int, seed: int):
+    """Migrate (new indexes land on a kept database too), then build the trial unless reused."""
+    from django.core.management import call_command
     from django.db import connection
-    from django.test import Client
 
     from analytics.simulation import simulate_trial
     from participants.services.allocation import allocation_list_generate
     from surveys.models import ItemAnswer, SurveyInstance
-    from trialsite.celery import app
-    from trialsite.models import Site
+    from trialsite.models import Site, Trial
+    from trialsite.protocol.services import protocol_load_file
+    from trialsite.services import site_create
+
+    use_database(url)
+    t0 = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    if reused:
+        print(f"[{n}] reusing {url.rsplit('/', 1)[-1]} (migrated in {time.perf_counter() - t0:.1f} s)", flush=True)
+    else:
+        trial = protocol_load_file(path=ROOT / "protocols" / "microdose-mood.yaml").trial
+        site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
+        site_create(code="NYC", name="New York", timezone="America/New_York", trials=[trial])
+        allocation_list_generate(trial=trial, seed=11, per_stratum=n // 3 + 20)
+        t0 = time.perf_counter()
+        r = simulate_trial(trial=trial, participants=n, days=args.days, seed=seed, audit=False)
+        took = time.perf_counter() - t0
+        print(
+            f"[{n}] built {n} participants x {args.days} days: {r.instances} instances, {r.item_answers} item "
+            f"answers in {took:.1f} s ({r.item_answers / took:,.0f} answers/s)",
+            flush=True,
+        )
+        with connection.cursor() as cur:
+            cur.execute("CREATE TABLE bench_scale_built (built_at timestamptz DEFAULT now())")
+            cur.execute("INSERT INTO bench_scale_built DEFAULT VALUES")
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
+    print(
+        f"[{n}] {Trial.objects.count()} trial, {SurveyInstance.objects.count()} instances, "
+        f"{ItemAnswer.objects.count()} item answers",
+        flush=True,
+    )
+    return Trial.objects.get(), Site.objects.get(code="LDN")
+
+
+def staff_clients(site):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
     from trialsite.services import role_grant
+
+    clients = []
+    for name, role, at in (("coord", "coordinator", site), ("tm", "trial_manager", None)):
+        user = get_user_model().objects.filter(username=f"bench-{name}").first()
+        if user is None:
+            user = get_user_model().objects.create_user(
+                f"bench-{name}", f"{name}@example.org", "x-bench-password-1", is_staff=True
+            )
+            role_grant(user=user, role=role, site=at)
+        c = Client()
+        c.force_login(user)
+        clients.append(c)
+    return clients
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--participants", type=int, default=10_000)
+    parser.add_argument("--small", type=int, default=None, help="the small size (default: 1 %% of --participants)")
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--due", type=int, default=300)
+    parser.add_argument("--keep", action="store_true", help="keep each size's database and reuse it next time")
+    parser.add_argument("--no-export", action="store_true", help="skip the export bundle ÷ psql floor")
+    args = parser.parse_args()
+    base_url = os.environ["DATABASE_URL"]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trialsite.settings.development")
+    import django
+
+    django.setup()
+
+    from django.conf import settings
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections, connection
+
+    from trialsite.celery import app
 
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     settings.DEBUG = False  # no query log (and its cost) in the timings
     # As Django's test runner does: keep one connection across requests, so the queries of a request are counted.
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
-
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    User = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()
-    clients = []
-    for name, role, site in (("coord", "coordinator", Site.objects.get(code="LDN")), ("tm", "trial_manager", None)):
-        user = User.objects.create_user(f"bench-{name}", f"{name}@example.org", "x-bench-password-1", is_staff=True)
-        role_grant(user=user, role=role, site=site)
-        c = Client()
-        c.force_login(user)
-        clients.append(c)
-    # One allocation list for the whole run, sized for the full size (both builds take its slots).
-    allocation_list_generate(trial=trial, seed=11, per_stratum=args.participants // 3 + 20)
     queue = f"bench-scale-{uuid.uuid4().hex[:8]}"
-    small = max(1, args.participants // 100)
+    small = args.small or max(1, args.participants // 100)
+    built = []
     try:
         results = {}
-        for label, n, seed in (("1%", small, 1), ("full", args.participants - small, 2)):
-            t0 = time.perf_counter()
-            r = simulate_trial(trial=trial, participants=n, days=args.days, seed=seed, audit=False)
-            took = time.perf_counter() - t0
-            total = ItemAnswer.objects.count()
-            print(
-                f"built +{n} participants x {args.days} days: {r.instances} instances, {r.item_answers} item answers "
-                f"in {took:.1f} s ({r.item_answers / took:,.0f} answers/s); totals now "
-                f"{SurveyInstance.objects.count()} instances, {total} item answers",
-                flush=True,
-            )
-            with connection.cursor() as cur:
-                cur.execute("ANALYZE")
-            results[label] = measure(label, trial, args, clients, queue)
-        ratio = results["full"]["sweep"] / results["1%"]["sweep"]
-        print(f"sweep time full / 1%: {ratio:.2f} (goal <= 1.2)")
-        print(f"claim query full / 1%: {results['full']['claim'] / results['1%']['claim']:.2f}")
+        for label, n, seed in (("small", small, 1), ("full", args.participants, 2)):
+            url, reused = database(base_url, n, args.days, args.keep)
+            if not reused:
+                built.append(url)
+            trial, site = prepare(url, reused, args, n, seed)
+            results[label] = measure(f"{n}x{args.days}", trial, args, staff_clients(site), queue)
+        ratio = results["full"]["sweep"] / results["small"]["sweep"]
+        print(f"sweep time {args.participants} / {small}: {ratio:.2f} (goal <= 1.2)")
+        print(f"claim query {args.participants} / {small}: {results['full']['claim'] / results['small']['claim']:.2f}")
         if results["full"]["claims"]:
             with connection.cursor() as cur:
                 sql = results["full"]["claims"][0]
@@ -223,10 +300,23 @@ def main() -> None:
                 print(
                     "EXPLAIN of the sweep's claim query at full size:\n  " + "\n  ".join(r[0] for r in cur.fetchall())
                 )
-        print(f"export at full size: {export_ratio(trial)}")
+        if not args.no_export:
+            print(f"export at full size: {export_ratio(trial)}")
     finally:
         with app.connection_for_read() as conn:
             conn.default_channel.client.delete(queue)
+        if not args.keep:
+            connection.close()
+            for url in built:
+                fresh_database_drop(url)
+
+
+def fresh_database_drop(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
