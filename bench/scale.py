@@ -1,17 +1,17 @@
 """A trial at real scale, measured (issue 14 item 4).
 
 Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/scale.py [--participants 10000]
-     [--days 90] [--samples 20] [--due 300] [--keep] [--sizes 1000,10000]
+     [--small 100] [--days 90] [--samples 20] [--due 300] [--keep] [--no-export]
 
 --keep keeps each size's database (`<db>_bench_scale_<participants>x<days>`) and reuses it in a later run with the
 same sizes (migrations are applied to it first, so new indexes are measured without a rebuild); without --keep every
 size is built afresh and dropped at the end.
 
-Builds a fresh database (`<db>_bench_scale`) with the fast simulator (audit insert triggers skipped for its own
-writes: analytics/simulation/writer.py), first at 1 % of the size, then grown to the full size, and prints at both
-sizes, each figure measured in the same run:
+Builds (or with --keep reuses) one database per size with the fast simulator (audit insert triggers skipped for
+its own writes: analytics/simulation/writer.py): the small size (`--small`, default 1 % of `--participants`) and the
+full size, and prints at both sizes, each figure measured in the same run (with the load average beside it):
 - the due-reminder sweep (surveys.tasks.reminders_sweep, publishing to a private Redis queue) with the same
-  number of due reminders (`--due`) planted at each size: its time at full size ÷ at 1 % (goal <= 1.2), the claim
+  number of due reminders (`--due`) planted at each size: its time at full size ÷ at the small size (goal <= 1.2 at 1 %), the claim
   step alone, and EXPLAIN (ANALYZE, BUFFERS) of the claim query at full size;
 - p95 and query count of the coordinator's participant changelist and of the trial dashboard (goal < 300 ms,
   the same number of queries at both sizes);
@@ -156,7 +156,8 @@ def measure(label: str, trial, args, clients, queue: str) -> dict:
         f"[{label}] sweep {wall:.3f} s, median of 3 (planted {planted} due, claimed {stats['claimed']}, planned {stats['planned']}, "
         f"missed {stats['missed']}); claim query alone {claim * 1000:.1f} ms\n"
         f"[{label}] coordinator changelist p95 {cl[0]:.0f} ms (median {cl[1]:.0f}), {cl[2]} queries; "
-        f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries; summary {summary:.2f} s",
+        f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries; summary {summary:.2f} s; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         flush=True,
     )
     return {"sweep": wall, "claim": claim, "claims": claims, "now": now}
