@@ -65,3 +65,21 @@ def test_dashboard_costs_the_same_queries_at_two_sizes(client, trial, make_staff
     large, html = count(client, url)
     assert f"<td>{Participant.objects.count()}</td>" in html
     assert small == large == DASHBOARD_QUERIES[role]
+
+
+def test_dashboard_completion_in_one_query_equals_the_per_site_completion(trial, grown):
+    """The dashboard's one-pass completion by site and study week = completion(by="week") of each site (the one
+    definition of surveys.definitions), including baseline days (week 0)."""
+    from analytics import selectors
+    from trialsite.models import Site
+
+    grown(12)
+    by_site = selectors.completion_by_site_week(trial=trial, now=NOW)
+    assert set(by_site) == {"LDN", "NYC"}
+    for site in Site.objects.all():
+        rows = selectors.completion(trial=trial, site_ids=[site.pk], by="week", now=NOW)
+        expected = [{k: r[k] for k in ("week", "planned", "answered", "rate")} for r in rows]
+        assert by_site[site.code] == expected and expected
+    assert selectors.completion_by_site_week(
+        trial=trial, site_ids=[Site.objects.get(code="NYC").pk], now=NOW
+    ).keys() == {"NYC"}
