@@ -150,10 +150,15 @@ def completion_by_site_week(*, trial: Trial, site_ids=None, now: datetime | None
 def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
     """Dose adherence (surveys.definitions) grouped by "site", "week" or "participant": planned dose days so far,
     dose days with a dose logged, rate. Two queries; the dose days are planned by the one pure function."""
+    return adherence_groups(trial=trial, site_ids=site_ids, by=(by,), now=now)[by]
+
+
+def adherence_groups(*, trial: Trial, site_ids=None, by=("site",), now: datetime | None = None) -> dict[str, list]:
+    """adherence() for several groupings from one read of the participants and their dose days: by → rows."""
     protocol = _protocol(trial)
     dosing = protocol.dosing if protocol else None
     if dosing is None:
-        return []
+        return {b: [] for b in by}
     now = now or timezone.now()
     people = Participant.objects.filter(trial=trial, day0__isnull=False).select_related("site")
     if site_ids is not None:
@@ -161,19 +166,24 @@ def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | 
     with replica_reads():
         people = list(people.only("pk", "study_id", "timezone", "day0", "withdrawn_at", "site__code"))
         logged = survey_selectors.dose_days_logged(participant_ids=[p.pk for p in people])
-    groups: dict = {}
+    groups: dict[str, dict] = {b: {} for b in by}
     for p in people:
         days = logged.get(p.pk, set())
         for day in definitions.participant_dose_days(participant=p, dosing=dosing, now=now):
-            label = {"site": p.site.code, "week": day // 7, "participant": p.study_id}[by]
-            g = groups.setdefault(label, [0, 0])
-            g[0] += 1
-            g[1] += day in days
-    name = {"site": "site", "week": "week", "participant": "study_id"}[by]
-    return [
-        {name: label, "planned": n, "logged": k, "rate": definitions.rate(k, n, digits=4)}
-        for label, (n, k) in sorted(groups.items())
-    ]
+            hit = day in days
+            for b in by:
+                label = {"site": p.site.code, "week": day // 7, "participant": p.study_id}[b]
+                g = groups[b].setdefault(label, [0, 0])
+                g[0] += 1
+                g[1] += hit
+    out = {}
+    for b in by:
+        name = {"site": "site", "week": "week", "participant": "study_id"}[b]
+        out[b] = [
+            {name: label, "planned": n, "logged": k, "rate": definitions.rate(k, n, digits=4)}
+            for label, (n, k) in sorted(groups[b].items())
+        ]
+    return out
 
 
 def response_latency(*, trial: Trial, site_ids=None) -> list[dict]:
@@ -378,8 +388,8 @@ def trial_summary(
             "by_week": completion(trial=trial, site_ids=site_ids, by="week", now=now),
         },
         "adherence": {
-            "by_site": adherence(trial=trial, site_ids=site_ids, by="site", now=now),
-            "by_week": adherence(trial=trial, site_ids=site_ids, by="week", now=now),
+            f"by_{by}": rows
+            for by, rows in adherence_groups(trial=trial, site_ids=site_ids, by=("site", "week"), now=now).items()
         },
         "latency": response_latency(trial=trial, site_ids=site_ids),
         "safety": safety_summary(trial=trial, site_ids=site_ids, now=now),
