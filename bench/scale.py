@@ -147,37 +147,56 @@ def export_ratio(trial) -> str:
     return f"bundle {bundle:.2f} s, psql floor {floor:.2f} s, ratio {bundle / floor:.2f}"
 
 
-def measure(label: str, trial, args, clients, queue: str) -> dict:
+def sweeps(sizes: list[tuple[str, str]], args, queue: str) -> dict:
+    """The sweeps of every size, interleaved (small, full, small, full, …) so that the machine's load weighs on both
+    alike: label → median wall, SQL and claim times, the last sweep's stats and claim SQL."""
     from django.utils import timezone
 
+    now = timezone.now()
+    runs: dict[str, list] = {label: [] for label, _ in sizes}
+    for _label, url in sizes:
+        use_database(url)
+        sweep(now, queue)  # drain what the simulated trial left due (and warm the broker connection)
+    for i in range(args.sweeps):
+        at = now + timedelta(seconds=1 + i)
+        for label, url in sizes:
+            use_database(url)
+            planted = plant_due(args.due, at)
+            runs[label].append((*sweep(at, queue), planted))
+    out = {}
+    for label, rs in runs.items():
+        _, _, _, stats, claims, planted = rs[-1]
+        out[label] = {
+            "sweep": statistics.median(r[0] for r in rs),
+            "sql": statistics.median(r[1] for r in rs),
+            "claim": statistics.median(r[2] for r in rs),
+            "claims": claims,
+            "at": now + timedelta(seconds=args.sweeps),
+        }
+        print(
+            f"[{label}] sweep {out[label]['sweep']:.3f} s (of which SQL {out[label]['sql'] * 1000:.1f} ms), median of "
+            f"{args.sweeps} (planted {planted} due, claimed {stats['claimed']}, planned {stats['planned']}, missed "
+            f"{stats['missed']}); claim query alone {out[label]['claim'] * 1000:.1f} ms",
+            flush=True,
+        )
+    return out
+
+
+def pages(label: str, trial, args, clients) -> None:
     from analytics import selectors
 
     coordinator, manager = clients
-    now = timezone.now()
-    sweep(now, queue)  # drain what the simulated trial left due (and warm the broker connection)
-    runs = []
-    for i in range(args.sweeps):
-        at = now + timedelta(seconds=1 + i)
-        planted = plant_due(args.due, at)
-        runs.append((*sweep(at, queue), planted))
-    wall = statistics.median(r[0] for r in runs)
-    sql = statistics.median(r[1] for r in runs)
-    claim = statistics.median(r[2] for r in runs)
-    _, _, _, stats, claims, planted = runs[-1]
     cl = timed_gets(coordinator, "/admin/participants/participant/", args.samples)
     dash = timed_gets(manager, f"/admin/dashboard/?trial={trial.slug}", args.samples)
     t0 = time.perf_counter()
     selectors.trial_summary(trial=trial, unblinded=False)
     summary = time.perf_counter() - t0
     print(
-        f"[{label}] sweep {wall:.3f} s (of which SQL {sql * 1000:.1f} ms), median of {args.sweeps} (planted {planted} due, claimed {stats['claimed']}, planned {stats['planned']}, "
-        f"missed {stats['missed']}); claim query alone {claim * 1000:.1f} ms\n"
         f"[{label}] coordinator changelist p95 {cl[0]:.0f} ms (median {cl[1]:.0f}), {cl[2]} queries; "
         f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries; summary {summary:.2f} s; "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         flush=True,
     )
-    return {"sweep": wall, "sql": sql, "claim": claim, "claims": claims, "now": now}
 
 
 def database(base_url: str, n: int, days: int, keep: bool) -> tuple[str, bool]:
@@ -302,13 +321,17 @@ def main() -> None:
     small = args.small or max(1, args.participants // 100)
     built = []
     try:
-        results = {}
-        for label, n, seed in (("small", small, 1), ("full", args.participants, 2)):
+        sizes = []
+        for n, seed in ((small, 1), (args.participants, 2)):
             url, reused = database(base_url, n, args.days, args.keep)
             if not reused:
                 built.append(url)
             trial, site = prepare(url, reused, args, n, seed)
-            results[label] = measure(f"{n}x{args.days}", trial, args, staff_clients(site), queue)
+            label = f"{n}x{args.days}"
+            pages(label, trial, args, staff_clients(site))
+            sizes.append((label, url))
+        swept = sweeps(sizes, args, queue)
+        results = {"small": swept[sizes[0][0]], "full": swept[sizes[1][0]]}
         ratio = results["full"]["sweep"] / results["small"]["sweep"]
         print(f"sweep time {args.participants} / {small}: {ratio:.2f} (goal <= 1.2)")
         print(f"sweep SQL time {args.participants} / {small}: {results['full']['sql'] / results['small']['sql']:.2f}")
@@ -316,9 +339,11 @@ def main() -> None:
         if results["full"]["claims"]:
             with connection.cursor() as cur:
                 sql = results["full"]["claims"][0]
+                plant_due(args.due, results["full"]["at"])  # the claim query with due rows to claim, as in the sweep
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)  # noqa: S608 - the captured claim query, composed
                 print(
-                    "EXPLAIN of the sweep's claim query at full size:\n  " + "\n  ".join(r[0] for r in cur.fetchall())
+                    f"EXPLAIN of the sweep's claim query at full size ({args.due} due planted):\n  "
+                    + "\n  ".join(r[0] for r in cur.fetchall())
                 )
         if not args.no_export:
             print(f"export at full size: {export_ratio(trial)}")
