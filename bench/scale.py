@@ -78,7 +78,10 @@ def plant_due(k: int, now) -> int:
 
     from surveys.models import Reminder
 
-    ids = list(Reminder.objects.order_by("pk").values_list("pk", flat=True)[:k])
+    # Reminders of participants still in the study: all k are claimed and sent at every size (a withdrawn
+    # participant's would be cancelled instead, a different amount of work).
+    live = Reminder.objects.filter(instance__participant__withdrawn_at__isnull=True)
+    ids = list(live.order_by("pk").values_list("pk", flat=True)[:k])
     planted = Reminder.objects.filter(pk__in=ids).update(
         status="pending", queued_at=None, due_at=now - timedelta(minutes=1)
     )
