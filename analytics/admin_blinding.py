@@ -7,6 +7,8 @@ Blinded roles: the overall guess distribution only (no arm anywhere on the page)
 
 from __future__ import annotations
 
+import io
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -20,10 +22,16 @@ from trialsite.admin_scoping import STAFF_ROLES, has_any_role
 from trialsite.models import Trial
 
 from . import selectors
-from .admin import _svg
 from .blinding_selectors import blinding_session_figures
 
 COLOURS = {"active": "#b5523b", "placebo": "#417690"}
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
 
 
 def guess_distribution_plot(rows: list[dict]) -> str:
