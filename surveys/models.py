@@ -136,7 +136,9 @@ class Response(models.Model):
 
 @tracked()
 class ItemAnswer(models.Model):
-    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="items")
+    # No index of its own: the unique (response, item_key) index serves every lookup by response, and a second
+    # index would only cost each submission's inserts.
+    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="items", db_index=False)
     item_key = models.CharField(max_length=64)
     value = models.JSONField(null=True)
     value_numeric = models.FloatField(null=True, blank=True)
@@ -153,7 +155,7 @@ class ItemAnswer(models.Model):
 class Score(models.Model):
     """A server-computed score of a response (never shown to participants)."""
 
-    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="scores")
+    response = models.ForeignKey(Response, on_delete=models.PROTECT, related_name="scores", db_index=False)  # see above
     key = models.CharField(max_length=64)
     value = models.FloatField(null=True, blank=True, help_text="empty when not scored (missing items)")
     band = models.CharField(max_length=64, blank=True)
