@@ -1,7 +1,7 @@
 """Benchmark: the phone API against Django's own floor, in one gunicorn, driven by one load generator (wrk).
 
 Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/api.py [SECONDS] [CLIENTS]
-     .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/api.py --profile [REQUESTS]
+     .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/api.py --profile|--cpu [REQUESTS] [ENDPOINTS]
 
 Creates a throw-away database (bench_api), loads the demo protocol, one consented participant with enough open
 survey instances, starts gunicorn (2 sync workers, development settings with DEBUG off, persistent database
@@ -14,7 +14,8 @@ view (goals: /me >= 0.5, submission >= 0.2) and the submission's p99 (goal < 50 
 --profile: no server; pyinstrument over REQUESTS in-process calls of each endpoint (Django's test client, same
 middleware), printing where the (wall) time goes.
 --cpu: the same calls under cProfile timed by process CPU time (a loaded machine's waits do not count), printing
-the top entries by own CPU time and by cumulative CPU time.
+the top entries by own CPU time and by cumulative CPU time. ENDPOINTS (comma-separated: bare, me, surveys, submit;
+default all) limits the profile to some of them.
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ def bench(seconds: int, clients: int) -> None:
         raise SystemExit("ran out of open instances: raise n")
 
 
-def profile(requests: int, *, cpu: bool = False) -> None:
+def profile(requests: int, *, cpu: bool = False, only: set[str] | None = None) -> None:
     import cProfile
     import io
     import pstats
@@ -297,6 +298,8 @@ def profile(requests: int, *, cpu: bool = False) -> None:
             me()
             submit()
         for name, fn in (("bare view", bare), ("GET /api/v1/me", me), ("POST /api/v1/surveys/{id}/response", submit)):
+            if only and fn.__name__ not in only:
+                continue
             profiler = cProfile.Profile(time.process_time) if cpu else Profiler(interval=0.0005)
             used, wall = time.process_time(), time.perf_counter()
             profiler.enable() if cpu else profiler.start()
@@ -325,7 +328,8 @@ def main() -> None:
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     try:
         if args and args[0] in ("--profile", "--cpu"):
-            profile(int(args[1]) if len(args) > 1 else 300, cpu=args[0] == "--cpu")
+            only = set(args[2].split(",")) if len(args) > 2 else None
+            profile(int(args[1]) if len(args) > 1 else 300, cpu=args[0] == "--cpu", only=only)
         else:
             bench(int(args[0]) if args else 5, int(args[1]) if len(args) > 1 else 4)
     finally:
