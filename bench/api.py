@@ -7,7 +7,7 @@ Creates a throw-away database (bench_api), loads the demo protocol, one consente
 survey instances, starts gunicorn (2 sync workers, development settings with DEBUG off, persistent database
 connections) with bench/server/settings.py, which adds one bench-only URL: /bench/bare, a trivial JSON view behind
 the project's whole middleware stack. wrk (Debian's; installed when missing and root) drives, in turn, the bare
-view, GET /api/v1/me and POST /api/v1/surveys/{id}/response (a Lua script gives every request its own instance and
+view, GET /api/v1/me, GET /api/v1/surveys?status=open (a second participant, 90 daily instances) and POST /api/v1/surveys/{id}/response (a Lua script gives every request its own instance and
 Idempotency-Key) for SECONDS each with CLIENTS connections. Prints req/s and p99 of each, the ratios to the bare
 view (goals: /me >= 0.5, submission >= 0.2) and the submission's p99 (goal < 50 ms at 4 clients).
 
@@ -15,7 +15,8 @@ view (goals: /me >= 0.5, submission >= 0.2) and the submission's p99 (goal < 50 
 middleware), printing where the (wall) time goes.
 --cpu: the same calls under cProfile timed by process CPU time (a loaded machine's waits do not count), printing
 the top entries by own CPU time and by cumulative CPU time. ENDPOINTS (comma-separated: bare, me, surveys, submit;
-default all) limits the profile to some of them.
+default all) limits the profile to some of them. Each endpoint is first timed without a profiler (the "unprofiled" CPU
+per request). /surveys is GET /api/v1/surveys?status=open of a second participant with a 90-day history.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+SURVEYS = "/api/v1/surveys?status=open"
 ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": True}
 
 POST_LUA = r"""
@@ -143,6 +145,57 @@ def build(n: int) -> tuple[str, list[str]]:
     return key, [str(r.uuid) for r in rows]
 
 
+def build_history(days: int = 90) -> str:
+    """A second participant with a realistic history for GET /api/v1/surveys?status=open: one daily instance
+    for `days` days (the last one open now), consented. Returns its token."""
+    from django.contrib.auth import get_user_model
+
+    from participants.models import ConsentDocument, ConsentSignature, Participant, ParticipantStatus
+    from surveys.models import Instrument, SurveyInstance
+    from trialsite.api.auth import token_issue
+    from trialsite.models import Site
+    from trialsite.protocol.services import protocol_version_current
+
+    first = Participant.objects.get(study_id="BENCH-0001")
+    user = get_user_model().objects.create_user("bench-phone-2", password=None)
+    now = timezone.now()
+    p = Participant.objects.create(
+        study_id="BENCH-0002",
+        trial=first.trial,
+        site=Site.objects.get(pk=first.site_id),
+        user=user,
+        status=ParticipantStatus.RANDOMISED,
+        timezone="Europe/London",
+        eligible=True,
+        randomised_at=now - timedelta(days=days),
+        day0=(now - timedelta(days=days)).date(),
+        enrolled_at=now - timedelta(days=days),
+    )
+    doc = ConsentDocument.objects.get(trial=first.trial, version="1.0")
+    ConsentSignature.objects.create(participant=p, document=doc, method="electronic", sha256=doc.sha256, signed_at=now)
+    inst = Instrument.objects.get(trial=first.trial, slug="daily-mood")
+    version = protocol_version_current(first.trial)
+    SurveyInstance.objects.bulk_create(
+        [
+            SurveyInstance(
+                participant=p,
+                instrument=inst,
+                schedule_key="bench-history",
+                study_day=day,
+                timezone="Europe/London",
+                local_date=(opens := now - timedelta(days=days - 1 - day, minutes=5)).date(),
+                opens_at=opens,
+                closes_at=opens + timedelta(hours=6),
+                grace_until=opens + timedelta(hours=6),
+                protocol_version_id=version.pk,
+            )
+            for day in range(days)
+        ]
+    )
+    key, _ = token_issue(user=user, kind="participant", ttl=timedelta(hours=2))
+    return key
+
+
 def database_url() -> str:
     s = connection.settings_dict
     return (
@@ -224,6 +277,7 @@ def bench(seconds: int, clients: int) -> None:
     # Enough instances for every submission at a generous rate (each request needs its own open instance).
     n = max(4000, 900 * (seconds + 1))
     token, instances = build(n)
+    history_token = build_history()
     connection.close()
     port = free_port()
     server = start_gunicorn(port)
@@ -241,9 +295,11 @@ def bench(seconds: int, clients: int) -> None:
             # Warm-up: connections, imports, the protocol cache, in both workers.
             for url in (f"{base}/bench/bare", f"{base}/api/v1/me"):
                 run_wrk(wrk, url, seconds=1, clients=clients, token=token)
+            run_wrk(wrk, f"{base}{SURVEYS}", seconds=1, clients=clients, token=history_token)
             run_wrk(wrk, f"{base}/api/v1/surveys/x/response", seconds=1, clients=clients, token=token, lua=post)
             bare = run_wrk(wrk, f"{base}/bench/bare", seconds=seconds, clients=clients, token=token)
             me = run_wrk(wrk, f"{base}/api/v1/me", seconds=seconds, clients=clients, token=token)
+            surveys = run_wrk(wrk, f"{base}{SURVEYS}", seconds=seconds, clients=clients, token=history_token)
             post[1] = str(ids)
             sub = run_wrk(
                 wrk, f"{base}/api/v1/surveys/x/response", seconds=seconds, clients=clients, token=token, lua=post
@@ -252,16 +308,18 @@ def bench(seconds: int, clients: int) -> None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
     print(f"wrk, {seconds} s per endpoint, {clients} connections; gunicorn 2 sync workers; {os.cpu_count()} CPUs")
-    for name, r in (("bare Django JSON view", bare), ("GET /api/v1/me", me), ("POST .../response", sub)):
+    rows = (("bare Django JSON view", bare), ("GET /api/v1/me", me), ("GET /surveys?status=open", surveys))
+    for name, r in (*rows, ("POST .../response", sub)):
         print(
             f"{name:24s} {r['rps']:8.1f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
             f"({r['requests']} requests, non-2xx {r['non2xx']}{', socket errors ' + r['socket_errors'] if r['socket_errors'] else ''})"
         )
     print(f"ratio /me / bare:        {me['rps'] / bare['rps']:.2f} (goal >= 0.5)")
+    print(f"ratio /surveys / bare:   {surveys['rps'] / bare['rps']:.2f} (90-day history, status=open)")
     print(f"ratio submission / bare: {sub['rps'] / bare['rps']:.2f} (goal >= 0.2)")
     print(f"ratio submission / /me:  {sub['rps'] / me['rps']:.2f}")
     print(f"submission p99 at {clients} clients: {sub['p99']:.1f} ms (goal < 50 ms)")
-    if me["non2xx"] or sub["non2xx"] or bare["non2xx"]:
+    if me["non2xx"] or sub["non2xx"] or bare["non2xx"] or surveys["non2xx"]:
         raise SystemExit("some requests failed (non-2xx): the figures are not valid")
     if sub["requests"] + 200 > len(instances):
         raise SystemExit("ran out of open instances: raise n")
@@ -275,8 +333,9 @@ def profile(requests: int, *, cpu: bool = False, only: set[str] | None = None) -
     from django.test import Client, override_settings
     from pyinstrument import Profiler
 
-    token, instances = build(requests * 2 + 20)
+    token, instances = build(requests * 3 + 20)
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", REMOTE_ADDR="127.0.0.1")
+    history = Client(HTTP_AUTHORIZATION=f"Bearer {build_history()}", REMOTE_ADDR="127.0.0.1")
     body = json.dumps({"answers": ANSWERS, "authored": timezone.now().isoformat()})
     todo = iter(instances)
 
@@ -292,14 +351,24 @@ def profile(requests: int, *, cpu: bool = False, only: set[str] | None = None) -
     def bare():
         assert client.get("/bench/bare").status_code == 200
 
+    def surveys():
+        assert history.get(SURVEYS).status_code == 200
+
     with override_settings(ROOT_URLCONF="bench.server.urls"):
         for _ in range(10):  # warm-up
             bare()
             me()
+            surveys()
             submit()
-        for name, fn in (("bare view", bare), ("GET /api/v1/me", me), ("POST /api/v1/surveys/{id}/response", submit)):
+        endpoints = (("bare view", bare), ("GET /api/v1/me", me), (f"GET {SURVEYS}", surveys))
+        for name, fn in (*endpoints, ("POST /api/v1/surveys/{id}/response", submit)):
             if only and fn.__name__ not in only:
                 continue
+            # First unprofiled: the CPU a request costs without a profiler's overhead.
+            used = time.process_time()
+            for _ in range(requests):
+                fn()
+            plain = (time.process_time() - used) / requests * 1000
             profiler = cProfile.Profile(time.process_time) if cpu else Profiler(interval=0.0005)
             used, wall = time.process_time(), time.perf_counter()
             profiler.enable() if cpu else profiler.start()
@@ -309,7 +378,8 @@ def profile(requests: int, *, cpu: bool = False, only: set[str] | None = None) -
             used, wall = time.process_time() - used, time.perf_counter() - wall
             print(
                 f"=== {name}: {requests} requests in process, per request {wall / requests * 1000:.2f} ms wall, "
-                f"{used / requests * 1000:.2f} ms CPU{' (under cProfile)' if cpu else ''} ==="
+                f"{used / requests * 1000:.2f} ms CPU{' (under cProfile)' if cpu else ''}; "
+                f"unprofiled {plain:.2f} ms CPU ==="
             )
             if fn is bare:
                 continue
