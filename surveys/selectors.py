@@ -55,7 +55,8 @@ def survey_instance_list(*, participant: Participant, status: str | None = None,
         qs = qs.filter(status=InstanceStatus.COMPLETED)
     elif status == "missed":
         qs = qs.filter(Q(status=InstanceStatus.MISSED) | (scheduled & Q(grace_until__lte=now)))
-    return qs.select_related("instrument").order_by("opens_at", "id")
+    # The list shows the instrument's slug, version and title: not its definition (a JSON document per row).
+    return qs.select_related("instrument").defer("instrument__definition").order_by("opens_at", "id")
 
 
 def survey_instance_get(*, participant: Participant, uuid) -> SurveyInstance | None:
