@@ -9,7 +9,9 @@ connections) with bench/server/settings.py, which adds one bench-only URL: /benc
 the project's whole middleware stack. wrk (Debian's; installed when missing and root) drives, in turn, the bare
 view, GET /api/v1/me, GET /api/v1/surveys?status=open (a second participant, 90 daily instances) and POST /api/v1/surveys/{id}/response (a Lua script gives every request its own instance and
 Idempotency-Key) for SECONDS each with CLIENTS connections. Prints req/s and p99 of each, the ratios to the bare
-view (goals: /me >= 0.5, submission >= 0.2) and the submission's p99 (goal < 50 ms at 4 clients).
+view (goals: /me >= 0.5, submission >= 0.2) and the submission's p99 (goal < 50 ms at 4 clients). Also the server
+CPU per request (gunicorn processes + the PostgreSQL backends of the bench database, from /proc, around each run)
+and the same ratios by it: on a shared, loaded machine req/s moves with the others' load, CPU per request much less.
 
 --profile: no server; pyinstrument over REQUESTS in-process calls of each endpoint (Django's test client, same
 middleware), printing where the (wall) time goes.
@@ -242,6 +244,31 @@ def run_wrk(wrk: str, url: str, *, seconds: int, clients: int, token: str, lua: 
     }
 
 
+def server_cpu_seconds(server_pid: int, database: str) -> tuple[float, float]:
+    """CPU (user + system) used so far by the server side of the benchmark: the gunicorn master and workers,
+    and the PostgreSQL backends connected to the benchmark's database. Read around each wrk run, it gives the
+    server CPU one request costs: a figure that other load on the machine changes much less than req/s.
+    Returns (gunicorn, PostgreSQL) seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    web = db = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ppid, pgid = int(fields[1]), int(fields[2])
+        used = int(fields[11]) + int(fields[12])  # utime, stime
+        if pgid == server_pid or ppid == server_pid or int(entry.name) == server_pid:
+            web += used
+        elif cmdline.startswith("postgres: ") and f" {database} " in cmdline:
+            db += used
+    return web / tick, db / tick
+
+
 def start_gunicorn(port: int) -> subprocess.Popen:
     env = dict(
         os.environ,
@@ -278,9 +305,20 @@ def bench(seconds: int, clients: int) -> None:
     n = max(4000, 900 * (seconds + 1))
     token, instances = build(n)
     history_token = build_history()
+    database = connection.settings_dict["NAME"]
     connection.close()
     port = free_port()
     server = start_gunicorn(port)
+
+    def measured(url: str, **kwargs) -> dict:
+        web, db = server_cpu_seconds(server.pid, database)
+        result = run_wrk(wrk, url, seconds=seconds, clients=clients, **kwargs)
+        web_after, db_after = server_cpu_seconds(server.pid, database)
+        n = max(result["requests"], 1)
+        result["web_ms"], result["db_ms"] = (web_after - web) * 1000 / n, (db_after - db) * 1000 / n
+        result["cpu_ms"] = result["web_ms"] + result["db_ms"]
+        return result
+
     base = f"http://127.0.0.1:{port}"
     body = json.dumps({"answers": ANSWERS, "authored": timezone.now().isoformat()})
     try:
@@ -297,13 +335,11 @@ def bench(seconds: int, clients: int) -> None:
                 run_wrk(wrk, url, seconds=1, clients=clients, token=token)
             run_wrk(wrk, f"{base}{SURVEYS}", seconds=1, clients=clients, token=history_token)
             run_wrk(wrk, f"{base}/api/v1/surveys/x/response", seconds=1, clients=clients, token=token, lua=post)
-            bare = run_wrk(wrk, f"{base}/bench/bare", seconds=seconds, clients=clients, token=token)
-            me = run_wrk(wrk, f"{base}/api/v1/me", seconds=seconds, clients=clients, token=token)
-            surveys = run_wrk(wrk, f"{base}{SURVEYS}", seconds=seconds, clients=clients, token=history_token)
+            bare = measured(f"{base}/bench/bare", token=token)
+            me = measured(f"{base}/api/v1/me", token=token)
+            surveys = measured(f"{base}{SURVEYS}", token=history_token)
             post[1] = str(ids)
-            sub = run_wrk(
-                wrk, f"{base}/api/v1/surveys/x/response", seconds=seconds, clients=clients, token=token, lua=post
-            )
+            sub = measured(f"{base}/api/v1/surveys/x/response", token=token, lua=post)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
@@ -312,12 +348,18 @@ def bench(seconds: int, clients: int) -> None:
     for name, r in (*rows, ("POST .../response", sub)):
         print(
             f"{name:24s} {r['rps']:8.1f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
+            f"server CPU {r['cpu_ms']:5.2f} ms/req (web {r['web_ms']:.2f}, db {r['db_ms']:.2f})  "
             f"({r['requests']} requests, non-2xx {r['non2xx']}{', socket errors ' + r['socket_errors'] if r['socket_errors'] else ''})"
         )
     print(f"ratio /me / bare:        {me['rps'] / bare['rps']:.2f} (goal >= 0.5)")
     print(f"ratio /surveys / bare:   {surveys['rps'] / bare['rps']:.2f} (90-day history, status=open)")
     print(f"ratio submission / bare: {sub['rps'] / bare['rps']:.2f} (goal >= 0.2)")
     print(f"ratio submission / /me:  {sub['rps'] / me['rps']:.2f}")
+    print(
+        "by server CPU per request (gunicorn + PostgreSQL; not moved by other load): "
+        f"/me {bare['cpu_ms'] / me['cpu_ms']:.2f}, /surveys {bare['cpu_ms'] / surveys['cpu_ms']:.2f}, "
+        f"submission {bare['cpu_ms'] / sub['cpu_ms']:.2f} of the bare view"
+    )
     print(f"submission p99 at {clients} clients: {sub['p99']:.1f} ms (goal < 50 ms)")
     if me["non2xx"] or sub["non2xx"] or bare["non2xx"] or surveys["non2xx"]:
         raise SystemExit("some requests failed (non-2xx): the figures are not valid")
