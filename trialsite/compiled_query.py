@@ -38,6 +38,7 @@ class _Compiled:
     annotations: tuple[tuple[str, int], ...]
     converters: tuple[tuple[int, tuple, Any], ...]  # (column, converter functions, expression)
     col_count: int | None  # trim the row to it (extra select columns), or None
+    sliceable: bool  # the queryset had no LIMIT/OFFSET of its own: a call may give them
 
 
 class CompiledQuery:
@@ -83,9 +84,12 @@ class CompiledQuery:
             annotations=tuple((compiler.annotation_col_map or {}).items()),
             converters=tuple((column, tuple(fns), expression) for column, (fns, expression) in converters.items()),
             col_count=compiler.col_count if compiler.has_extra_select else None,
+            sliceable=not queryset.query.is_sliced,
         )
 
-    def __call__(self, **values) -> list:
+    def __call__(self, *, offset: int = 0, limit: int | None = None, **values) -> list:
+        """The rows for these values; `limit`/`offset` page them (a LIMIT/OFFSET with parameters, so one
+        compiled query serves every page) when the built queryset is not sliced itself."""
         if self._model is None:
             self._model = self._build(**self._placeholders).model
         alias = router.db_for_read(self._model) or "default"
@@ -93,9 +97,15 @@ class CompiledQuery:
         params = list(compiled.params)
         for position, name in compiled.slots:
             params[position] = values[name]
+        sql = compiled.sql
+        if limit is not None or offset:
+            if not compiled.sliceable:
+                raise ValueError("the built queryset is sliced already")
+            sql = f"{sql} LIMIT %s OFFSET %s"
+            params += [limit, offset]  # LIMIT NULL: no limit
         connection = connections[alias]
         with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
+            cursor.execute(sql, params)
             rows = cursor.fetchall()
         objects = []
         for raw in rows:
