@@ -181,3 +181,74 @@ def kit_envelope_record(
     row.recorded_source = source[:16]
     row.save(update_fields=["period", "recorded_at", "recorded_study_day", "recorded_source"])
     return EnvelopeRecorded(envelope=row, created=True)
+
+
+@dataclass(frozen=True)
+class _CorrectionPlan:
+    old: KitEnvelope | None  # the envelope recorded with the old code (its record is cleared)
+    new: KitEnvelope | None  # the envelope to record for `period` (None: the period has none)
+    period: int | None
+
+
+def _kit_correction_plan(*, participant: Participant, old_code, new_code, period: int | None, lock: bool):
+    """What correcting a kit_code answer from `old_code` to `new_code` does, or KitCodeRefused (as on the phone)."""
+    envelopes = KitEnvelope.objects.select_for_update() if lock else KitEnvelope.objects
+    old_normal = kit_code_normalise(old_code) if old_code else None
+    old = (
+        envelopes.filter(participant=participant, code=old_normal, period__isnull=False).first() if old_normal else None
+    )
+    if old is not None:
+        period = old.period
+    if not new_code:
+        return _CorrectionPlan(old=old, new=None, period=period)
+    new_normal = kit_code_normalise(new_code)
+    new = envelopes.filter(code=new_normal).first() if new_normal else None
+    if new is None:
+        raise KitCodeRefused(MESSAGES["wrong"], reason="wrong")
+    if new.participant_id != participant.pk:
+        raise KitCodeRefused(MESSAGES["foreign"], reason="foreign")
+    if period is None:
+        raise KitCodeRefused("This answer belongs to no self-blinding period.", reason="wrong")
+    if new.period is not None and new.period != period:
+        raise KitCodeRefused(MESSAGES["reused"], reason="reused")
+    taken = envelopes.filter(participant=participant, period=period).exclude(pk__in=[e.pk for e in (old, new) if e])
+    if taken.exists():
+        raise KitCodeRefused(MESSAGES["period_taken"], reason="period_taken")
+    return _CorrectionPlan(old=old, new=new, period=period)
+
+
+def kit_envelope_correction_problem(*, participant: Participant, old_code, new_code, period: int | None) -> str | None:
+    """The refusal `kit_envelope_correct` would give (for a form's validation), or None."""
+    try:
+        _kit_correction_plan(participant=participant, old_code=old_code, new_code=new_code, period=period, lock=False)
+    except KitCodeRefused as exc:
+        return exc.message
+    return None
+
+
+@transaction.atomic
+def kit_envelope_correct(
+    *, participant: Participant, old_code, new_code, period: int | None, actor, now=None
+) -> KitEnvelope | None:
+    """Data management corrected a `kit_code` answer: the envelope recorded with `old_code` is no longer the
+    period's, and `new_code`'s is (None: no envelope for it). The period is the old envelope's, else `period`.
+    The same refusals as on the phone (wrong, foreign, reused, period_taken), so the envelope table never says
+    something the corrected answer does not; the caller's audit context carries the reason. Returns the envelope
+    now recorded, or None."""
+    policy.require(actor, policy.ANSWER_CORRECT, participant)
+    now = now or timezone.now()
+    participant = Participant.objects.select_for_update().get(pk=participant.pk)
+    policy.require_unlocked(participant)
+    plan = _kit_correction_plan(participant=participant, old_code=old_code, new_code=new_code, period=period, lock=True)
+    if plan.old is not None and (plan.new is None or plan.new.pk != plan.old.pk):
+        plan.old.period = plan.old.recorded_at = plan.old.recorded_study_day = None
+        plan.old.recorded_source = ""
+        plan.old.save(update_fields=["period", "recorded_at", "recorded_study_day", "recorded_source"])
+    new = plan.new
+    if new is not None and new.period is None:
+        new.period = plan.period
+        new.recorded_at = now
+        new.recorded_study_day = participant.study_day(now)
+        new.recorded_source = "admin"
+        new.save(update_fields=["period", "recorded_at", "recorded_study_day", "recorded_source"])
+    return new

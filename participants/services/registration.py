@@ -242,6 +242,19 @@ def enrolment_code_normalise(raw: str) -> str | None:
     return code
 
 
+# A code links a phone: the first one (registered), or a new one for a participant already in the trial (a lost
+# or replaced phone; revoke the old phone's tokens separately, participants.services.records). Participants who
+# withdrew from the intervention only still answer surveys, so they may link a new phone too.
+RELINKABLE = (ParticipantStatus.ENROLLED, ParticipantStatus.RANDOMISED)
+
+
+def enrolment_code_issuable(participant: Participant) -> bool:
+    """May this participant be given an enrolment code (first phone or a new one)?"""
+    if participant.status == ParticipantStatus.REGISTERED or participant.status in RELINKABLE:
+        return True
+    return participant.status == ParticipantStatus.WITHDRAWN and not participant.is_withdrawn
+
+
 @transaction.atomic
 def enrolment_code_issue(*, participant: Participant, actor, now=None) -> str:
     """Issue a new code (the previous live one dies). Returns it formatted XXXX-XXXX; only its hash is kept
@@ -249,8 +262,11 @@ def enrolment_code_issue(*, participant: Participant, actor, now=None) -> str:
     now = now or timezone.now()
     participant = Participant.objects.select_for_update().get(pk=participant.pk)
     policy.require(actor, policy.ENROLMENT_CODE_ISSUE, participant)
-    if participant.status not in (ParticipantStatus.REGISTERED,):
-        raise WorkflowError("Enrolment codes are issued only to registered participants who have not enrolled yet.")
+    if not enrolment_code_issuable(participant):
+        raise WorkflowError(
+            "Enrolment codes are issued to registered participants, and to enrolled or randomised participants "
+            "who need to link a new phone (not after completion or full withdrawal)."
+        )
     EnrolmentCode.objects.filter(participant=participant, used_at__isnull=True, revoked_at__isnull=True).update(
         revoked_at=now, code_encrypted=""
     )
@@ -304,14 +320,16 @@ def participant_enrol(*, code: str, device: dict | None = None, now=None) -> tup
     if row is None or row.used_at is not None or row.revoked_at is not None or row.expires_at <= now:
         raise refusal
     participant = Participant.objects.select_for_update().get(pk=row.participant_id)
-    if participant.status != ParticipantStatus.REGISTERED:
+    if not enrolment_code_issuable(participant):
         raise refusal
     row.used_at = now
     row.code_encrypted = ""
     row.save(update_fields=["used_at", "code_encrypted"])
-    participant.status = ParticipantStatus.ENROLLED
-    participant.enrolled_at = now
-    participant.save(update_fields=["status", "enrolled_at"])
+    if participant.status == ParticipantStatus.REGISTERED:
+        participant.status = ParticipantStatus.ENROLLED
+        participant.enrolled_at = now
+        participant.save(update_fields=["status", "enrolled_at"])
+    # else: a new phone linked; the participant's status, consent and schedule are as they were.
     device = device if isinstance(device, dict) else {}
     key, _token = token_issue(
         user=participant.user, kind="participant", ttl=settings.API_TOKEN_TTL_PARTICIPANT, device=device

@@ -22,8 +22,16 @@ from django.utils import timezone
 
 from participants.models import Participant
 from participants.services.errors import WorkflowError
-from participants.services.kits import KitCodeRefused, kit_code_format, kit_envelope_record
+from participants.services.kits import (
+    KitCodeRefused,
+    kit_code_format,
+    kit_envelope_correct,
+    kit_envelope_correction_problem,
+    kit_envelope_record,
+    kit_period_of,
+)
 from trialsite.protocol.schema import Protocol
+from trialsite.protocol.services import protocol_current
 
 from ..errors import InvalidInput, SurveyError
 from ..models import (
@@ -77,6 +85,38 @@ def kit_answers_record(
             )
         except WorkflowError as exc:
             raise _as_survey_error(exc, f"answers.{key}") from exc
+
+
+def _kit_answer_correction(response: Response, item_key: str, old, new) -> dict | None:
+    """The envelope correction a corrected answer implies (None when the item is no kit_code item)."""
+    if item_key not in kit_items(response.instrument.definition):
+        return None
+    participant = response.participant
+    protocol = protocol_current(participant.trial_id)
+    period = _instance_period(protocol, response.instance)
+    if period is None and protocol.self_blinding is not None:
+        period = kit_period_of(participant=participant, at=response.received_at) or None
+    return {"participant": participant, "old_code": old, "new_code": new, "period": period}
+
+
+def kit_answer_correction_problem(*, response: Response, item_key: str, old, new) -> str | None:
+    """Why a corrected kit_code answer cannot be recorded as the period's envelope, or None."""
+    change = _kit_answer_correction(response, item_key, old, new)
+    return kit_envelope_correction_problem(**change) if change else None
+
+
+def kit_answer_correct(*, response: Response, item_key: str, old, new, actor, now) -> None:
+    """Inside a correction's transaction: a corrected `kit_code` answer moves the period's envelope record with it
+    (refused as on the phone: wrong, foreign, reused; raised as ValidationError on `value`)."""
+    from django.core.exceptions import ValidationError
+
+    change = _kit_answer_correction(response, item_key, old, new)
+    if change is None:
+        return
+    try:
+        kit_envelope_correct(**change, actor=actor, now=now)
+    except KitCodeRefused as exc:
+        raise ValidationError({"value": [exc.message]}) from exc
 
 
 def kit_body(envelope, *, instance: SurveyInstance | None) -> dict:

@@ -27,7 +27,7 @@ from .idempotency import (
     idempotent_write,
     request_hash,
 )
-from .kits import dose_instances_open, kit_answers_record
+from .kits import dose_instances_open, kit_answer_correct, kit_answer_correction_problem, kit_answers_record
 from .side_effects import side_effect_safety_rules_run
 
 # Authored times are kept as sent; one further in the future than this, or earlier than the instance's
@@ -325,7 +325,14 @@ def item_answer_correction_check(*, response: Response, item_key: str, value: An
         answers.pop(item_key, None)
     else:
         answers[item_key] = value
-    return validate_answers(response.instrument.definition, answers)
+    result = validate_answers(response.instrument.definition, answers)
+    if result.ok:  # a kit_code answer must also be recordable as the period's envelope
+        problem = kit_answer_correction_problem(
+            response=response, item_key=item_key, old=response.answers.get(item_key), new=value
+        )
+        if problem:
+            result.errors.setdefault(item_key, []).append(problem)
+    return result
 
 
 @transaction.atomic
@@ -353,6 +360,14 @@ def item_answer_correct(*, item_answer: ItemAnswer, value: Any, actor, reason: s
         raise ValidationError({"value": [m for messages in result.errors.values() for m in messages]})
     with audit_context(user=actor, reason=reason):
         row = ItemAnswer.objects.select_for_update().get(pk=item_answer.pk)
+        kit_answer_correct(
+            response=response,
+            item_key=row.item_key,
+            old=response.answers.get(row.item_key),
+            new=result.answers.get(row.item_key),
+            actor=actor,
+            now=now or timezone.now(),
+        )
         for field_name, field_value in answer_columns(result.answers.get(row.item_key)).items():
             setattr(row, field_name, field_value)
         row.save(update_fields=["value", "value_numeric", "value_text"])

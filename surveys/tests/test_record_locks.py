@@ -145,3 +145,45 @@ def test_the_admin_revokes_a_lost_phone_and_locks_data_through_the_services(phon
     client.force_login(make_staff("data_manager"))
     _admin_action(client, p, "lock_data", REASON)
     assert Participant.objects.get(pk=p.pk).locked
+
+
+def test_a_lost_phone_is_replaced_with_a_new_code_and_the_trial_goes_on(phone, client, make_staff):
+    """After revoking a lost phone, the coordinator issues a code (admin page) that links a new phone: the new
+    phone reaches the same participant, status and schedule unchanged; the old phone stays signed out; a code
+    cannot be used twice, and a participant who withdrew from everything gets none."""
+    from django.urls import reverse
+    from rest_framework.test import APIClient
+
+    from participants.models import ParticipantStatus
+    from participants.services import participant_withdraw
+
+    p = phone.participant
+    status, surveys = p.status, phone.get("/api/v1/surveys").json()
+    coordinator = make_staff("coordinator", site=p.site)
+    participant_tokens_revoke(participant=p, actor=coordinator, reason="phone lost on the bus")
+    assert phone.get("/api/v1/me").status_code == 401
+
+    client.force_login(coordinator)
+    page = client.post(reverse("admin:participants_participant_code", args=[p.pk]), {"_issue": "1"})
+    assert page.status_code == 200
+    code = page.context["code"]
+    assert code and "Issue a code for a new phone" in page.content.decode()
+
+    new_phone = APIClient()
+    enrolled = new_phone.post("/api/v1/enrol", {"code": code, "device": {"platform": "android"}}, format="json")
+    assert enrolled.status_code == 201, enrolled.content
+    new_phone.credentials(HTTP_AUTHORIZATION=f"Bearer {enrolled.json()['token']}")
+    me = new_phone.get("/api/v1/me")
+    assert me.status_code == 200 and me.json()["study_id"] == p.study_id
+    assert new_phone.get("/api/v1/surveys").json() == surveys
+    assert Participant.objects.get(pk=p.pk).status == status
+    assert phone.get("/api/v1/me").status_code == 401
+    again = APIClient().post("/api/v1/enrol", {"code": code}, format="json")
+    assert again.status_code == 400 and again.json()["error"]["code"] == "invalid_enrolment_code"
+
+    participant_withdraw(
+        participant=p, actor=coordinator, scope="all", reason="no further contact", by_participant=False
+    )
+    refused = client.post(reverse("admin:participants_participant_code", args=[p.pk]), {"_issue": "1"})
+    assert refused.context["code"] is None and not refused.context["can_issue"]
+    assert Participant.objects.get(pk=p.pk).status == ParticipantStatus.WITHDRAWN

@@ -213,3 +213,45 @@ def test_a_locked_participant_cannot_record_an_envelope(sb, api_client, make_sta
     assert r.status_code == 409, r.content
     assert r.json()["error"]["code"] == "conflict" and "locked" in r.json()["error"]["message"]
     assert not KitEnvelope.objects.filter(participant=participant, period__isnull=False).exists()
+
+
+def test_correcting_the_typed_code_moves_the_periods_envelope_with_it(sb, api_client, client, make_staff):
+    """A data manager corrects a mistyped envelope code in the admin: the envelope table follows the corrected
+    answer (the analysis reads conditions from it); a code the phone would refuse is refused here too."""
+    from django.urls import reverse
+
+    from surveys.models import ItemAnswer
+
+    trial, site = sb
+    now = timezone.now()
+    participant, key = randomised_participant(trial=trial, site=site, randomised_at=now - timedelta(days=1, hours=10))
+    other, _ = randomised_participant(trial=trial, site=site, randomised_at=now - timedelta(days=1, hours=10))
+    auth(api_client, key)
+    typed, meant = KitEnvelope.objects.filter(participant=participant).values_list("code", flat=True)[:2]
+    foreign = KitEnvelope.objects.filter(participant=other).values_list("code", flat=True).first()
+    survey = SurveyInstance.objects.get(participant=participant, schedule_key="envelope", study_day=1)
+    r = api_client.post(
+        f"/api/v1/surveys/{survey.uuid}/response",
+        {"answers": {"envelope_code": typed}, "authored": now.isoformat()},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+    )
+    assert r.status_code == 201, r.content
+    assert KitEnvelope.objects.get(code=typed).period == 1
+
+    item = ItemAnswer.objects.get(response__instance=survey, item_key="envelope_code")
+    client.force_login(make_staff("data_manager", trial=trial))
+    url = reverse("admin:surveys_itemanswer_change", args=[item.pk])
+
+    refused = client.post(url, {"value": f'"{kit_code_format(foreign)}"', "change_reason": "paper log"})
+    assert refused.status_code == 200
+    assert "belongs to another participant" in refused.content.decode()
+    assert KitEnvelope.objects.get(code=typed).period == 1 and KitEnvelope.objects.get(code=foreign).period is None
+
+    done = client.post(url, {"value": f'"{kit_code_format(meant)}"', "change_reason": "paper log shows the code"})
+    assert done.status_code == 302, done.content.decode()[:2000]
+    cleared, recorded = KitEnvelope.objects.get(code=typed), KitEnvelope.objects.get(code=meant)
+    assert (cleared.period, cleared.recorded_at, cleared.recorded_source) == (None, None, "")
+    assert (recorded.period, recorded.recorded_source) == (1, "admin")
+    assert Response.objects.get(instance=survey).answers["envelope_code"] == meant
+    assert KitEnvelope.objects.filter(participant=participant, period__isnull=False).count() == 1

@@ -127,3 +127,16 @@ def test_changelist_columns_and_filters_read_as_words(client, trial, site_ldn, m
     client.force_login(make_staff("monitor"))
     _, login_filters = _headers_and_filters(client.get("/admin/trialsite/staffloginevent/").content.decode())
     assert "when" in login_filters and "at" not in login_filters
+
+
+def test_a_participants_screening_reads_as_the_protocols_criteria(client, trial, site_ldn, make_staff):
+    from participants.tests.factories import ParticipantFactory
+    from trialsite.protocol.services import protocol_current
+
+    criteria = protocol_current(trial).eligibility
+    participant = ParticipantFactory(trial=trial, site=site_ldn)
+    client.force_login(make_staff("coordinator", site=site_ldn))
+    html = unescape(client.get(f"/admin/participants/participant/{participant.pk}/change/").content.decode())
+    shown = re.findall(r"<li><strong>(yes|no)</strong> · ([^<]+)</li>", html)
+    assert shown == [("yes", c.text) for c in criteria] and len(shown) >= 3
+    assert '{"' not in html.split('class="eligibility"')[1][:200]  # not the stored JSON
