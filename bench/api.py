@@ -7,14 +7,15 @@ Creates a throw-away database (bench_api), loads the demo protocol, one consente
 survey instances, starts gunicorn (2 sync workers, development settings with DEBUG off, persistent database
 connections) with bench/server/settings.py, which adds one bench-only URL: /bench/bare, a trivial JSON view behind
 the project's whole middleware stack. wrk (Debian's; installed when missing and root) drives, in turn, the bare
-view, GET /api/v1/me, GET /api/v1/surveys?status=open (a second participant, 90 daily instances) and POST /api/v1/surveys/{id}/response (a Lua script gives every request its own instance and
-Idempotency-Key) for SECONDS each with CLIENTS connections. Prints req/s and p99 of each, the ratios to the bare
-view (goals: /me >= 0.5, submission >= 0.2) and the submission's p99 (goal < 50 ms at 4 clients). Also the server
+view, GET /api/v1/me, GET /api/v1/surveys?status=open (a second participant, 90 daily instances) and
+POST /api/v1/surveys/{id}/response (a Lua script gives every request its own instance and Idempotency-Key) for
+SECONDS each with CLIENTS connections. Prints req/s and p99 of each, the ratios to the bare view (goals: /me >= 0.5,
+submission >= 0.2) and the submission's p99 (goal < 50 ms at 4 clients). Also the server
 CPU per request (gunicorn processes + the PostgreSQL backends of the bench database, from /proc, around each run)
 and the same ratios by it: on a shared, loaded machine req/s moves with the others' load, CPU per request much less.
 
 --profile: no server; pyinstrument over REQUESTS in-process calls of each endpoint (Django's test client, same
-middleware), printing where the (wall) time goes.
+middleware, DEBUG off as in the gunicorn run), printing where the (wall) time goes.
 --cpu: the same calls under cProfile timed by process CPU time (a loaded machine's waits do not count), printing
 the top entries by own CPU time and by cumulative CPU time. ENDPOINTS (comma-separated: bare, me, surveys, submit;
 default all) limits the profile to some of them. Each endpoint is first timed without a profiler (the "unprofiled" CPU
@@ -396,7 +397,8 @@ def profile(requests: int, *, cpu: bool = False, only: set[str] | None = None) -
     def surveys():
         assert history.get(SURVEYS).status_code == 200
 
-    with override_settings(ROOT_URLCONF="bench.server.urls"):
+    # DEBUG off as in the gunicorn run (DEBUG on logs every query through a debug cursor).
+    with override_settings(ROOT_URLCONF="bench.server.urls", DEBUG=False):
         for _ in range(10):  # warm-up
             bare()
             me()
