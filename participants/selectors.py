@@ -78,6 +78,9 @@ def _documents_with_signatures_queryset(*, trial_id: int, participant_id: int):
     return (
         ConsentDocument.objects.filter(trial_id=trial_id)
         .order_by()  # sorted by the caller; the model's ordering would join the trial for its slug
+        # The consent text (pages, in a real trial) is read only where it is shown: GET /api/v1/consent loads it
+        # then (one query); /me and every submission need versions, dates and hashes.
+        .defer("body")
         .annotate(_signature=FilteredRelation("signatures", condition=Q(signatures__participant_id=participant_id)))
         .annotate(**{f"_sig_{name}": F(f"_signature__{name}") for name in _SIGNATURE_COLUMNS})
     )
