@@ -1,29 +1,29 @@
-"""Benchmark: the survey submission endpoint vs. a trivial authenticated endpoint (GET /api/v1/me).
+"""Benchmark: the CPU one survey submission costs, against the bare Django view, measured in one process.
 
-Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/submit.py [REQUESTS] [CLIENTS]
+Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/submit.py [REQUESTS] [--profile]
 
-Creates a throw-away database (bench_submit), loads the demo protocol, one consented participant with
-REQUESTS open survey instances, starts gunicorn on 127.0.0.1 against that database and drives both
-endpoints with CLIENTS concurrent keep-alive clients (bounded load, local only). Prints requests/s, p50 and
-p99 latency of each, and the ratio submit/me (goal >= 0.5, submission p99 < 100 ms). Drops the database.
+Creates a throw-away database (bench_submit), loads the demo protocol, one consented participant with enough open
+survey instances, and calls, in process through the project's whole middleware stack (Django's test client, URLs of
+bench/server: the project's plus /bench/bare), in turn REQUESTS times: the bare JSON view, POST
+/api/v1/surveys/{id}/response (each with its own instance and Idempotency-Key) and POST /api/v1/sync with 10
+responses per batch. For each it prints wall time and the CPU time per request of this process AND of its
+PostgreSQL backend (read from /proc/<pg_backend_pid()>/stat), whose sum is what a server spends per request: on
+a loaded machine the waits do not count, so the ratio bare/submission is the throughput ratio a CPU-bound
+server would show (goal >= 0.2). bench/api.py measures the same over HTTP with wrk (req/s, p99).
+
+--profile: cProfile (process CPU time) of the submissions, top entries by own time and by cumulative time.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,11 +37,8 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": True}
+SYNC_BATCH = 10
 
 
 def build(n: int) -> tuple[str, list[str]]:
@@ -51,7 +48,7 @@ def build(n: int) -> tuple[str, list[str]]:
     from participants.models import ConsentDocument, ConsentSignature, Participant, ParticipantStatus
     from surveys.models import Instrument, SurveyInstance
     from trialsite.api.auth import token_issue
-    from trialsite.protocol.services import protocol_load_file
+    from trialsite.protocol.services import protocol_load_file, protocol_version_current
     from trialsite.services import site_create
 
     trial = protocol_load_file(path=DEMO_PROTOCOL).trial
@@ -73,6 +70,7 @@ def build(n: int) -> tuple[str, list[str]]:
     doc = ConsentDocument.objects.get(trial=trial, version="1.0")
     ConsentSignature.objects.create(participant=p, document=doc, method="electronic", sha256=doc.sha256, signed_at=now)
     inst = Instrument.objects.get(trial=trial, slug="daily-mood")
+    version = protocol_version_current(trial)
     opens = now - timedelta(minutes=5)
     rows = SurveyInstance.objects.bulk_create(
         [
@@ -86,149 +84,100 @@ def build(n: int) -> tuple[str, list[str]]:
                 opens_at=opens,
                 closes_at=opens + timedelta(hours=6),
                 grace_until=opens + timedelta(hours=6),
-                protocol_version=trial.current_protocol,
+                protocol_version_id=version.pk,
             )
             for i in range(n)
         ],
-        batch_size=2000,
+        batch_size=5000,
     )
     key, _ = token_issue(user=user, kind="participant", ttl=timedelta(hours=2))
     return key, [str(r.uuid) for r in rows]
 
 
-def database_url() -> str:
-    s = connection.settings_dict
-    return (
-        f"postgresql://{s['USER']}:{quote(s['PASSWORD'] or '')}@{quote(s['HOST'] or '', safe='')}"
-        f"{':' + str(s['PORT']) if s['PORT'] else ''}/{s['NAME']}"
-    )
-
-
-def drive(
-    port: int, requests: list[tuple[str, str, dict | None, dict]], clients: int
-) -> tuple[float, list[float], dict]:
-    """Send the requests split over `clients` keep-alive connections; → (wall seconds, latencies, status counts)."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    lock = threading.Lock()
-    chunks = [requests[i::clients] for i in range(clients)]
-
-    def worker(chunk):
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine, codes = [], {}
-        for method, path, body, headers in chunk:
-            payload = json.dumps(body).encode() if body is not None else None
-            t0 = time.perf_counter()
-            conn.request(method, path, body=payload, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            mine.append(time.perf_counter() - t0)
-            codes[resp.status] = codes.get(resp.status, 0) + 1
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            for k, v in codes.items():
-                statuses[k] = statuses.get(k, 0) + v
-
-    threads = [threading.Thread(target=worker, args=(c,)) for c in chunks]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0, latencies, statuses
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] * 1000
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the PostgreSQL backend process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    clients = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    import cProfile
+    import io
+    import pstats
+
+    from django.test import Client, override_settings
+
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    profile = "--profile" in sys.argv
+    n = int(args[0]) if args else 500
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    server = None
     try:
-        token, instances = build(n + clients * 5)
-        env = dict(
-            os.environ,
-            DATABASE_URL=database_url(),
-            DJANGO_SETTINGS_MODULE="trialsite.settings.development",
-            DJANGO_DEBUG="0",
-            DB_CONN_MAX_AGE="600",
-            LOG_LEVEL="ERROR",
-        )
-        port = free_port()
-        connection.close()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "trialsite.wsgi",
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                "2",
-                "--keep-alive",
-                "30",
-                "--log-level",
-                "error",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
-        for _ in range(150):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                c.request("GET", "/health")
-                if c.getresponse().status in (200, 503):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("gunicorn did not start")
-        auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        answers = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": True}
+        token, instances = build(n * (1 + SYNC_BATCH) + 50)
+        todo = iter(instances)
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", REMOTE_ADDR="127.0.0.1")
 
-        def submissions(ids):
-            return [
-                (
-                    "POST",
-                    f"/api/v1/surveys/{i}/response",
-                    {"answers": answers, "authored": timezone.now().isoformat()},
-                    auth | {"Idempotency-Key": str(uuid.uuid4())},
-                )
-                for i in ids
+        def bare():
+            assert client.get("/bench/bare").status_code == 200
+
+        def submit():
+            body = json.dumps({"answers": ANSWERS, "authored": timezone.now().isoformat()})
+            r = client.post(
+                f"/api/v1/surveys/{next(todo)}/response",
+                body,
+                "application/json",
+                HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4()),
+            )
+            assert r.status_code == 201, r.content
+
+        def sync():
+            items = [
+                {"kind": "response", "idempotency_key": str(uuid.uuid4()), "instance": next(todo), "answers": ANSWERS}
+                | {"authored": timezone.now().isoformat()}
+                for _ in range(SYNC_BATCH)
             ]
+            r = client.post("/api/v1/sync", json.dumps({"items": items}), "application/json")
+            assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [201] * SYNC_BATCH
 
-        # Warm up both endpoints (connections, imports, caches) before measuring.
-        drive(port, [("GET", "/api/v1/me", None, auth)] * (clients * 5), clients)
-        drive(port, submissions(instances[n:]), clients)
-        me_wall, me_lat, me_codes = drive(port, [("GET", "/api/v1/me", None, auth)] * n, clients)
-        sub_wall, sub_lat, sub_codes = drive(port, submissions(instances[:n]), clients)
-        me_rps, sub_rps = n / me_wall, n / sub_wall
-        print(f"requests per endpoint: {n}, concurrent clients: {clients}, gunicorn workers: 2")
-        print(
-            f"GET  /api/v1/me                 {me_rps:8.1f} req/s  p50 {pct(me_lat, 50):6.1f} ms  "
-            f"p99 {pct(me_lat, 99):6.1f} ms  status {me_codes}"
-        )
-        print(
-            f"POST /api/v1/surveys/{{id}}/response {sub_rps:8.1f} req/s  p50 {pct(sub_lat, 50):6.1f} ms  "
-            f"p99 {pct(sub_lat, 99):6.1f} ms  status {sub_codes}"
-        )
-        print(
-            f"ratio submit/me: {sub_rps / me_rps:.2f} (goal >= 0.5); submission p99 {pct(sub_lat, 99):.1f} ms "
-            f"(goal < 100 ms); mean {statistics.mean(sub_lat) * 1000:.1f} ms"
-        )
-        if sub_codes.get(201) != n:
-            raise SystemExit(f"unexpected submission statuses: {sub_codes}")
+        with override_settings(ROOT_URLCONF="bench.server.urls", DEBUG=False):
+            for _ in range(20):  # warm-up: imports, the connection, the protocol and instrument caches
+                bare()
+                submit()
+            sync()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid = cursor.fetchone()[0]
+            results = {}
+            for name, fn, count in (
+                ("bare Django JSON view", bare, n),
+                ("POST .../response", submit, n),
+                (f"POST /sync ({SYNC_BATCH} responses)", sync, max(1, n // SYNC_BATCH)),
+            ):
+                profiler = cProfile.Profile(time.process_time) if profile and fn is submit else None
+                wall, cpu, pg = time.perf_counter(), time.process_time(), backend_cpu(pid)
+                if profiler:
+                    profiler.enable()
+                for _ in range(count):
+                    fn()
+                if profiler:
+                    profiler.disable()
+                wall, cpu, pg = time.perf_counter() - wall, time.process_time() - cpu, backend_cpu(pid) - pg
+                results[name] = (wall / count, cpu / count, pg / count)
+                if profiler:
+                    profiler.dump_stats(Path(tempfile.gettempdir()) / "bench-submit.pstats")
+                    for order in ("tottime", "cumulative"):
+                        out = io.StringIO()
+                        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(25)
+                        print(out.getvalue().split("\n", 4)[-1])
+        print(f"in process, Django test client, {n} requests each{' (submissions under cProfile)' if profile else ''}")
+        print(f"{'':32s} {'wall ms':>8s} {'app CPU ms':>11s} {'pg CPU ms':>10s} {'total CPU ms':>13s}")
+        for name, (wall, cpu, pg) in results.items():
+            print(f"{name:32s} {wall * 1000:8.2f} {cpu * 1000:11.2f} {pg * 1000:10.2f} {(cpu + pg) * 1000:13.2f}")
+        bare_cpu = sum(results["bare Django JSON view"][1:])
+        sub_cpu = sum(results["POST .../response"][1:])
+        sync_item = sum(results[f"POST /sync ({SYNC_BATCH} responses)"][1:]) / SYNC_BATCH
+        print(f"CPU per response in /sync: {sync_item * 1000:.2f} ms")
+        print(f"ratio bare CPU / submission CPU: {bare_cpu / sub_cpu:.2f} (goal >= 0.2)")
     finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=20)
         connection.close()
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

@@ -56,7 +56,14 @@ def consent_status(*, participant: Participant, on=None) -> ConsentStatus:
             signature = ConsentSignature.from_db(ConsentDocument.objects.db, _SIGNATURE_COLUMNS, values)
             signature.document = document
             signatures.append(signature)
-    signatures.sort(key=lambda s: (s.signed_at, s.pk))
+    return consent_status_of(documents=documents, signatures=signatures, on=on)
+
+
+def consent_status_of(*, documents, signatures, on) -> ConsentStatus:
+    """consent_status's decision on rows already read (the trial's documents, the participant's signatures of
+    them, each signature's `document` set): the one rule, for callers that read the rows in a query of their own
+    (the survey submission reads them with the instance it locks)."""
+    signatures = sorted(signatures, key=lambda s: (s.signed_at, s.pk))
     last = signatures[-1] if signatures else None
     in_force = [d for d in documents if d.valid_from <= on and not (d.valid_to is not None and d.valid_to < on)]
     # The version in force: valid on that date, and among those the latest to start (consent_document_current).

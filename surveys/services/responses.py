@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from participants.models import Participant
-from participants.selectors import consent_status
+from participants.selectors import consent_status, consent_status_of
 from trialsite import policy
 from trialsite.protocol.services import protocol_current, protocol_of_version
 
-from ..errors import InvalidInput, NotFound, SurveyError
+from ..errors import IdempotencyMismatch, InvalidInput, NotFound, SurveyError
 from ..models import DoseLog, InstanceStatus, ItemAnswer, PromptEvent, Response, Score, SideEffect, SurveyInstance
 from ..safety import raise_alerts, rules_fired_for_response
 from ..scoring import score_answers
@@ -23,12 +22,12 @@ from ..validation import validate_answers
 from .idempotency import (
     WriteResult,
     idempotency_lookup,
-    idempotency_store,
     idempotent_write,
     request_hash,
 )
 from .kits import dose_instances_open, kit_answer_correct, kit_answer_correction_problem, kit_answers_record
 from .side_effects import side_effect_safety_rules_run
+from .submission import instrument_plan, submission_lock, submission_write
 
 # Authored times are kept as sent; one further in the future than this, or earlier than the instance's
 # opening by more than this, is flagged as clock skew (not refused: the answer is still the answer).
@@ -37,7 +36,7 @@ CLOCK_SKEW_TOLERANCE = timedelta(minutes=10)
 FAR_PAST = timedelta(days=120)
 
 
-def _require_active(participant: Participant) -> None:
+def _require_active(participant: Participant, *, consent=None) -> None:
     """Writes need unlocked data, consent in force and no withdrawal from data collection. The lock is read from
     the participant the request authenticated as (loaded per request): a lock is a 409 `conflict` saying why."""
     locked = policy.locked_reason(participant)
@@ -45,7 +44,7 @@ def _require_active(participant: Participant) -> None:
         raise SurveyError(locked, code="conflict")
     if participant.is_withdrawn:
         raise SurveyError("The participant has withdrawn from the study.", code="withdrawn")
-    status = consent_status(participant=participant)
+    status = consent if consent is not None else consent_status(participant=participant)
     if not status.has_consented or status.needs_consent:
         raise SurveyError("Consent to the current information sheet is needed first.", code="not_consented")
 
@@ -116,84 +115,122 @@ def survey_response_submit(
 
 @transaction.atomic
 def _submit(*, participant, instance_id, key, digest, answers, authored, source, now) -> WriteResult:
-    rows = (
-        SurveyInstance.objects.select_for_update(of=("self",))
-        .select_related("instrument")
-        .filter(participant=participant, uuid=instance_id)
-        .order_by()  # the uuid is unique: no ORDER BY (the model's ordering would add one)
-        # The trial's current protocol version, read with the instance (no query of its own; the safety rules).
-        .annotate(current_version_id=F("participant__trial__current_version_id"))
-    )
-    instance = next(iter(rows[:1]), None)
-    if instance is None:
+    # One statement: the instance FOR UPDATE, the trial's current protocol version, the key's record, the consent.
+    locked = submission_lock(participant=participant, instance_id=instance_id, key=key)
+    if locked is None:
         raise NotFound("No such survey instance.")
-    # Under the instance lock, a concurrent identical request has committed (or not) by now.
-    replay = idempotency_lookup(participant=participant, key=key, kind="response", digest=digest)
+    replay = locked.replay
+    if replay is None and locked.status == InstanceStatus.COMPLETED:
+        # A concurrent request may have committed while this one waited for the lock: its record is not in the
+        # locking statement's snapshot, so ask again (a new statement sees it) before calling this a conflict.
+        found = idempotency_lookup(participant=participant, key=key, kind="response", digest=digest)
+        if found is not None:
+            return found
     if replay is not None:
-        return replay
+        kind, recorded_digest, body = replay
+        if kind != "response" or recorded_digest != digest:
+            raise IdempotencyMismatch()
+        return WriteResult(body=body, created=False)
     now = now or timezone.now()
-    _require_active(participant)
+    consent = consent_status_of(
+        documents=locked.consent_documents, signatures=locked.consent_signatures, on=participant.local_date()
+    )
+    _require_active(participant, consent=consent)
     # An answered instance is `completed`; a response stored any other way still makes the insert below fail on
     # the one-response-per-instance constraint, which the caller answers as the same conflict.
-    if instance.status == InstanceStatus.COMPLETED:
+    if locked.status == InstanceStatus.COMPLETED:
         raise SurveyError("This survey has already been answered.", code="conflict")
-    if instance.status == InstanceStatus.CANCELLED:
+    if locked.status == InstanceStatus.CANCELLED:
         raise SurveyError("This survey was cancelled.", code="conflict")
-    if now < instance.opens_at:
+    if now < locked.opens_at:
         raise SurveyError("This survey is not open yet.", code="window_not_open")
-    if now > instance.grace_until:
+    if now > locked.grace_until:
         raise SurveyError("This survey has closed.", code="window_closed")
-    definition = instance.instrument.definition
+    instrument = instrument_plan(locked.instrument_id)  # parsed once per instrument version
+    definition = instrument.definition
     result = validate_answers(definition, answers)
     if not result.ok:
         raise InvalidInput("Some answers are not valid.", fields=result.errors)
-    if instance.current_version_id is None:  # no pointer yet: ask the protocol versions
+    if locked.current_version_id is None:  # no pointer yet: ask the protocol versions
         protocol = protocol_current(participant.trial_id)
     else:
-        protocol = protocol_of_version(instance.current_version_id)  # parsed once per version
-    # Envelope codes (kit_code items) are recorded with the response, or refuse it (answers.<item>).
-    kit_answers_record(
-        participant=participant, instance=instance, protocol=protocol, answers=result.answers, source=source, now=now
-    )
-    skew = authored > now + CLOCK_SKEW_TOLERANCE or authored < instance.opens_at - CLOCK_SKEW_TOLERANCE
+        protocol = protocol_of_version(locked.current_version_id)  # parsed once per version
+    if instrument.kit_items:
+        # Envelope codes (kit_code items) are recorded with the response, or refuse it (answers.<item>).
+        instance = SurveyInstance(
+            pk=locked.pk,
+            uuid=locked.uuid,
+            instrument=instrument.row,
+            schedule_key=locked.schedule_key,
+            study_day=locked.study_day,
+        )
+        kit_answers_record(
+            participant=participant,
+            instance=instance,
+            protocol=protocol,
+            answers=result.answers,
+            source=source,
+            now=now,
+        )
+    skew = authored > now + CLOCK_SKEW_TOLERANCE or authored < locked.opens_at - CLOCK_SKEW_TOLERANCE
     offset = authored.utcoffset()
-    response = Response(
-        instance=instance,
-        participant=participant,
-        instrument=instance.instrument,
-        idempotency_key=key,
-        request_hash=digest,
-        answers=result.answers,
-        authored_at=authored,
-        authored_offset_minutes=int(offset.total_seconds() // 60) if offset else 0,
-        received_at=now,
-        late=now > instance.closes_at,
-        clock_skew=skew,
-        study_day=_study_day(participant, now if skew else authored),
-        source=source,
-    )
-    response.full_clean(exclude=["instance", "participant", "instrument"], validate_unique=False)
-    response.save()
-    ItemAnswer.objects.bulk_create(
-        [ItemAnswer(response=response, item_key=k, **answer_columns(v)) for k, v in result.answers.items()]
-    )
+    response_uuid = uuid4()
+    late = now > locked.closes_at
     scores = score_answers(definition, result.answers)
-    Score.objects.bulk_create([Score(response=response, key=s.key, **_score_columns(s)) for s in scores])
-    instance.status = InstanceStatus.COMPLETED
-    instance.save(update_fields=["status"])
+    body = {
+        "id": str(response_uuid),
+        "instance": str(locked.uuid),
+        "received_at": now.isoformat().replace("+00:00", "Z"),
+        "late": late,
+    }
+    submission_write(
+        response={
+            "uuid": response_uuid,
+            "instance": locked.pk,
+            "participant": participant.pk,
+            "instrument": locked.instrument_id,
+            "idempotency_key": key,
+            "request_hash": digest,
+            "answers": result.answers,
+            "authored_at": authored,
+            "authored_offset_minutes": int(offset.total_seconds() // 60) if offset else 0,
+            "received_at": now,
+            "late": late,
+            "clock_skew": skew,
+            "study_day": _study_day(participant, now if skew else authored),
+            "source": source,
+            "locked": False,
+        },
+        items=[{"key": k, **_item_columns(v)} for k, v in result.answers.items()],
+        scores=[_score_row(s) for s in scores],
+        status=InstanceStatus.COMPLETED,
+        body=body,
+        kind="response",
+    )
     fired = rules_fired_for_response(
         protocol=protocol,
-        instrument=instance.instrument.slug,
+        instrument=instrument.row.slug,
         answers=result.answers,
         scores={s.key: s.value for s in scores},
     )
     if fired:
-        raise_alerts(
-            participant=participant, fired=fired, source_kind="response", source_id=str(response.uuid), now=now
-        )
-    body = response_body(response, instance)
-    idempotency_store(participant=participant, key=key, kind="response", digest=digest, body=body)
+        raise_alerts(participant=participant, fired=fired, source_kind="response", source_id=body["id"], now=now)
     return WriteResult(body=body, created=True)
+
+
+def _item_columns(value: Any) -> dict:
+    columns = answer_columns(value)
+    return {"value": columns["value"], "num": columns["value_numeric"], "txt": columns["value_text"]}
+
+
+def _score_row(score) -> dict:
+    return {
+        "key": score.key,
+        "value": score.value,
+        "band": score.band,
+        "scored": score.scored,
+        "missing": score.items_missing,
+    }
 
 
 def dose_body(dose: DoseLog) -> dict:

@@ -23,11 +23,11 @@ ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": T
 ME_QUERIES = 2
 # /surveys: the token (+ participant); the page (one row more than the limit tells whether there is a next page).
 SURVEYS_QUERIES = 2
-# A submission: the token; savepoint; the instance FOR UPDATE (with the trial's current protocol version, for the
-# safety rules); the idempotency key; the consent (documents with signatures, one query); the response (one per
-# instance: a constraint, not a query), its item answers, its scores; the instance's status; the idempotency
-# record; release.
-SUBMIT_QUERIES = 10
+# A submission: the token; savepoint; one SELECT ... FOR UPDATE of the instance that also reads the trial's current
+# protocol version (the safety rules), the idempotency key's record and the consent documents with the participant's
+# signatures; one statement writing the response, its item answers, its scores, the instance's status and the
+# idempotency record (surveys/services/submission.py); release.
+SUBMIT_QUERIES = 5
 # /sync with N responses: the token, then per item what one submission does after its token.
 SYNC_PER_REQUEST, SYNC_PER_RESPONSE = 1, SUBMIT_QUERIES - 1
 

@@ -67,3 +67,28 @@ def test_reason_is_required_for_edits():
     with pytest.raises(ValidationError):
         require_reason("  ")
     assert require_reason(" typo in date ") == "typo in date"
+
+
+def test_metadata_added_later_in_a_transaction_reaches_every_event_of_the_context(make_staff):
+    # The context row is written once per transaction and context, and again only when its metadata changes.
+    from trialsite.audit import annotate
+
+    user = make_staff("data_manager")
+    with transaction.atomic(), audit_context(reason="renamed on the phone"):
+        site = Site.objects.create(code="LIS", name="Lisbon", timezone="Europe/Lisbon")
+        annotate(user=user)
+        site.name = "Lisboa"
+        site.save()
+    first, second = events_for(site)
+    assert first.pgh_context_id == second.pgh_context_id
+    assert second.pgh_context["user"] == user.pk and second.pgh_context["reason"] == "renamed on the phone"
+
+
+def test_a_rolled_back_savepoint_keeps_the_context_of_later_events():
+    with audit_context(reason="retried write"):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            Site.objects.create(code="OSL", name="Oslo", timezone="Europe/Oslo")
+            raise RuntimeError("undo")
+        site = Site.objects.create(code="BGO", name="Bergen", timezone="Europe/Oslo")
+    (event,) = events_for(site)
+    assert event.pgh_context["reason"] == "retried write"
