@@ -294,7 +294,7 @@ def celery_beat_process(worker_env, tmp_path):
 
 @pytest.fixture
 def web_process(worker_env):
-    """start(env) → (gunicorn process, base URL): the real WSGI app in its own process on 127.0.0.1."""
+    """start(env, workers=1) → (gunicorn process, base URL): the real WSGI app in its own process on 127.0.0.1."""
     import signal
     import socket
     import subprocess
@@ -304,7 +304,7 @@ def web_process(worker_env):
 
     procs: list[subprocess.Popen] = []
 
-    def start(env: dict | None = None):
+    def start(env: dict | None = None, workers: int = 1):
         port = free_port()
         proc = subprocess.Popen(
             [
@@ -315,7 +315,7 @@ def web_process(worker_env):
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
-                "1",
+                str(workers),
                 "--timeout",
                 "60",
                 "--log-level",

@@ -1,80 +1,67 @@
 """The trial dashboard in the admin: enrolment over time, completion by site and week, open safety items and
-CONSORT counts, as server-side SVG plots (matplotlib, Agg) and tables. Figures come from analytics.selectors,
-narrowed to the sites the user reaches; blinding indices only for the unblinded statistician."""
+CONSORT counts, as server-side SVG plots (analytics.svg_chart) and tables. Figures come from
+analytics.selectors.dashboard_figures_for (only what the page shows), narrowed to the sites the user reaches;
+blinding indices only for the unblinded statistician."""
 
 from __future__ import annotations
 
-import io
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.db.models.functions import TruncWeek
+from django.template.response import TemplateResponse
+from django.utils.safestring import mark_safe
 
-import matplotlib
+from participants.models import AlertStatus, Participant, SafetyAlert
+from trialsite import roles as R
+from trialsite.admin_scoping import STAFF_ROLES, has_any_role
+from trialsite.models import Trial
 
-matplotlib.use("Agg")
-
-from django.contrib import admin  # noqa: E402
-from django.core.exceptions import PermissionDenied  # noqa: E402
-from django.db.models import Count  # noqa: E402
-from django.db.models.functions import TruncWeek  # noqa: E402
-from django.template.response import TemplateResponse  # noqa: E402
-from django.utils.safestring import mark_safe  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from participants.models import AlertStatus, Participant, SafetyAlert  # noqa: E402
-from trialsite import roles as R  # noqa: E402
-from trialsite.admin_scoping import STAFF_ROLES, has_any_role  # noqa: E402
-from trialsite.models import Trial  # noqa: E402
-
-from . import selectors  # noqa: E402
-
-
-def _svg(fig: Figure) -> str:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
+from . import selectors
+from .svg_chart import Chart, Series, nice_ticks
 
 
 def enrolment_plot(rows: list[dict]) -> str:
-    return _svg(enrolment_figure(rows))
+    return enrolment_figure(rows).svg()
 
 
-def enrolment_figure(rows: list[dict]) -> Figure:
-    fig = Figure(figsize=(6, 2.6))
-    ax = fig.add_subplot()
+def enrolment_figure(rows: list[dict]) -> Chart:
     total = 0
-    xs, ys = [], []
+    points = []
     for row in rows:
         total += row["n"]
-        xs.append(row["week"])
-        ys.append(total)
-    if xs:
-        ax.step(xs, ys, where="post", color="#417690")
-        ax.plot(xs, ys, "o", color="#417690", markersize=3)
-        # One tick per week (the points' weeks, Monday), labelled as the week they start; thinned when long.
-        step = max(1, -(-len(xs) // 10))
-        ax.set_xticks(xs[::step], [f"w/c {x:%d %b}" for x in xs[::step]])
-    ax.set_title("Participants registered (cumulative, by week)")
-    ax.set_xlabel("week starting (Monday)")
-    ax.set_ylabel("participants")
-    ax.set_ylim(bottom=0, top=max(ys[-1] * 1.05, 1) if ys else 1)  # counts start from 0
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.autofmt_xdate()
-    return fig
+        points.append((row["week"].timestamp() / 86400, total))
+    # One tick per week (the points' weeks, Monday), labelled as the week they start; thinned when long.
+    step = max(1, -(-len(rows) // 10))
+    top = max(total * 1.05, 1)
+    return Chart(
+        title="Participants registered (cumulative, by week)",
+        xlabel="week starting (Monday)",
+        ylabel="participants",
+        series=[Series("registered", points, step=True)] if points else [],
+        xticks=[(row["week"].timestamp() / 86400, f"w/c {row['week']:%d %b}") for row in rows[::step]],
+        ylim=(0, nice_ticks(top, integer=True)[-1]),  # counts start from 0
+        yticks=nice_ticks(top, integer=True),
+        rotate_xticks=True,
+    )
 
 
 def completion_plot(by_site_week: dict[str, list[dict]]) -> str:
-    fig = Figure(figsize=(6, 2.6))
-    ax = fig.add_subplot()
-    for site, rows in sorted(by_site_week.items()):
-        ax.plot([r["week"] for r in rows], [100 * (r["rate"] or 0) for r in rows], marker="o", label=site)
-    ax.set_title("Survey completion by site and study week")
-    ax.set_xlabel("study week")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("% answered in window")
-    ax.set_ylim(0, 105)
-    if by_site_week:
-        ax.legend(loc="lower left", fontsize="small")
-    return _svg(fig)
+    weeks = sorted({r["week"] for rows in by_site_week.values() for r in rows})
+    step = max(1, -(-len(weeks) // 15))
+    return Chart(
+        title="Survey completion by site and study week",
+        xlabel="study week",
+        ylabel="% answered in window",
+        series=[
+            Series(site, [(r["week"], 100 * (r["rate"] or 0)) for r in rows])
+            for site, rows in sorted(by_site_week.items())
+        ],
+        xticks=[(w, str(w)) for w in weeks[::step]],
+        ylim=(0, 105),
+        yticks=[0, 20, 40, 60, 80, 100],
+        legend=bool(by_site_week),
+    ).svg()
 
 
 def trial_dashboard(request):
@@ -84,7 +71,7 @@ def trial_dashboard(request):
     trial = next((t for t in trials if t.slug == request.GET.get("trial")), trials[0] if trials else None)
     context = {**admin.site.each_context(request), "title": "Trial dashboard", "trials": trials, "trial": trial}
     if trial is not None:
-        summary = selectors.trial_summary_for(actor=request.user, trial=trial)
+        figures = selectors.dashboard_figures_for(actor=request.user, trial=trial)
         participants = R.filter_by_site(Participant.objects.filter(trial=trial), request.user)
         enrolment = list(
             participants.annotate(week=TruncWeek("registered_at"))
@@ -92,12 +79,7 @@ def trial_dashboard(request):
             .annotate(n=Count("pk"))
             .order_by("week")
         )
-        by_site_week: dict[str, list[dict]] = {}
-        for row in summary["consort"]["by_site"]:
-            site = row["site"]
-            site_pk = participants.filter(site__code=site).values_list("site_id", flat=True).first()
-            if site_pk is not None:
-                by_site_week[site] = selectors.completion(trial=trial, site_ids=[site_pk], by="week")
+        by_site_week = figures["completion_by_site_week"]
         open_alerts = (
             R.filter_by_site(SafetyAlert.objects.filter(participant__trial=trial), request.user, "participant__site")
             .filter(status__in=[AlertStatus.OPEN, AlertStatus.ESCALATED])
@@ -105,8 +87,8 @@ def trial_dashboard(request):
             .order_by("due_at")[:50]
         )
         context.update(
-            summary=summary,
-            enrolment_svg=mark_safe(enrolment_plot(enrolment)),  # noqa: S308 - SVG drawn by matplotlib here
+            summary=figures,
+            enrolment_svg=mark_safe(enrolment_plot(enrolment)),  # noqa: S308 - SVG drawn here, texts escaped
             completion_svg=mark_safe(completion_plot(by_site_week)),  # noqa: S308
             by_site_week=by_site_week,
             open_alerts=list(open_alerts),

@@ -7,6 +7,8 @@ Blinded roles: the overall guess distribution only (no arm anywhere on the page)
 
 from __future__ import annotations
 
+import io
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
@@ -14,15 +16,22 @@ from django.utils.safestring import mark_safe
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from trialsite import policy
 from trialsite import roles as R
 from trialsite.admin_scoping import STAFF_ROLES, has_any_role
 from trialsite.models import Trial
 
 from . import selectors
-from .admin import _svg
 from .blinding_selectors import blinding_session_figures
 
 COLOURS = {"active": "#b5523b", "placebo": "#417690"}
+
+
+def _svg(fig: Figure) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
 
 
 def guess_distribution_plot(rows: list[dict]) -> str:
@@ -124,7 +133,7 @@ def blinding_page(request):
         raise PermissionDenied
     trials = list(Trial.objects.order_by("slug"))
     trial = next((t for t in trials if t.slug == request.GET.get("trial")), trials[0] if trials else None)
-    unblinded = R.is_unblinded(request.user)
+    unblinded = trial is not None and policy.can(request.user, policy.ARMS_VIEW, trial)  # in this trial only
     context = {
         **admin.site.each_context(request),
         "title": "Blinding per session",

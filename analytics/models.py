@@ -54,6 +54,9 @@ class ExportJob(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0, help_text="runs claimed so far")
     queued_at = models.DateTimeField(default=now, help_text="when it was (re-)queued or last re-published")
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life of the running attempt")
+    # The requester's Idempotency-Key (optional header of POST /api/v1/staff/exports): one job per key, so a
+    # double click or a retry on another web process never starts a second bundle.
+    idempotency_key = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -73,6 +76,11 @@ class ExportJob(models.Model):
             models.CheckConstraint(
                 condition=~models.Q(status="running") | models.Q(heartbeat_at__isnull=False, attempts__gt=0),
                 name="exportjob_running_has_heartbeat",
+            ),
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="exportjob_unique_idempotency_key",
             ),
         ]
         indexes = [models.Index(fields=["status", "queued_at"]), models.Index(fields=["status", "heartbeat_at"])]

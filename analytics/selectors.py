@@ -19,6 +19,7 @@ from datetime import datetime
 
 from django.db import connections
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from participants.models import Participant
@@ -120,13 +121,44 @@ def completion(*, trial: Trial, site_ids=None, by: str = "site", now: datetime |
     return rows
 
 
+def completion_by_site_week(*, trial: Trial, site_ids=None, now: datetime | None = None) -> dict[str, list[dict]]:
+    """completion(by="week") of each site, in one pass over the trial's instances (grouped by the participant's
+    site id, the site codes looked up after): site code → rows (week, planned, answered, rate)."""
+    from trialsite.models import Site
+
+    now = now or timezone.now()
+    week = Greatest(F("study_day"), Value(0)) / 7  # = study_day // 7, baseline (negative days) in week 0
+    qs = SurveyInstance.objects.filter(definitions.due_q(now), participant__trial=trial)
+    if site_ids is not None:
+        qs = qs.filter(participant__site_id__in=list(site_ids))
+    with replica_reads():
+        rows = list(
+            qs.annotate(site_id=F("participant__site_id"), week=week)
+            .values("site_id", "week")
+            .annotate(planned=Count("pk"), answered=Count("pk", filter=definitions.answered_q()))
+            .order_by()
+        )
+        codes = dict(Site.objects.values_list("pk", "code"))  # a handful of rows: every site, one query
+    out: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (codes[r["site_id"]], r["week"])):
+        site = codes[r.pop("site_id")]
+        r["rate"] = definitions.rate(r["answered"], r["planned"], digits=4)
+        out.setdefault(site, []).append(r)
+    return out
+
+
 def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | None = None) -> list[dict]:
     """Dose adherence (surveys.definitions) grouped by "site", "week" or "participant": planned dose days so far,
     dose days with a dose logged, rate. Two queries; the dose days are planned by the one pure function."""
+    return adherence_groups(trial=trial, site_ids=site_ids, by=(by,), now=now)[by]
+
+
+def adherence_groups(*, trial: Trial, site_ids=None, by=("site",), now: datetime | None = None) -> dict[str, list]:
+    """adherence() for several groupings from one read of the participants and their dose days: by → rows."""
     protocol = _protocol(trial)
     dosing = protocol.dosing if protocol else None
     if dosing is None:
-        return []
+        return {b: [] for b in by}
     now = now or timezone.now()
     people = Participant.objects.filter(trial=trial, day0__isnull=False).select_related("site")
     if site_ids is not None:
@@ -134,19 +166,24 @@ def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | 
     with replica_reads():
         people = list(people.only("pk", "study_id", "timezone", "day0", "withdrawn_at", "site__code"))
         logged = survey_selectors.dose_days_logged(participant_ids=[p.pk for p in people])
-    groups: dict = {}
+    groups: dict[str, dict] = {b: {} for b in by}
     for p in people:
         days = logged.get(p.pk, set())
         for day in definitions.participant_dose_days(participant=p, dosing=dosing, now=now):
-            label = {"site": p.site.code, "week": day // 7, "participant": p.study_id}[by]
-            g = groups.setdefault(label, [0, 0])
-            g[0] += 1
-            g[1] += day in days
-    name = {"site": "site", "week": "week", "participant": "study_id"}[by]
-    return [
-        {name: label, "planned": n, "logged": k, "rate": definitions.rate(k, n, digits=4)}
-        for label, (n, k) in sorted(groups.items())
-    ]
+            hit = day in days
+            for b in by:
+                label = {"site": p.site.code, "week": day // 7, "participant": p.study_id}[b]
+                g = groups[b].setdefault(label, [0, 0])
+                g[0] += 1
+                g[1] += hit
+    out = {}
+    for b in by:
+        name = {"site": "site", "week": "week", "participant": "study_id"}[b]
+        out[b] = [
+            {name: label, "planned": n, "logged": k, "rate": definitions.rate(k, n, digits=4)}
+            for label, (n, k) in sorted(groups[b].items())
+        ]
+    return out
 
 
 def response_latency(*, trial: Trial, site_ids=None) -> list[dict]:
@@ -202,7 +239,17 @@ def safety_summary(*, trial: Trial, site_ids=None, now: datetime | None = None) 
         """,
         [trial.pk, *params],
     )
-    ae = _rows(
+    return {
+        "alerts": alerts,
+        "side_effects": effects,
+        "adverse_events": adverse_event_counts(trial=trial, site_ids=site_ids),
+    }
+
+
+def adverse_event_counts(*, trial: Trial, site_ids=None) -> dict:
+    """Adverse events: reports, serious, participants with one."""
+    extra, params = _site_filter(site_ids)
+    return _rows(
         f"""
         SELECT count(*) AS reports, count(*) FILTER (WHERE ae.serious) AS serious,
           count(DISTINCT ae.participant_id) AS participants
@@ -211,7 +258,6 @@ def safety_summary(*, trial: Trial, site_ids=None, now: datetime | None = None) 
         """,
         [trial.pk, *params],
     )[0]
-    return {"alerts": alerts, "side_effects": effects, "adverse_events": ae}
 
 
 def blinding_guess_distribution(*, trial: Trial, site_ids=None) -> list[dict]:
@@ -342,8 +388,8 @@ def trial_summary(
             "by_week": completion(trial=trial, site_ids=site_ids, by="week", now=now),
         },
         "adherence": {
-            "by_site": adherence(trial=trial, site_ids=site_ids, by="site", now=now),
-            "by_week": adherence(trial=trial, site_ids=site_ids, by="week", now=now),
+            f"by_{by}": rows
+            for by, rows in adherence_groups(trial=trial, site_ids=site_ids, by=("site", "week"), now=now).items()
         },
         "latency": response_latency(trial=trial, site_ids=site_ids),
         "safety": safety_summary(trial=trial, site_ids=site_ids, now=now),
@@ -388,9 +434,8 @@ def export_job_download(*, actor, job_uuid):
     return job
 
 
-def trial_summary_for(*, actor, trial, outcome=None) -> dict:
-    """The summary as `actor` may read it: their sites of that trial only, per-arm figures only for the
-    trial's unblinded roles (trialsite.policy / trialsite.roles). PermissionDenied without a role in the trial."""
+def _reach(actor, trial) -> tuple[list[int] | None, bool]:
+    """(site ids the actor reads in the trial or None for all, unblinded); PermissionDenied without a role."""
     from django.core.exceptions import PermissionDenied
 
     from trialsite import policy, roles
@@ -400,5 +445,27 @@ def trial_summary_for(*, actor, trial, outcome=None) -> dict:
     site_ids = roles.site_ids(actor, trial=trial)
     if site_ids is not None:
         site_ids = sorted(site_ids & set(trial.sites.values_list("id", flat=True)))
-    unblinded = policy.can(actor, policy.ARMS_VIEW, trial)
+    return site_ids, policy.can(actor, policy.ARMS_VIEW, trial)
+
+
+def trial_summary_for(*, actor, trial, outcome=None) -> dict:
+    """The summary as `actor` may read it: their sites of that trial only, per-arm figures only for the
+    trial's unblinded roles (trialsite.policy / trialsite.roles). PermissionDenied without a role in the trial."""
+    site_ids, unblinded = _reach(actor, trial)
     return trial_summary(trial=trial, site_ids=site_ids, unblinded=unblinded, outcome=outcome)
+
+
+def dashboard_figures_for(*, actor, trial, now: datetime | None = None) -> dict:
+    """What the admin's trial dashboard shows, read as `trial_summary_for` reads (sites, blinding), and nothing
+    else: CONSORT counts, completion by site and study week (one query), adverse events, and the blinding indices
+    for unblinded roles. A fixed number of queries whatever the trial's size."""
+    site_ids, unblinded = _reach(actor, trial)
+    figures = {
+        "consort": consort_counts(trial=trial, site_ids=site_ids),
+        "completion_by_site_week": completion_by_site_week(trial=trial, site_ids=site_ids, now=now),
+        "safety": {"adverse_events": adverse_event_counts(trial=trial, site_ids=site_ids)},
+        "blinding": {},
+    }
+    if unblinded:
+        figures["blinding"]["indices"] = blinding_indices(trial=trial, site_ids=site_ids)
+    return figures

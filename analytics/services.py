@@ -26,6 +26,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import (
     DEFAULT_DB_ALIAS,
     DatabaseError,
+    IntegrityError,
     InterfaceError,
     OperationalError,
     connection,
@@ -99,24 +100,63 @@ def _publish_on_commit(job_id: int) -> None:
     transaction.on_commit(lambda: export_job_publish(job_id=job_id))
 
 
+class ExportIdempotencyMismatch(Exception):
+    """The requester used this Idempotency-Key for a different export request."""
+
+
+def _export_replay(*, actor, key, trial: Trial, blinded: bool, formats: list[str], reason: str) -> ExportJob | None:
+    """The requester's job of this key, if any; raises ExportIdempotencyMismatch when it asked for another export."""
+    job = ExportJob.objects.filter(requested_by=actor, idempotency_key=key).first()
+    if job is None:
+        return None
+    if (job.trial_id, job.blinded, list(job.formats), job.reason) != (trial.pk, blinded, formats, reason):
+        raise ExportIdempotencyMismatch("This Idempotency-Key was used with a different export request.")
+    return job
+
+
 @transaction.atomic
 def export_job_create(
-    *, trial: Trial, actor, blinded: bool = True, formats=None, reason: str = "", now: datetime | None = None
+    *,
+    trial: Trial,
+    actor,
+    blinded: bool = True,
+    formats=None,
+    reason: str = "",
+    idempotency_key=None,
+    now: datetime | None = None,
 ) -> ExportJob:
-    """Record the request and publish the job after commit (best effort; see the module docstring)."""
+    """Record the request and publish the job after commit (best effort; see the module docstring).
+
+    With an `idempotency_key`, the requester's earlier job of that key is returned (nothing new recorded or
+    published); a concurrent duplicate, on this or another web process, blocks on the unique index until the first
+    commits and then answers with its job."""
     now = now or timezone.now()
     reason = export_check_allowed(actor=actor, trial=trial, blinded=blinded, reason=reason)
+    formats = _clean_formats(formats)
+    same = {"actor": actor, "key": idempotency_key, "trial": trial, "blinded": blinded, "formats": formats}
+    if idempotency_key is not None:
+        replay = _export_replay(**same, reason=reason)
+        if replay is not None:
+            return replay
     job = ExportJob(
         trial=trial,
         requested_by=actor,
         blinded=blinded,
-        formats=_clean_formats(formats),
+        formats=formats,
         reason=reason,
+        idempotency_key=idempotency_key,
         created_at=now,
         queued_at=now,
     )
-    job.full_clean()
-    job.save()
+    job.full_clean(validate_constraints=False)
+    try:
+        with transaction.atomic():
+            job.save()
+    except IntegrityError:
+        replay = _export_replay(**same, reason=reason) if idempotency_key is not None else None
+        if replay is None:
+            raise
+        return replay
     _publish_on_commit(job.pk)
     return job
 

@@ -1,13 +1,18 @@
 """A trial at real scale, measured (issue 14 item 4).
 
 Run: .venv/bin/python -m trialsite.localstack -- .venv/bin/python bench/scale.py [--participants 10000]
-     [--days 90] [--samples 20] [--due 500]
+     [--small 100] [--days 90] [--samples 20] [--due 300] [--keep] [--no-export]
 
-Builds a fresh database (`<db>_bench_scale`) with the fast simulator (audit insert triggers skipped for its own
-writes: analytics/simulation/writer.py), first at 1 % of the size, then grown to the full size, and prints at both
-sizes, each figure measured in the same run:
+--keep keeps each size's database (`<db>_bench_scale_<participants>x<days>`) and reuses it in a later run with the
+same sizes (migrations are applied to it first, so new indexes are measured without a rebuild); without --keep every
+size is built afresh and dropped at the end.
+
+Builds (or with --keep reuses) one database per size with the fast simulator (audit insert triggers skipped for
+its own writes: analytics/simulation/writer.py): the small size (`--small`, default 1 % of `--participants`) and the
+full size, and prints at both sizes, each figure measured in the same run (with the load average beside it):
 - the due-reminder sweep (surveys.tasks.reminders_sweep, publishing to a private Redis queue) with the same
-  number of due reminders (`--due`) planted at each size: its time at full size ÷ at 1 % (goal <= 1.2), the claim
+  number of due reminders (`--due`) planted at each size (then `VACUUM surveys_reminder`, as autovacuum would, so
+  the dead row versions of the planting are not timed): its time at full size ÷ at the small size (goal <= 1.2 at 1 %), the claim
   step alone, and EXPLAIN (ANALYZE, BUFFERS) of the claim query at full size;
 - p95 and query count of the coordinator's participant changelist and of the trial dashboard (goal < 300 ms,
   the same number of queries at both sizes);
@@ -29,11 +34,12 @@ import uuid
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.simulate import fresh_database, setup  # noqa: E402
+from bench.simulate import fresh_database  # noqa: E402
 
 
 def p95(samples: list[float]) -> float:
@@ -51,6 +57,7 @@ def timed_gets(client, url: str, n: int) -> tuple[float, float, int]:
         queries.append(sql)
         return execute(sql, params, many, context)
 
+    assert client.get(url).status_code == 200  # warm the per-process caches (the parsed protocol) first
     with ExitStack() as stack:  # every connection alias, in case a router sends reads elsewhere
         for alias in connections:
             stack.enter_context(connections[alias].execute_wrapper(count))
@@ -67,36 +74,53 @@ def timed_gets(client, url: str, n: int) -> tuple[float, float, int]:
 
 def plant_due(k: int, now) -> int:
     """Make k reminders pending and due (the same amount of due work at every size; bench data only)."""
+    from django.db import connection
+
     from surveys.models import Reminder
 
-    ids = list(Reminder.objects.order_by("pk").values_list("pk", flat=True)[:k])
-    return Reminder.objects.filter(pk__in=ids).update(
+    # Reminders of participants still in the study: all k are claimed and sent at every size (a withdrawn
+    # participant's would be cancelled instead, a different amount of work).
+    live = Reminder.objects.filter(instance__participant__withdrawn_at__isnull=True)
+    ids = list(live.order_by("pk").values_list("pk", flat=True)[:k])
+    planted = Reminder.objects.filter(pk__in=ids).update(
         status="pending", queued_at=None, due_at=now - timedelta(minutes=1)
     )
+    with connection.cursor() as cur:  # the dead row versions this planting (not the sweep) made: autovacuum's job
+        cur.execute("VACUUM surveys_reminder")
+    return planted
 
 
-def sweep(now, queue: str) -> tuple[float, float, dict, list[str]]:
+def sweep(now, queue: str) -> tuple[float, float, float, dict, list[str]]:
+    """(wall s, SQL s, claim query alone s, stats, claim SQL): the SQL time is the database's share of the sweep
+    (the rest is publishing to Redis, the same at every size), the figure that says "indexes, not scans"."""
     from django.db import connection, transaction
 
     from surveys.reminders import services
     from surveys.tasks import reminders_sweep
 
     sqls: list[str] = []
+    spent = [0.0]
 
     def keep(execute, sql, params, many, context):
         if "SKIP LOCKED" in sql and "surveys_reminder" in sql:
             sqls.append(connection.ops.compose_sql(sql, params) if params else sql)
-        return execute(sql, params, many, context)
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent[0] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
     with connection.execute_wrapper(keep):
         stats = reminders_sweep(now=now, queue=queue)
     wall = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    with transaction.atomic():
-        services.reminders_claim_due(now=now)  # nothing left: the claim query's cost alone
-    claim = time.perf_counter() - t0
-    return wall, claim, stats, sqls
+    claims = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            services.reminders_claim_due(now=now)  # nothing left: the claim query's cost alone
+        claims.append(time.perf_counter() - t0)
+    return wall, spent[0], statistics.median(claims), stats, sqls
 
 
 def export_ratio(trial) -> str:
@@ -127,106 +151,221 @@ def export_ratio(trial) -> str:
     return f"bundle {bundle:.2f} s, psql floor {floor:.2f} s, ratio {bundle / floor:.2f}"
 
 
-def measure(label: str, trial, args, clients, queue: str) -> dict:
+def sweeps(sizes: list[tuple[str, str]], args, queue: str) -> dict:
+    """The sweeps of every size, interleaved (small, full, small, full, …) so that the machine's load weighs on both
+    alike: label → median wall, SQL and claim times, the last sweep's stats and claim SQL."""
     from django.utils import timezone
 
+    now = timezone.now()
+    runs: dict[str, list] = {label: [] for label, _ in sizes}
+    for _label, url in sizes:
+        use_database(url)
+        sweep(now, queue)  # drain what the simulated trial left due (and warm the broker connection)
+    for i in range(args.sweeps):
+        at = now + timedelta(seconds=1 + i)
+        for label, url in sizes:
+            use_database(url)
+            planted = plant_due(args.due, at)
+            runs[label].append((*sweep(at, queue), planted))
+    out = {}
+    for label, rs in runs.items():
+        _, _, _, stats, claims, planted = rs[-1]
+        out[label] = {
+            "sweep": statistics.median(r[0] for r in rs),
+            "sql": statistics.median(r[1] for r in rs),
+            "claim": statistics.median(r[2] for r in rs),
+            "claims": claims,
+            "at": now + timedelta(seconds=args.sweeps),
+        }
+        print(
+            f"[{label}] sweep {out[label]['sweep']:.3f} s (of which SQL {out[label]['sql'] * 1000:.1f} ms), median of "
+            f"{args.sweeps} (planted {planted} due, claimed {stats['claimed']}, planned {stats['planned']}, missed "
+            f"{stats['missed']}); claim query alone {out[label]['claim'] * 1000:.1f} ms",
+            flush=True,
+        )
+    return out
+
+
+def pages(label: str, trial, args, clients) -> None:
     from analytics import selectors
 
     coordinator, manager = clients
-    now = timezone.now()
-    sweep(now, queue)  # drain what the simulated trial left due (and warm the broker connection)
-    runs = []
-    for i in range(3):
-        at = now + timedelta(seconds=1 + i)
-        planted = plant_due(args.due, at)
-        runs.append((*sweep(at, queue), planted))
-    runs.sort(key=lambda r: r[0])
-    wall, claim, stats, claims, planted = runs[1]  # the median of three sweeps
     cl = timed_gets(coordinator, "/admin/participants/participant/", args.samples)
-    dash = timed_gets(manager, f"/admin/dashboard/?trial={trial.slug}", max(3, args.samples // 4))
+    dash = timed_gets(manager, f"/admin/dashboard/?trial={trial.slug}", args.samples)
     t0 = time.perf_counter()
     selectors.trial_summary(trial=trial, unblinded=False)
     summary = time.perf_counter() - t0
     print(
-        f"[{label}] sweep {wall:.3f} s, median of 3 (planted {planted} due, claimed {stats['claimed']}, planned {stats['planned']}, "
-        f"missed {stats['missed']}); claim query alone {claim * 1000:.1f} ms\n"
         f"[{label}] coordinator changelist p95 {cl[0]:.0f} ms (median {cl[1]:.0f}), {cl[2]} queries; "
-        f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries; summary {summary:.2f} s",
+        f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries; summary {summary:.2f} s; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         flush=True,
     )
-    return {"sweep": wall, "claim": claim, "claims": claims, "now": now}
+
+
+def database(base_url: str, n: int, days: int, keep: bool) -> tuple[str, bool]:
+    """(url, reused): the database of one size; reused when --keep and a complete build of it exists."""
+    import psycopg
+
+    suffix = f"bench_scale_{n}x{days}"
+    if keep:
+        parts = urlsplit(base_url)
+        url = urlunsplit(parts._replace(path=f"/{parts.path.lstrip('/') or 'postgres'}_{suffix}"))
+        try:
+            with psycopg.connect(url) as conn:
+                if conn.execute("SELECT to_regclass('bench_scale_built') IS NOT NULL").fetchone()[0]:
+                    return url, True
+        except psycopg.OperationalError:
+            pass
+    return fresh_database(base_url, suffix), False
+
+
+def use_database(url: str) -> None:
+    """Point Django's default connection (and psql in export_ratio) at another database."""
+    from django.db import connections
+
+    conn = connections["default"]
+    conn.close()
+    conn.settings_dict["NAME"] = urlsplit(url).path.lstrip("/")
+    os.environ["DATABASE_URL"] = url
+
+
+def prepare(url: str, reused: bool, args, n: int, seed: int):
+    """Migrate (new indexes land on a kept database too), then build the trial unless reused."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from analytics.simulation import simulate_trial
+    from participants.services.allocation import allocation_list_generate
+    from surveys.models import ItemAnswer, SurveyInstance
+    from trialsite.models import Site, Trial
+    from trialsite.protocol.services import protocol_load_file
+    from trialsite.services import site_create
+
+    use_database(url)
+    t0 = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    if reused:
+        print(f"[{n}] reusing {url.rsplit('/', 1)[-1]} (migrated in {time.perf_counter() - t0:.1f} s)", flush=True)
+    else:
+        trial = protocol_load_file(path=ROOT / "protocols" / "microdose-mood.yaml").trial
+        site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
+        site_create(code="NYC", name="New York", timezone="America/New_York", trials=[trial])
+        allocation_list_generate(trial=trial, seed=11, per_stratum=n // 3 + 20)
+        t0 = time.perf_counter()
+        r = simulate_trial(trial=trial, participants=n, days=args.days, seed=seed, audit=False)
+        took = time.perf_counter() - t0
+        print(
+            f"[{n}] built {n} participants x {args.days} days: {r.instances} instances, {r.item_answers} item "
+            f"answers in {took:.1f} s ({r.item_answers / took:,.0f} answers/s)",
+            flush=True,
+        )
+        with connection.cursor() as cur:
+            cur.execute("CREATE TABLE bench_scale_built (built_at timestamptz DEFAULT now())")
+            cur.execute("INSERT INTO bench_scale_built DEFAULT VALUES")
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
+    print(
+        f"[{n}] {Trial.objects.count()} trial, {SurveyInstance.objects.count()} instances, "
+        f"{ItemAnswer.objects.count()} item answers",
+        flush=True,
+    )
+    return Trial.objects.get(), Site.objects.get(code="LDN")
+
+
+def staff_clients(site):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from trialsite.services import role_grant
+
+    clients = []
+    for name, role, at in (("coord", "coordinator", site), ("tm", "trial_manager", None)):
+        user = get_user_model().objects.filter(username=f"bench-{name}").first()
+        if user is None:
+            user = get_user_model().objects.create_user(
+                f"bench-{name}", f"{name}@example.org", "x-bench-password-1", is_staff=True
+            )
+            role_grant(user=user, role=role, site=at)
+        c = Client()
+        c.force_login(user)
+        clients.append(c)
+    return clients
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--participants", type=int, default=10_000)
+    parser.add_argument("--small", type=int, default=None, help="the small size (default: 1 %% of --participants)")
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--due", type=int, default=500)
+    parser.add_argument("--due", type=int, default=300)
+    parser.add_argument("--sweeps", type=int, default=5, help="sweeps per size (the median is printed)")
+    parser.add_argument("--keep", action="store_true", help="keep each size's database and reuse it next time")
+    parser.add_argument("--no-export", action="store_true", help="skip the export bundle ÷ psql floor")
     args = parser.parse_args()
-    trial = setup(fresh_database(os.environ["DATABASE_URL"], "bench_scale"))
+    base_url = os.environ["DATABASE_URL"]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "trialsite.settings.development")
+    import django
+
+    django.setup()
 
     from django.conf import settings
-    from django.db import connection
-    from django.test import Client
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections, connection
 
-    from analytics.simulation import simulate_trial
-    from participants.services.allocation import allocation_list_generate
-    from surveys.models import ItemAnswer, SurveyInstance
     from trialsite.celery import app
-    from trialsite.models import Site
-    from trialsite.services import role_grant
 
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     settings.DEBUG = False  # no query log (and its cost) in the timings
     # As Django's test runner does: keep one connection across requests, so the queries of a request are counted.
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
-
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    User = __import__("django.contrib.auth", fromlist=["get_user_model"]).get_user_model()
-    clients = []
-    for name, role, site in (("coord", "coordinator", Site.objects.get(code="LDN")), ("tm", "trial_manager", None)):
-        user = User.objects.create_user(f"bench-{name}", f"{name}@example.org", "x-bench-password-1", is_staff=True)
-        role_grant(user=user, role=role, site=site)
-        c = Client()
-        c.force_login(user)
-        clients.append(c)
-    # One allocation list for the whole run, sized for the full size (both builds take its slots).
-    allocation_list_generate(trial=trial, seed=11, per_stratum=args.participants // 3 + 20)
     queue = f"bench-scale-{uuid.uuid4().hex[:8]}"
-    small = max(1, args.participants // 100)
+    small = args.small or max(1, args.participants // 100)
+    built = []
     try:
-        results = {}
-        for label, n, seed in (("1%", small, 1), ("full", args.participants - small, 2)):
-            t0 = time.perf_counter()
-            r = simulate_trial(trial=trial, participants=n, days=args.days, seed=seed, audit=False)
-            took = time.perf_counter() - t0
-            total = ItemAnswer.objects.count()
-            print(
-                f"built +{n} participants x {args.days} days: {r.instances} instances, {r.item_answers} item answers "
-                f"in {took:.1f} s ({r.item_answers / took:,.0f} answers/s); totals now "
-                f"{SurveyInstance.objects.count()} instances, {total} item answers",
-                flush=True,
-            )
-            with connection.cursor() as cur:
-                cur.execute("ANALYZE")
-            results[label] = measure(label, trial, args, clients, queue)
-        ratio = results["full"]["sweep"] / results["1%"]["sweep"]
-        print(f"sweep time full / 1%: {ratio:.2f} (goal <= 1.2)")
-        print(f"claim query full / 1%: {results['full']['claim'] / results['1%']['claim']:.2f}")
+        sizes = []
+        for n, seed in ((small, 1), (args.participants, 2)):
+            url, reused = database(base_url, n, args.days, args.keep)
+            if not reused:
+                built.append(url)
+            trial, site = prepare(url, reused, args, n, seed)
+            label = f"{n}x{args.days}"
+            pages(label, trial, args, staff_clients(site))
+            sizes.append((label, url))
+        swept = sweeps(sizes, args, queue)
+        results = {"small": swept[sizes[0][0]], "full": swept[sizes[1][0]]}
+        ratio = results["full"]["sweep"] / results["small"]["sweep"]
+        print(f"sweep time {args.participants} / {small}: {ratio:.2f} (goal <= 1.2)")
+        print(f"sweep SQL time {args.participants} / {small}: {results['full']['sql'] / results['small']['sql']:.2f}")
+        print(f"claim query {args.participants} / {small}: {results['full']['claim'] / results['small']['claim']:.2f}")
         if results["full"]["claims"]:
             with connection.cursor() as cur:
                 sql = results["full"]["claims"][0]
+                plant_due(args.due, results["full"]["at"])  # the claim query with due rows to claim, as in the sweep
                 cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)  # noqa: S608 - the captured claim query, composed
                 print(
-                    "EXPLAIN of the sweep's claim query at full size:\n  " + "\n  ".join(r[0] for r in cur.fetchall())
+                    f"EXPLAIN of the sweep's claim query at full size ({args.due} due planted):\n  "
+                    + "\n  ".join(r[0] for r in cur.fetchall())
                 )
-        print(f"export at full size: {export_ratio(trial)}")
+        if not args.no_export:
+            print(f"export at full size: {export_ratio(trial)}")
     finally:
         with app.connection_for_read() as conn:
             conn.default_channel.client.delete(queue)
+        if not args.keep:
+            connection.close()
+            for url in built:
+                fresh_database_drop(url)
+
+
+def fresh_database_drop(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{parts.path.lstrip("/")}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

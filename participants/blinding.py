@@ -1,15 +1,13 @@
 """The ONE registry of arm-bearing data. Admin, serializers, exports and message templates consult it.
 
-Arm names, arm codes, slot arms and dose-unit contents may only reach users for whom
-`trialsite.roles.is_unblinded(user)` is true (the unblinded statistician), or the requester of an
-approved emergency unblinding (participants.services.unblinding_reveal). Superusers are blinded too.
+Arm names, arm codes, slot arms and dose-unit contents of a trial may only reach users for whom
+`trialsite.policy.can(user, ARMS_VIEW, trial)` is true (the unblinded statistician of that trial), or the
+requester of an approved emergency unblinding (participants.services.unblinding_reveal). Superusers are blinded too.
 """
 
 from __future__ import annotations
 
 import re
-
-from trialsite import roles
 
 # "app_label.Model" → fields that carry or lead to the arm. A model listed with "*" is arm-bearing as a
 # whole: no blinded interface shows any of its rows.
@@ -51,8 +49,11 @@ def blinded_fields(model) -> tuple[str, ...]:
     return REGISTRY.get(model_label(model), ())
 
 
-def may_see_arms(user) -> bool:
-    return roles.is_unblinded(user)
+def may_see_arms(user, trial) -> bool:
+    """The one question, asked of the policy with the trial: arms of trial A are never shown for a grant in B."""
+    from trialsite import policy
+
+    return policy.can(user, policy.ARMS_VIEW, trial)
 
 
 def arm_names(trial) -> list[str]:

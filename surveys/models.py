@@ -295,7 +295,11 @@ class Reminder(models.Model):
             models.UniqueConstraint(fields=["instance", "stage"], name="reminder_once_per_stage"),
             models.CheckConstraint(condition=models.Q(status__in=ReminderStatus.values), name="reminder_status_valid"),
         ]
-        indexes = [models.Index(fields=["status", "due_at"])]
+        indexes = [
+            models.Index(fields=["status", "due_at"]),
+            # The claim query's other arm (queued too long ago, to re-queue): only queued rows, by queued_at.
+            models.Index(fields=["queued_at"], condition=models.Q(status="queued"), name="reminder_queued_requeue_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"reminder {self.stage} for {self.instance_id}"

@@ -1,10 +1,12 @@
 """Admin for the shared models: trials, protocol versions, sites, role grants, staff sign-in events.
 
 Only system admins (superusers) change trials, sites and role grants; staff see the trials and the sites
-they work at. Protocol versions are loaded from YAML (`load_protocol`) and never edited here.
+they work at, and the sign-in events and outbox messages of those trials (rows of no trial: system admins
+only). Protocol versions are loaded from YAML (`load_protocol`) and never edited here.
 """
 
 from django.contrib import admin
+from django.db.models import Exists, OuterRef
 
 from . import roles as R
 from .admin_scoping import ScopedAdmin, has_any_role
@@ -110,6 +112,17 @@ class StaffLoginEventAdmin(ScopedAdmin):
     def has_view_permission(self, request, obj=None):
         return has_any_role(request.user, self.view_roles)
 
+    def get_queryset(self, request):
+        """A sign-in event belongs to the trials where its user holds a role: staff see the events of people who
+        work in a trial where they hold one of the view roles. An event of no known user (a mistyped username)
+        or of a user without grants (a system admin) belongs to no trial: system admins only."""
+        queryset = super().get_queryset(request)
+        trials = R.trial_ids(request.user, self.view_roles)
+        if trials is None:  # a superuser
+            return queryset
+        in_trials = RoleGrant.objects.filter(user=OuterRef("user"), trial__in=trials)
+        return queryset.filter(Exists(in_trials))
+
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]
 
@@ -120,11 +133,20 @@ class OutboxMessageAdmin(ScopedAdmin):
     ones; a `failed` one needs a person (its last error says why)."""
 
     view_roles = (R.TRIAL_MANAGER, R.DATA_MANAGER)
-    list_display = ["created_at", "kind", "status", "attempts", "next_attempt_at", "sent_at", "last_error"]
+    # A message belongs to the trial it is about (OutboxMessage.trial); one of no trial (system housekeeping, such
+    # as the reminder sweep's checks) is shown to system admins only.
+    trial_field = "trial"
+    list_display = ["created_at", "kind", "trial", "status", "attempts", "next_attempt_at", "sent_at", "last_error"]
     list_filter = ["status", "kind"]
     search_fields = ["dedupe_key"]
     date_hierarchy = "created_at"
     exclude = ["payload"]  # may hold e-mail bodies and addresses; the kind and key say what it is
+    list_select_related = ["trial"]
+
+    def get_queryset(self, request):
+        # The trials where the user holds one of the view roles (not any role: a coordinator of trial B who
+        # manages trial A sees A's messages only).
+        return R.filter_by_trial(super().get_queryset(request), request.user, "trial", roles=self.view_roles)
 
     def has_view_permission(self, request, obj=None):
         return has_any_role(request.user, self.view_roles)

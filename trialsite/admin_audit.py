@@ -22,7 +22,7 @@ from pghistory import core as pgh_core
 from pghistory.admin import EventsAdmin
 
 from . import roles as R
-from .admin_scoping import STAFF_ROLES, blinding_registry, has_any_role, user_is_unblinded
+from .admin_scoping import STAFF_ROLES, arms_in_every_reached_trial, blinding_registry, has_any_role
 
 _current_request: contextvars.ContextVar = contextvars.ContextVar("audit_admin_request")
 
@@ -52,7 +52,8 @@ AUDIT_ROLES = (R.TRIAL_MANAGER, R.DATA_MANAGER, R.MONITOR, R.UNBLINDED_STATISTIC
 def visible_event_models(user) -> list:
     """Event models whose tracked table the user may read."""
     registry = blinding_registry()
-    unblinded = user_is_unblinded(user)
+    # The audit trail mixes the trials the user reaches: arm tables only for who may see arms in all of them.
+    unblinded = arms_in_every_reached_trial(user)
     result = []
     for event_model in pgh_core.event_models():
         tracked = getattr(event_model, "pgh_tracked_model", None)
@@ -68,7 +69,7 @@ def visible_event_models(user) -> list:
 
 
 def hidden_keys(user, table_label: str) -> set[str]:
-    if user_is_unblinded(user):
+    if arms_in_every_reached_trial(user):
         return set()
     fields = set(blinding_registry().get(table_label.lower()) or set())
     if table_label.lower() == "trialsite.protocolversion":

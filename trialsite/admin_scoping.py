@@ -21,6 +21,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from . import policy
 from . import roles as R
 from .audit import audit_context, require_reason
 
@@ -68,8 +69,32 @@ def blinding_registry() -> dict[str, set[str] | None]:
     return result
 
 
-def user_is_unblinded(user) -> bool:
-    return R.is_unblinded(user)
+def arms_trial_ids(user) -> set[int]:
+    """The trials whose arms the user may see: the policy (`ARMS_VIEW`) asked about each trial of their grants
+    (superusers are blinded too: the action needs a real grant)."""
+    candidates = {g.trial_id for g in R.grants_of(user)}
+    return {pk for pk in candidates if policy.can(user, policy.ARMS_VIEW, policy.Where(pk))}
+
+
+def user_is_unblinded(user, trial=None) -> bool:
+    """May the user see arms in `trial` (a trial, its pk, or a record the policy can place)? Without a trial:
+    in at least one trial (whether an arm-only page is listed at all; its rows are narrowed per trial)."""
+    if trial is None:
+        return bool(arms_trial_ids(user))
+    return policy.can(user, policy.ARMS_VIEW, policy.Where(trial) if isinstance(trial, int) else trial)
+
+
+def arms_in_every_reached_trial(user) -> bool:
+    """Arms may be shown on a page mixing trials only when the user may see them in every trial they reach."""
+    arms = arms_trial_ids(user)
+    if not arms:
+        return False
+    reached = R.trial_ids(user)
+    if reached is None:  # a superuser reaches every trial
+        from .models import Trial
+
+        reached = set(Trial.objects.values_list("pk", flat=True))
+    return reached <= arms
 
 
 def has_any_role(user, roles) -> bool:
@@ -113,15 +138,45 @@ class _PermissionMixin:
     change_roles: tuple[str, ...] = ()
     arm_bearing: bool = False  # the whole model reveals arms
     blinded_fields: tuple[str, ...] = ()  # fields that reveal arms or dose-unit contents
+    # Arm-only admins (participants.admin.allocation): rows only of the trials whose arms the user may see.
+    arms_rows_only: bool = False
 
-    def _blinded_out(self, request) -> bool:
+    def _whole_arm_bearing(self) -> bool:
         label = self.model._meta.label.lower()
         registry = blinding_registry()
-        whole = self.arm_bearing or (label in registry and registry[label] is None)
-        return whole and not user_is_unblinded(request.user)
+        return self.arm_bearing or (label in registry and registry[label] is None)
 
-    def hidden_fields(self, request) -> set[str]:
-        if user_is_unblinded(request.user):
+    def _blinded_out(self, request) -> bool:
+        return (self._whole_arm_bearing() or self.arms_rows_only) and not user_is_unblinded(request.user)
+
+    def arms_trial_path(self) -> str | None:
+        """Lookup path from this model to its trial (trial_field, or the site path's participant's trial)."""
+        if self.trial_field:
+            return self.trial_field
+        if self.site_field and self.site_field.endswith("site"):
+            return self.site_field[: -len("site")] + "trial"
+        return None
+
+    def _trial_of(self, obj):
+        path = self.arms_trial_path()
+        if path == "pk":
+            return obj.pk
+        if path is None:
+            return None
+        return self.model._default_manager.filter(pk=obj.pk).values_list(path, flat=True).first()
+
+    def hidden_fields(self, request, obj=None) -> set[str]:
+        """Arm-bearing fields, unless the policy lets the user see arms in the trial of `obj` (a change page), in
+        every trial of an arm-only admin's rows (narrowed to those trials), or in every trial they reach (a list
+        mixing trials)."""
+        user = request.user
+        if obj is not None and obj.pk is not None:
+            trial = self._trial_of(obj)
+            if trial is not None and user_is_unblinded(user, trial):
+                return set()
+        elif self.arms_rows_only and user_is_unblinded(user):
+            return set()
+        elif arms_in_every_reached_trial(user):
             return set()
         fields = set(self.blinded_fields)
         fields |= blinding_registry().get(self.model._meta.label.lower()) or set()
@@ -130,6 +185,9 @@ class _PermissionMixin:
     def scope_queryset(self, request, queryset):
         if self._blinded_out(request):
             return queryset.none()
+        if self._whole_arm_bearing() or self.arms_rows_only:
+            path = self.arms_trial_path()
+            queryset = queryset.filter(**{f"{path}__in": arms_trial_ids(request.user)}) if path else queryset.none()
         if self.site_field:
             return R.filter_by_site(queryset, request.user, self.site_field)
         if self.trial_field:
@@ -167,11 +225,11 @@ class ScopedAdmin(_PermissionMixin, admin.ModelAdmin):
         return self.scope_queryset(request, super().get_queryset(request))
 
     def get_fields(self, request, obj=None):
-        hidden = self.hidden_fields(request)
+        hidden = self.hidden_fields(request, obj)
         return [f for f in super().get_fields(request, obj) if f not in hidden]
 
     def get_fieldsets(self, request, obj=None):
-        hidden = self.hidden_fields(request)
+        hidden = self.hidden_fields(request, obj)
         fieldsets = super().get_fieldsets(request, obj)
         if not hidden:
             return fieldsets
@@ -190,10 +248,10 @@ class ScopedAdmin(_PermissionMixin, admin.ModelAdmin):
         return [f for f in super().get_search_fields(request) if f.split("__")[0] not in hidden]
 
     def get_exclude(self, request, obj=None):
-        return list(super().get_exclude(request, obj) or []) + sorted(self.hidden_fields(request))
+        return list(super().get_exclude(request, obj) or []) + sorted(self.hidden_fields(request, obj))
 
     def get_readonly_fields(self, request, obj=None):
-        hidden = self.hidden_fields(request)
+        hidden = self.hidden_fields(request, obj)
         return [f for f in super().get_readonly_fields(request, obj) if f not in hidden]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):

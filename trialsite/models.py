@@ -231,6 +231,9 @@ class OutboxMessage(models.Model):
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The trial the effect is about (a notice of its alert, its managers' e-mail): the admin shows a message to the
+    # staff of that trial; a message of no trial (system housekeeping) only to system admins.
+    trial = models.ForeignKey(Trial, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
         indexes = [

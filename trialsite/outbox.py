@@ -91,14 +91,16 @@ def queue() -> str | None:
 
 
 @transaction.atomic
-def outbox_enqueue(*, kind: str, dedupe_key: str, payload: dict, now: datetime | None = None) -> bool:
+def outbox_enqueue(*, kind: str, dedupe_key: str, payload: dict, trial=None, now: datetime | None = None) -> bool:
     """Record one effect in the caller's transaction; publish it after commit. Returns False when the same
-    `dedupe_key` was recorded before (nothing new: the effect happens once)."""
-    return outbox_enqueue_many(kind=kind, items=[(dedupe_key, payload)], now=now) == 1
+    `dedupe_key` was recorded before (nothing new: the effect happens once). `trial`: the trial it is about."""
+    return outbox_enqueue_many(kind=kind, items=[(dedupe_key, payload)], trial=trial, now=now) == 1
 
 
 @transaction.atomic
-def outbox_enqueue_many(*, kind: str, items: Iterable[tuple[str, dict]], now: datetime | None = None) -> int:
+def outbox_enqueue_many(
+    *, kind: str, items: Iterable[tuple[str, dict]], trial=None, now: datetime | None = None
+) -> int:
     """Record many effects of one kind (one INSERT … ON CONFLICT DO NOTHING); publish the new ones after commit."""
     if kind not in _handlers:
         raise ValueError(f"no outbox handler registered for {kind!r}")
@@ -108,6 +110,7 @@ def outbox_enqueue_many(*, kind: str, items: Iterable[tuple[str, dict]], now: da
             kind=kind,
             dedupe_key=key[:200],
             payload=payload,
+            trial_id=getattr(trial, "pk", trial),
             created_at=now,
             next_attempt_at=now + republish_after(),
         )
@@ -125,13 +128,14 @@ def outbox_enqueue_many(*, kind: str, items: Iterable[tuple[str, dict]], now: da
     return len(ids)
 
 
-def mail_enqueue(*, dedupe_key: str, subject: str, body: str, to: list[str], now: datetime | None = None) -> bool:
+def mail_enqueue(
+    *, dedupe_key: str, subject: str, body: str, to: list[str], trial=None, now: datetime | None = None
+) -> bool:
     """Record an e-mail to send (by a worker, never in the request). Nothing is recorded without recipients."""
     if not to:
         return False
-    return outbox_enqueue(
-        kind=MAIL, dedupe_key=dedupe_key, payload={"subject": subject, "body": body, "to": sorted(to)}, now=now
-    )
+    payload = {"subject": subject, "body": body, "to": sorted(to)}
+    return outbox_enqueue(kind=MAIL, dedupe_key=dedupe_key, payload=payload, trial=trial, now=now)
 
 
 def _send_mail(payload: dict) -> None:

@@ -13,6 +13,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from surveys.api.common import parse_key
 from trialsite.api.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from trialsite.api.permissions import IsStaff
 from trialsite.api.schema import errors
@@ -42,7 +43,17 @@ class ExportCreateApi(APIView):
     @extend_schema(
         operation_id="staff_export_create",
         request=InputSerializer,
-        responses={202: OutputSerializer, **errors(400, 401, 403, 404)},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.UUID,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Optional client UUID: the same key again (any web process) answers with the first job; "
+                "the same key for a different export is 409 idempotency_mismatch.",
+            )
+        ],
+        responses={202: OutputSerializer, **errors(400, 401, 403, 404, 409)},
         description="Statistician roles. `blinded: false` needs unblinded_statistician and a reason (else 403).",
     )
     def post(self, request):
@@ -52,13 +63,22 @@ class ExportCreateApi(APIView):
         trial = Trial.objects.filter(slug=v["trial"]).first()
         if trial is None:
             raise NotFound("No such trial.")
+        raw_key = request.headers.get("Idempotency-Key")
+        key = parse_key(raw_key, field="Idempotency-Key") if raw_key else None
         try:
             with audit_context(user=request.user, reason=v["reason"] or "export"):
                 job = services.export_job_create(
-                    trial=trial, actor=request.user, blinded=v["blinded"], formats=v["formats"], reason=v["reason"]
+                    trial=trial,
+                    actor=request.user,
+                    blinded=v["blinded"],
+                    formats=v["formats"],
+                    reason=v["reason"],
+                    idempotency_key=key,
                 )
         except PermissionDenied as exc:
             raise Forbidden(str(exc)) from exc
+        except services.ExportIdempotencyMismatch as exc:
+            raise Conflict(str(exc), code="idempotency_mismatch") from exc
         return Response(self.OutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 

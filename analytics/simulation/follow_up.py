@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 
 from participants.models import study_day_of
@@ -24,6 +25,7 @@ from trialsite.protocol.rules import rules_fired_for_record, rules_fired_for_res
 from trialsite.protocol.schema import parse_duration
 
 from .model import SERIOUS_SIDE_EFFECTS, SIDE_EFFECTS, Person, new_uuid
+from .writer import jsonb
 
 _dumps = json.dumps
 
@@ -44,6 +46,11 @@ class FollowUp:
         self.stages = [(s.key, s.at, parse_duration(s.offset)) for s in (reminders.stages if reminders else [])]
         self.channel = (reminders.channels or ["push"])[-1] if reminders else "push"
         self.ack_within = parse_duration(protocol.safety.acknowledge_within) if protocol.safety else None
+        # Production's quiet-hours rule, memoised: it is pure, and a site's participants share their due times.
+        start, end = self.quiet
+        self.in_quiet_hours = lru_cache(maxsize=1 << 16)(
+            lambda due, zone: in_quiet_hours(now=due, zone=zone, start=start, end=end)
+        )
 
     # -- survey instances ---------------------------------------------------------------------------------
     def plan(self, p: Person) -> list:
@@ -141,7 +148,7 @@ class FollowUp:
                 continue
             if answer_at is not None and answer_at <= due:
                 row = (new_uuid(rng), pk, key, due, "skipped", "", 0, None, None, "", "answered", "")
-            elif in_quiet_hours(now=due, zone=p.zone, start=self.quiet[0], end=self.quiet[1]):
+            elif self.in_quiet_hours(due, p.zone):
                 row = (new_uuid(rng), pk, key, due, "skipped", "", 0, None, None, "", "quiet_hours", "")
             else:
                 sent = due + timedelta(seconds=rng.uniform(1, 50))
@@ -177,7 +184,7 @@ class FollowUp:
                 instrument.pk,
                 new_uuid(rng),
                 digest,
-                _dumps(answers),
+                jsonb(_dumps(answers)),
                 authored,
                 int(local.utcoffset().total_seconds() // 60),
                 received,
@@ -192,7 +199,10 @@ class FollowUp:
         for k, v in answers.items():
             cols = answer_columns(v)
             # A plain int's JSON is its repr (bool is not `int` here): json.dumps only for the other values.
-            add("item", (rid, k, repr(v) if type(v) is int else _dumps(v), cols["value_numeric"], cols["value_text"]))
+            add(
+                "item",
+                (rid, k, jsonb(repr(v) if type(v) is int else _dumps(v)), cols["value_numeric"], cols["value_text"]),
+            )
         scores = score_answers(instrument.definition, answers)
         for s in scores:
             add("score", (rid, s.key, s.value, s.band, s.scored, s.items_missing))
@@ -231,7 +241,7 @@ class FollowUp:
                 rule.severity,
                 source_kind,
                 str(source_uuid),
-                _dumps(details, default=str),
+                jsonb(_dumps(details, default=str)),
                 status,
                 raised,
                 study_day_of(day0=p.day0, zone=p.zone, at=raised),

@@ -9,8 +9,10 @@ too: after writing, the end-of-study sweep (`participants_complete_finished`) ma
 
 from __future__ import annotations
 
+import gc
 import json
 import random
+from contextlib import nullcontext
 from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth import get_user_model
@@ -40,8 +42,10 @@ from trialsite.protocol.services import protocol_current
 
 from .designs import design_answer_model, envelopes_record
 from .follow_up import FollowUp
+from .indexes import indexes_deferred
 from .model import WITHDRAWAL_REASONS, AnswerModel, Person, SimulationResult, clip, draw_person, new_uuid
-from .writer import BulkWriter, reserve_ids
+from .parallel import run_in_workers
+from .writer import BulkWriter, jsonb, reserve_ids
 
 ANSWERS_PER_FLUSH = 250_000  # about 40 MB of rows in memory per batch
 
@@ -49,6 +53,7 @@ ANSWERS_PER_FLUSH = 250_000  # about 40 MB of rows in memory per batch
 class TrialSimulator:
     def __init__(self, *, trial: Trial, seed: int = 0, now: datetime | None = None, audit: bool = True):
         self.trial = trial
+        self.seed = seed
         self.rng = random.Random(seed)
         self.now = (now or djtz.now()).astimezone(UTC)
         self.version = trial.current_protocol
@@ -85,7 +90,9 @@ class TrialSimulator:
         return out
 
     # -- main -----------------------------------------------------------------------------------------
-    def run(self, *, participants: int, days: int, batch: int | None = None) -> SimulationResult:
+    def run(
+        self, *, participants: int, days: int, batch: int | None = None, workers: int = 1, defer_indexes: bool = False
+    ) -> SimulationResult:
         from participants.services.registration import study_ids_reserve
 
         result = SimulationResult()
@@ -103,12 +110,38 @@ class TrialSimulator:
         self._baseline(people)
         self._allocate(people)
         batch = batch or max(10, ANSWERS_PER_FLUSH // max(1, 12 * (days + 30)))
-        for start in range(0, len(people), batch):
-            with transaction.atomic(), audit_context(reason="simulate_trial"):
-                self._write_batch(people[start : start + batch], result)
+        batches = [people[start : start + batch] for start in range(0, len(people), batch)]
+        with indexes_deferred() if defer_indexes else nullcontext():  # indexes.py (benchmarks' databases only)
+            if workers > 1 and len(batches) > 1 and not transaction.get_connection().in_atomic_block:
+                self._coordinator()  # created once, before the workers (they would race to create it)
+                result = run_in_workers(self, batches, workers)
+            else:
+                for part in batches:
+                    self.write_batch(part, result)
         with audit_context(reason="simulate_trial"):
             participants_complete_finished(now=self.now)
         return result
+
+    def write_batch(self, people: list[Person], result: SimulationResult) -> None:
+        """One batch of participants in its own transaction (a worker process runs this for its share).
+
+        The cyclic garbage collector is paused meanwhile: the batch's rows are hundreds of thousands of
+        tuples, which it would otherwise traverse again and again for nothing (they hold no cycles)."""
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            with transaction.atomic(), audit_context(reason="simulate_trial"):
+                self._write_batch(people, result)
+        finally:
+            if paused:
+                gc.enable()
+
+    def seed_for(self, rng: random.Random, p: Person, part: str) -> random.Random:
+        """Re-seed `rng` for one participant's part of the follow-up: each participant's draws depend only on
+        the seed and the participant (drawn serially from the seed), not on the batch, the worker or the order
+        in which participants are written."""
+        rng.seed(f"{self.seed}-{p.uuid}-{part}")
+        return rng
 
     def _baseline(self, people: list[Person]) -> None:
         """The baseline surveys of those who will be randomised are answered first: randomisation needs them."""
@@ -173,7 +206,7 @@ class TrialSimulator:
 
     # -- writing --------------------------------------------------------------------------------------
     def _write_batch(self, people: list[Person], result: SimulationResult) -> None:
-        rng, w, fu = self.rng, self.writer, self.follow_up
+        rng, w, fu, seed_for = self.rng, self.writer, self.follow_up, self.seed_for
         User = get_user_model()
         linked = [p for p in people if p.fate in ("enrolled", "randomised")]
         users = User.objects.bulk_create(
@@ -186,6 +219,7 @@ class TrialSimulator:
         # Withdrawals are decided up front (they cut the schedule short).
         for p in people:
             if p.fate == "randomised":
+                seed_for(rng, p, "withdrawal")
                 elapsed = (self.now - p.randomised_at).total_seconds() / 86400
                 if rng.random() < 0.07 and elapsed > 4:
                     p.withdrawn_at = p.randomised_at + timedelta(days=rng.uniform(3, min(elapsed, 56)))
@@ -202,18 +236,26 @@ class TrialSimulator:
         w.flush()  # participants first: the ORM rows below reference them
         self._consents_allocations_withdrawals(people)
         envelopes_record(self, people)  # self-blinding kits (designs.py)
-        planned = [(p, event, occ) for p in people if p.consented_at is not None for event, occ in fu.plan(p)]
+        plans = [(p, fu.plan(p)) for p in people if p.consented_at is not None]
+        pks = iter(reserve_ids(SurveyInstance, sum(len(plan) for _, plan in plans)))
         answered: list = []
-        for pk, (p, event, occ) in zip(reserve_ids(SurveyInstance, len(planned)), planned, strict=True):
-            fu.instance(pk, p, event, occ, answered)
-        result.instances += len(planned)
+        for p, plan in plans:
+            seed_for(rng, p, "instances")
+            for event, occ in plan:
+                fu.instance(next(pks), p, event, occ, answered)
+            result.instances += len(plan)
+        last = None
         for rid, (pk, inst_uuid, p, slug, answers, authored, received, late) in zip(
             reserve_ids(Response, len(answered)), answered, strict=True
         ):
+            if p is not last:
+                seed_for(rng, p, "responses")
+                last = p
             result.item_answers += fu.response(rid, pk, inst_uuid, p, slug, answers, authored, received, late)
         result.responses += len(answered)
         randomised = [p for p in people if p.fate == "randomised"]
         for p in randomised:
+            seed_for(rng, p, "doses")
             result.doses += fu.doses(p)
             result.side_effects += fu.side_effects(p)
         result.safety_alerts += len(w.rows["alert"])
@@ -230,9 +272,9 @@ class TrialSimulator:
             p.user_pk,
             p.status,
             p.site.timezone,
-            json.dumps(["push"] if p.user_pk else []),
+            jsonb(json.dumps(["push"] if p.user_pk else [])),
             "",
-            json.dumps(p.eligibility),
+            jsonb(json.dumps(p.eligibility)),
             p.fate != "screen_failed",
             p.stratum,
             p.registered_at,
@@ -251,7 +293,7 @@ class TrialSimulator:
             ConsentSignature.objects.bulk_create(
                 [
                     ConsentSignature(
-                        uuid=new_uuid(rng),
+                        uuid=new_uuid(self.seed_for(rng, p, "consent")),
                         participant_id=p.pk,
                         document=self.consent_doc,
                         method=ConsentSignature.ELECTRONIC,
@@ -275,7 +317,7 @@ class TrialSimulator:
             Withdrawal.objects.bulk_create(
                 [
                     Withdrawal(
-                        uuid=new_uuid(rng),
+                        uuid=new_uuid(self.seed_for(rng, p, "withdrawal-record")),
                         participant_id=p.pk,
                         scope=p.withdrawal_scope,
                         reason=rng.choice(WITHDRAWAL_REASONS),
@@ -303,6 +345,7 @@ class TrialSimulator:
         rng = self.staff_rng
         n = 0
         for p in people:
+            self.seed_for(rng, p, "coordinator-guesses")
             for time_point, day in self.guess_points:
                 at = datetime.combine(p.day0 + timedelta(days=day), datetime.min.time().replace(hour=15), tzinfo=p.zone)
                 at = at.astimezone(UTC) + timedelta(hours=rng.uniform(0, 48))

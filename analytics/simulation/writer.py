@@ -1,5 +1,5 @@
 """The simulator's only own part: its writer. Rows are collected per table in memory and COPYed (psycopg 3
-`cursor.copy`, text format) in foreign-key order, one large COPY per table per batch; no ORM object per row.
+`cursor.copy`, binary format) in foreign-key order, one large COPY per table per batch; no ORM object per row.
 
 The audit trail and bulk writes. The audit trail is pghistory's AFTER INSERT/UPDATE/DELETE row triggers, and they
 fire for COPY too: with `audit=True` (the default: `simulate_trial`, `demo`, the tests) every synthetic row gets
@@ -20,7 +20,10 @@ from __future__ import annotations
 import time as clock
 from collections.abc import Iterable
 
+import psycopg
 from django.db import IntegrityError, connection
+from psycopg._copy_base import _binary_signature, _binary_trailer, format_row_binary  # pinned psycopg 3.3.9
+from psycopg.adapt import PyFormat
 
 from participants.models import Participant, SafetyAlert, StaffBlindingGuess
 from surveys.models import DoseLog, ItemAnswer, PromptEvent, Reminder, Response, Score, SideEffect, SurveyInstance
@@ -164,30 +167,70 @@ SPEC: dict[str, tuple[type, list[str]]] = {
 }
 
 
-def copy_rows(table: str, columns: list[str], rows: Iterable) -> int:
-    """One COPY … FROM STDIN of `rows` (tuples in `columns` order) into `table`. Rows are serialised to the text
-    format by psycopg's compiled `write_row` (the C implementation formats and escapes each value by its type),
-    which buffers and sends large chunks itself. Returns the row count."""
+CHUNK = 1 << 20
+_BYTES_BINARY = psycopg.adapters.get_dumper(bytes, PyFormat.BINARY)
+JSONB_VERSION = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
+
+
+def jsonb(text: str) -> bytes:
+    """A JSON text in jsonb's binary COPY format (the server parses and validates it, as for a text COPY)."""
+    return JSONB_VERSION + text.encode()
+
+
+def column_types(table: str, columns: list[str]) -> list[int]:
+    """The type oid of each column, as the binary COPY needs them; a jsonb column is declared `bytea` to psycopg
+    so the rows' pre-formatted jsonb bytes (`jsonb()`) pass through unchanged (the server still reads the field
+    with jsonb's own input function: in a binary COPY the column's type decides)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT attname, CASE WHEN atttypid = 'jsonb'::regtype THEN 'bytea'::regtype ELSE atttypid END::oid"
+            " FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [table],
+        )
+        oids = dict(cur.fetchall())
+    return [oids[c] for c in columns]
+
+
+def copy_rows(table: str, columns: list[str], rows: Iterable, types: list[int]) -> int:
+    """One binary COPY … FROM STDIN of `rows` (tuples in `columns` order, jsonb values as `jsonb()` bytes) into
+    `table`. Each row is encoded by psycopg's compiled binary row formatter (each value by its column's type)
+    into one buffer, sent in 1 MB chunks: no Python call per row beyond the formatter itself. The server then
+    parses no text (uuids, timestamps and numbers arrive in their binary form)."""
     q = connection.ops.quote_name
     n = 0
-    with connection.cursor() as cur, cur.copy(f"COPY {q(table)} ({', '.join(map(q, columns))}) FROM STDIN") as copy:  # noqa: S608
-        write_row = copy.write_row
-        for row in rows:
-            write_row(row)
-            n += 1
+    sql = f"COPY {q(table)} ({', '.join(map(q, columns))}) FROM STDIN (FORMAT BINARY)"  # noqa: S608
+    with connection.cursor() as cur:
+        cur.adapters.register_dumper(bytes, _BYTES_BINARY)  # this cursor: bytes as they are (the C dumper)
+        with cur.copy(sql) as copy:
+            copy.set_types(types)
+            tx = copy.formatter.transformer
+            buf = bytearray(_binary_signature)
+            for row in rows:
+                format_row_binary(row, tx, buf)
+                n += 1
+                if len(buf) > CHUNK:
+                    copy.write(bytes(buf))
+                    buf.clear()
+            buf += _binary_trailer
+            copy.write(bytes(buf))
     return n
 
 
 def reserve_ids(model, n: int) -> range | list[int]:
-    """Take n primary keys from the model's sequence in one round trip (ids need not be contiguous)."""
+    """Take n primary keys from the model's sequence in one round trip (ids need not be contiguous).
+
+    The values are taken with nextval as usual; when nobody else took values from the sequence meanwhile they
+    are contiguous and only their bounds travel back (a range), otherwise the array of them."""
     if n <= 0:
         return []
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            "SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL ELSE array_agg(v) END"
+            " FROM (SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS v FROM generate_series(1, %s)) AS t",
             [model._meta.db_table, n],
         )
-        return [r[0] for r in cur.fetchall()]
+        lo, hi, values = cur.fetchone()
+    return range(lo, hi + 1) if values is None else sorted(values)
 
 
 def insert_trigger_ids() -> list[str]:
@@ -246,6 +289,7 @@ class BulkWriter:
         self._ignore = None if audit else "{" + ",".join(insert_trigger_ids()) + "}"
         self.replica = not audit and may_skip_triggers()
         self._fks = foreign_keys() if self.replica else {}
+        self.types = {name: column_types(model._meta.db_table, columns) for name, (model, columns) in SPEC.items()}
 
     def add(self, name: str, row: tuple) -> None:
         self.rows[name].append(row)
@@ -264,7 +308,7 @@ class BulkWriter:
                     for i, table, column in self._fks.get(name, ()):
                         referenced.setdefault((table, column), set()).update(r[i] for r in rows)
                     started = clock.perf_counter()
-                    self.written[name] += copy_rows(model._meta.db_table, columns, rows)
+                    self.written[name] += copy_rows(model._meta.db_table, columns, rows, self.types[name])
                     self.seconds[name] += clock.perf_counter() - started
                     self.rows[name] = []
         finally:

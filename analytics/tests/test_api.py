@@ -155,6 +155,11 @@ def test_export_refusals(trial, make_staff, as_user, site_ldn):
         400,
         "validation_error",
     )
+    _error(
+        client.post("/api/v1/staff/exports", {"trial": trial.slug}, format="json", HTTP_IDEMPOTENCY_KEY="twice"),
+        400,
+        "validation_error",
+    )
     _error(client.get("/api/v1/staff/exports/7d3f1a58-8a1e-4f5e-9d55-3a0c6a1f0000"), 404, "not_found")
     api = as_user(make_staff("statistician"))
     api.credentials()

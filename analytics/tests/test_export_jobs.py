@@ -178,3 +178,24 @@ def test_running_needs_a_heartbeat_both_ways(trial):
     with pytest.raises(IntegrityError), transaction.atomic():
         ExportJob.objects.create(trial=trial, origin="cron")
     ExportJob.objects.create(trial=trial, status="running", attempts=1, heartbeat_at=NOW)
+
+
+def test_an_idempotency_key_names_one_job_of_its_requester(trial, make_staff, django_capture_on_commit_callbacks):
+    from analytics.services import ExportIdempotencyMismatch, export_job_create
+
+    statistician, colleague = make_staff("statistician"), make_staff("statistician")
+    key = uuid.uuid4()
+    with django_capture_on_commit_callbacks() as published:
+        first = export_job_create(trial=trial, actor=statistician, formats=["csv"], idempotency_key=key)
+        again = export_job_create(trial=trial, actor=statistician, formats=["csv"], idempotency_key=key)
+        # The same key of another requester is another job (keys are the client's, per requester).
+        theirs = export_job_create(trial=trial, actor=colleague, formats=["csv"], idempotency_key=key)
+        # Without a key every request is a job of its own (the contract before keys).
+        plain = [export_job_create(trial=trial, actor=statistician) for _ in range(2)]
+    assert again.pk == first.pk and theirs.pk != first.pk and plain[0].pk != plain[1].pk
+    assert len(published) == 4  # the replay published nothing
+    assert ExportJob.objects.count() == 4
+    with pytest.raises(ExportIdempotencyMismatch):
+        export_job_create(trial=trial, actor=statistician, formats=["csv", "parquet"], idempotency_key=key)
+    with pytest.raises(ExportIdempotencyMismatch):
+        export_job_create(trial=trial, actor=statistician, blinded=True, reason="other", idempotency_key=key)

@@ -27,12 +27,41 @@ def test_unaudited_simulation_writes_the_same_shape_and_leaves_the_role_at_origi
 
 
 def test_a_row_referencing_a_missing_parent_is_refused_and_rolled_back(db):
-    from analytics.simulation.writer import BulkWriter
+    from analytics.simulation.writer import BulkWriter, jsonb
 
     writer = BulkWriter(audit=False)
     assert writer.replica  # the test database's role may set it: the writer's own check is what runs
-    writer.add("item", (987654321, "mood", "50", 50, ""))
+    writer.add("item", (987654321, "mood", jsonb("50"), 50, ""))
     with pytest.raises(IntegrityError, match="surveys_response"), transaction.atomic():
         writer.flush()
     assert role() == "origin"
     assert not ItemAnswer.objects.filter(response_id=987654321).exists()
+
+
+def index_definitions() -> set[str]:
+    """Every index of the simulator's tables."""
+    from analytics.simulation.writer import SPEC
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = ANY(%s)",
+            [[model._meta.db_table for model, _ in SPEC.values()]],
+        )
+        return {r[0] for r in cur.fetchall()}
+
+
+def test_a_load_with_deferred_indexes_rebuilds_every_index_and_keeps_the_unique_ones_armed(trial):
+    from analytics.simulation import simulate_trial
+    from analytics.simulation.indexes import indexes_deferred
+
+    before = index_definitions()
+    assert any("(status, opens_at)" in d for d in before)  # a secondary index the load drops
+    with indexes_deferred() as dropped:
+        during = index_definitions()
+        # Unique indexes (the uuid ones, one item answer per response and key) stay during the load.
+        assert any("UNIQUE" in d and "(response_id, item_key)" in d for d in during)
+        assert {d for _, d in dropped} == before - during and dropped
+    assert index_definitions() == before
+    result = simulate_trial(trial=trial, participants=20, days=15, seed=2, now=NOW, audit=False, defer_indexes=True)
+    assert result.item_answers > 0 and ItemAnswer.objects.count() == result.item_answers
+    assert index_definitions() == before

@@ -149,3 +149,134 @@ def test_notifications_go_to_the_alerts_trial_only(two_trials, settings):
     escalation = OutboxMessage.objects.get(dedupe_key=f"safety_alert_escalated:{alert.pk}")
     assert escalation.payload["to"] == [b_staff["trial_manager"].email]
     assert SafetyAlert.objects.get(pk=alert.pk).status == "escalated"
+
+
+# --- arms: asked of the policy with the trial ---------------------------------------------------------------
+ARM_TABLES = {  # admin changelist → lookup path to the trial
+    "participants_arm": "trial",
+    "participants_allocationlist": "trial",
+    "participants_allocationslot": "allocation_list__trial",
+    "participants_allocation": "participant__trial",
+    "participants_doseunit": "slot__allocation_list__trial",
+}
+B_ARMS = ("zeta-active-b", "zeta-inert-b")  # trial B's arm names, so a page can be searched for them
+
+
+@pytest.fixture
+def unblinded_in_a(two_trials, django_user_model):
+    """(mixed, only_a): the unblinded statistician of trial A who also coordinates trial B at LDN, and one who
+    holds only the unblinded grant in A (the positive control)."""
+    from participants.models import Arm
+
+    a, b, _, _ = two_trials
+    for arm, name in zip(Arm.objects.filter(trial=b).order_by("code"), B_ARMS, strict=True):
+        arm.name = name
+        arm.save(update_fields=["name"])
+    ldn = Site.objects.get(code="LDN")
+    mixed = django_user_model.objects.create_user("ab-mixed", "ab@example.org", "x" * 16, is_staff=True)
+    role_grant(user=mixed, role="unblinded_statistician", trial=a)
+    role_grant(user=mixed, role="coordinator", trial=b, site=ldn)
+    only_a = django_user_model.objects.create_user("a-unblinded", "au@example.org", "x" * 16, is_staff=True)
+    role_grant(user=only_a, role="unblinded_statistician", trial=a)
+    return mixed, only_a
+
+
+def test_arm_tables_hold_only_the_trials_where_the_user_is_unblinded(client, two_trials, unblinded_in_a):
+    from participants.models import AllocationSlot, Arm
+
+    a, b, _, _ = two_trials
+    mixed, _ = unblinded_in_a
+    client.force_login(mixed)
+    shown_a = 0
+    for name, path in ARM_TABLES.items():
+        page = client.get(reverse(f"admin:{name}_changelist"))
+        assert page.status_code == 200, name
+        rows = page.context["cl"].queryset
+        shown_a += rows.filter(**{path: a.pk}).exists()  # positive signal: trial A's rows are listed
+        assert not rows.filter(**{path: b.pk}).exists(), f"{name}: rows of trial B, where the user is blinded"
+        assert not [n for n in B_ARMS if n in page.content.decode()]
+    assert shown_a == len(ARM_TABLES)
+    arms = client.get(reverse("admin:participants_arm_changelist")).content.decode()
+    assert "psilocybin micro-dose" in arms  # trial A's arms, by name
+    # A change page of trial B's slot is not found; trial A's shows its arm.
+    slot_b = AllocationSlot.objects.filter(allocation_list__trial=b).first()
+    slot_a = AllocationSlot.objects.filter(allocation_list__trial=a).select_related("arm").first()
+    assert client.get(reverse("admin:participants_allocationslot_change", args=[slot_b.pk])).status_code == 302
+    page = client.get(reverse("admin:participants_allocationslot_change", args=[slot_a.pk]))
+    assert page.status_code == 200 and str(slot_a.arm) in page.content.decode()
+    arm_b = Arm.objects.filter(trial=b).first()
+    assert client.get(reverse("admin:participants_arm_change", args=[arm_b.pk])).status_code == 302
+
+
+def test_the_blinding_page_shows_arm_figures_only_for_the_trial_where_the_user_is_unblinded(
+    client, two_trials, unblinded_in_a
+):
+    a, b, _, _ = two_trials
+    mixed, _ = unblinded_in_a
+    client.force_login(mixed)
+    mine = client.get(reverse("admin:blinding_sessions"), {"trial": a.slug}).content.decode()
+    assert 'id="blinding-sessions"' in mine  # positive control: unblinded figures of trial A
+    other = client.get(reverse("admin:blinding_sessions"), {"trial": b.slug})
+    assert other.status_code == 200 and 'id="blinding-sessions"' not in other.content.decode()
+
+
+def test_the_audit_trail_shows_arm_tables_only_to_who_is_unblinded_in_every_trial_it_mixes(
+    client, two_trials, unblinded_in_a
+):
+    """Allocation events (their slot leads to the arm) of the participants the user reaches."""
+    a, b, _, _ = two_trials
+    mixed, only_a = unblinded_in_a
+    url = reverse("admin:pghistory_events_changelist") + "?table=participants.allocation"
+    client.force_login(only_a)
+    html = client.get(url).content.decode()
+    # Positive control: trial A's allocation events, with their slot.
+    assert '<td class="field-table">participants.Allocation</td>' in html and "<b>slot" in html, html[-3000:]
+    client.force_login(mixed)  # also reaches trial B's participants (coordinator at LDN): the trail mixes A and B
+    page = client.get(url)
+    assert page.status_code == 200
+    assert "participants.Allocation</td>" not in page.content.decode() and "<b>slot" not in page.content.decode()
+    b_participant = Participant.objects.filter(trial=b, site__code="LDN").first()
+    own = client.get(reverse("admin:pghistory_events_changelist"), {"participant": b_participant.study_id})
+    # The trail itself is open to them: trial B's participant's own events are listed.
+    assert own.status_code == 200 and '<td class="field-table">' in own.content.decode()
+    assert "<b>slot" not in own.content.decode()
+
+
+# --- sign-in events and outbox messages ---------------------------------------------------------------------
+def test_sign_in_events_and_outbox_messages_are_shown_to_the_staff_of_their_trial(
+    client, two_trials, django_user_model
+):
+    """A sign-in event belongs to the trials of its user's grants; an outbox message to the trial it is about.
+    Rows of no trial (an unknown username, a system housekeeping message) are the system admins' only."""
+    from trialsite.outbox import mail_enqueue
+    from trialsite.staff_security import staff_login_event_record
+
+    a, b, a_staff, b_staff = two_trials
+    events = {
+        "a": staff_login_event_record(kind="login", user=a_staff["coordinator"]),
+        "b": staff_login_event_record(kind="login", user=b_staff["coordinator"]),
+        "none": staff_login_event_record(kind="failed", username="nobody-typed-this"),
+    }
+    for name, trial in (("a", a), ("b", b), ("none", None)):
+        mail_enqueue(dedupe_key=f"scoping:{name}", subject=name, body=name, to=["x@example.org"], trial=trial)
+    messages = {m.dedupe_key.split(":")[1]: m for m in OutboxMessage.objects.filter(dedupe_key__startswith="scoping:")}
+
+    def listed(url_name, rows) -> set[str]:
+        page = client.get(reverse(url_name))
+        assert page.status_code == 200
+        shown = set(page.context["cl"].queryset.values_list("pk", flat=True))
+        return {name for name, row in rows.items() if row.pk in shown}
+
+    client.force_login(a_staff["trial_manager"])
+    assert listed("admin:trialsite_staffloginevent_changelist", events) == {"a"}
+    assert listed("admin:trialsite_outboxmessage_changelist", messages) == {"a"}
+    client.force_login(b_staff["trial_manager"])
+    assert listed("admin:trialsite_staffloginevent_changelist", events) == {"b"}
+    assert listed("admin:trialsite_outboxmessage_changelist", messages) == {"b"}
+    admin_user = django_user_model.objects.create_superuser("root", "root@example.org", "x" * 16)
+    client.force_login(admin_user)  # positive control: every row exists and the system admin sees them all
+    assert listed("admin:trialsite_staffloginevent_changelist", events) == {"a", "b", "none"}
+    assert listed("admin:trialsite_outboxmessage_changelist", messages) == {"a", "b", "none"}
+    b_message = reverse("admin:trialsite_outboxmessage_change", args=[messages["b"].pk])
+    client.force_login(a_staff["trial_manager"])
+    assert client.get(b_message).status_code == 302  # another trial's message is not found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from trialsite import roles as R
-from trialsite.admin_scoping import ScopedAdmin, site_filter
+from trialsite.admin_scoping import ScopedAdmin, site_filter, user_is_unblinded
 
 from .. import models as m
 from .participants import SITE
@@ -33,12 +33,16 @@ class WithdrawalAdmin(ScopedAdmin):
 
 
 class UnblindedOnlyAdmin(ScopedAdmin):
-    """Arm-bearing tables: visible to the unblinded statistician only, read-only."""
+    """Arm-bearing tables, read-only: listed to whoever the policy lets see arms (`ARMS_VIEW`) in some trial, with
+    the rows of those trials only; a row of another trial is not found."""
 
     view_roles = (R.UNBLINDED_STATISTICIAN,)
+    arms_rows_only = True
 
     def has_view_permission(self, request, obj=None):
-        return R.is_unblinded(request.user)
+        if obj is None:
+            return user_is_unblinded(request.user)
+        return user_is_unblinded(request.user, self._trial_of(obj))
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in self.model._meta.fields]

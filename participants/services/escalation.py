@@ -52,6 +52,7 @@ def safety_alert_escalate(*, alert_id: int, actor, now: datetime | None = None) 
             "Please make sure a clinician reviews it now and acknowledge it in the trialsite admin.\n"
         ),
         to=to,
+        trial=alert.participant.trial_id,
         now=now,
     )
     alert.status = AlertStatus.ESCALATED

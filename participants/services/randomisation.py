@@ -107,7 +107,11 @@ def allocation_exhausted_alert(*, trial, stratum: str) -> None:
         "can be randomised.\n"
     )
     mail_enqueue(
-        dedupe_key=f"allocation_exhausted:{trial.pk}:{stratum}:{uuid.uuid4()}", subject=subject, body=body, to=to
+        dedupe_key=f"allocation_exhausted:{trial.pk}:{stratum}:{uuid.uuid4()}",
+        subject=subject,
+        body=body,
+        to=to,
+        trial=trial,
     )
 
 

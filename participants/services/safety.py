@@ -58,7 +58,11 @@ def safety_alert_raise(
         # A concurrent request raised the same alert first.
         return SafetyAlert.objects.get(rule=rule, source_kind=source_kind, source_id=str(source_id))
     outbox_enqueue(
-        kind=SAFETY_ALERT_NOTIFY, dedupe_key=f"safety_alert_notify:{alert.pk}", payload={"alert_id": alert.pk}, now=now
+        kind=SAFETY_ALERT_NOTIFY,
+        dedupe_key=f"safety_alert_notify:{alert.pk}",
+        payload={"alert_id": alert.pk},
+        trial=participant.trial_id,
+        now=now,
     )
     return alert
 

@@ -24,7 +24,8 @@ _REQUESTER_ROLES = (roles.SAFETY_PHYSICIAN, roles.TRIAL_MANAGER)
 def _notify(key: str, subject: str, body: str, *, trial) -> None:
     """Record the e-mail to the trial's managers in the caller's transaction; a worker sends it (the outbox), so a
     mail server that is down never fails the step and the notice still goes out when it is back."""
-    mail_enqueue(dedupe_key=f"unblinding:{key}", subject=subject, body=body, to=_trial_manager_emails(trial))
+    to = _trial_manager_emails(trial)
+    mail_enqueue(dedupe_key=f"unblinding:{key}", subject=subject, body=body, to=to, trial=trial)
 
 
 @transaction.atomic

@@ -1,4 +1,4 @@
-"""`manage.py simulate_trial --trial SLUG --participants N --days D [--seed S] [--if-empty]`."""
+"""`manage.py simulate_trial --trial SLUG --participants N --days D [--seed S] [--if-empty] [--workers W]`."""
 
 import time
 
@@ -17,8 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, required=True, help="days of follow-up every participant has had")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--if-empty", action="store_true", help="do nothing if the trial has participants")
+        parser.add_argument("--workers", type=int, default=1, help="processes writing the batches (same trial)")
 
-    def handle(self, *args, trial, participants, days, seed, if_empty, **options):
+    def handle(self, *args, trial, participants, days, seed, if_empty, workers=1, **options):
         obj = Trial.objects.filter(slug=trial).first()
         if obj is None:
             raise CommandError(f"No trial {trial!r}; load its protocol first (load_protocol).")
@@ -26,7 +27,9 @@ class Command(BaseCommand):
             raise CommandError("--participants and --days must not be negative.")
         started = time.monotonic()
         try:
-            result = simulate_trial(trial=obj, participants=participants, days=days, seed=seed, if_empty=if_empty)
+            result = simulate_trial(
+                trial=obj, participants=participants, days=days, seed=seed, if_empty=if_empty, workers=workers
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if result.skipped:

@@ -1,0 +1,50 @@
+"""Bulk loads without the secondary indexes (opt-in: `simulate_trial(..., defer_indexes=True)`, for the benches).
+
+Each row COPYed into a table also goes into every index of the table; a survey instance has eleven. Building an
+index once over the loaded rows (a sort) costs far less than inserting into it row by row, so a large load may
+drop the tables' *secondary* indexes first and build them again afterwards from their own definitions
+(`pg_get_indexdef`). Only indexes that enforce nothing are dropped: primary keys, unique indexes (partial ones
+too) and indexes behind a constraint stay, so uniqueness is still checked on every row as it is loaded, and
+foreign keys are checked as the writer always checks them. The indexes are rebuilt even when the load fails.
+
+Dropping an index takes an exclusive lock on its table until the dropping transaction ends and leaves the table
+unindexed until the rebuild, so this is for a database nobody else is using (a benchmark's, a fresh demo), never
+a live trial's.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+
+from .writer import SPEC
+
+
+def secondary_indexes(tables: list[str]) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX statement) of each index of `tables` that enforces nothing."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+            " WHERE i.indrelid = ANY(%s::regclass[]) AND NOT i.indisunique AND NOT i.indisprimary"
+            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+            " ORDER BY 1",
+            [tables],
+        )
+        return cur.fetchall()
+
+
+@contextmanager
+def indexes_deferred():
+    """Drop the secondary indexes of the simulator's tables for the duration of the block; rebuild them after."""
+    tables = sorted({model._meta.db_table for model, _ in SPEC.values()})
+    dropped = secondary_indexes(tables)
+    with transaction.atomic(), connection.cursor() as cur:
+        for name, _ in dropped:
+            cur.execute(f"DROP INDEX {name}")  # regclass text: already quoted as needed
+    try:
+        yield dropped
+    finally:
+        with connection.cursor() as cur:
+            for _, definition in dropped:
+                cur.execute(definition)
