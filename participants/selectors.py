@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
+from trialsite.compiled_query import CompiledQuery
+
 from .models import ConsentDocument, ConsentSignature, Participant, PushSubscription
 
 
@@ -46,12 +48,7 @@ def consent_status(*, participant: Participant, on=None) -> ConsentStatus:
     (consent_sign and consent_record_paper take the document from the participant's trial).
     """
     on = on or participant.local_date()  # the consent in force on the participant's own date, not the UTC one
-    documents = list(
-        ConsentDocument.objects.filter(trial_id=participant.trial_id)
-        .order_by()  # sorted below; the model's ordering would join the trial for its slug
-        .annotate(_signature=FilteredRelation("signatures", condition=Q(signatures__participant=participant)))
-        .annotate(**{f"_sig_{name}": F(f"_signature__{name}") for name in _SIGNATURE_COLUMNS})
-    )
+    documents = _documents_with_signatures(trial_id=participant.trial_id, participant_id=participant.pk)
     signatures = []
     for document in documents:
         values = [getattr(document, f"_sig_{name}") for name in _SIGNATURE_COLUMNS]
@@ -82,6 +79,24 @@ def consent_status_of(*, documents, signatures, on) -> ConsentStatus:
 
 # Every column of a signature, in the model's order (ConsentSignature.from_db builds the row from them).
 _SIGNATURE_COLUMNS = tuple(f.attname for f in ConsentSignature._meta.concrete_fields)
+
+
+def _documents_with_signatures_queryset(*, trial_id: int, participant_id: int):
+    return (
+        ConsentDocument.objects.filter(trial_id=trial_id)
+        .order_by()  # sorted by the caller; the model's ordering would join the trial for its slug
+        # The consent text (pages, in a real trial) is read only where it is shown: GET /api/v1/consent loads it
+        # then (one query); /me and every submission need versions, dates and hashes.
+        .defer("body")
+        .annotate(_signature=FilteredRelation("signatures", condition=Q(signatures__participant_id=participant_id)))
+        .annotate(**{f"_sig_{name}": F(f"_signature__{name}") for name in _SIGNATURE_COLUMNS})
+    )
+
+
+# Compiled to SQL once per process (it is on every phone request that checks consent); run on every call.
+_documents_with_signatures = CompiledQuery(
+    _documents_with_signatures_queryset, placeholders={"trial_id": -7_340_021, "participant_id": -7_340_023}
+)
 
 
 def participant_for_user(user) -> Participant | None:

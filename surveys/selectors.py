@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 from django.db.models import (
     Case,
@@ -22,6 +23,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from participants.models import Participant
+from trialsite.compiled_query import CompiledQuery
 from trialsite.protocol.services import ProtocolError, protocol_current
 
 from . import definitions
@@ -44,8 +46,11 @@ def instance_phone_status(instance: SurveyInstance, now: datetime) -> str:
 
 def survey_instance_list(*, participant: Participant, status: str | None = None, now=None) -> QuerySet[SurveyInstance]:
     """The participant's instances (never cancelled ones), optionally by phone status, in opening order."""
-    now = now or timezone.now()
-    qs = SurveyInstance.objects.filter(participant=participant).exclude(status=InstanceStatus.CANCELLED)
+    return _instance_list(participant_id=participant.pk, status=status, now=now or timezone.now())
+
+
+def _instance_list(*, participant_id: int, status: str | None, now=None) -> QuerySet[SurveyInstance]:
+    qs = SurveyInstance.objects.filter(participant_id=participant_id).exclude(status=InstanceStatus.CANCELLED)
     scheduled = Q(status=InstanceStatus.SCHEDULED)
     if status == "open":
         qs = qs.filter(scheduled, opens_at__lte=now, grace_until__gt=now)
@@ -55,7 +60,30 @@ def survey_instance_list(*, participant: Participant, status: str | None = None,
         qs = qs.filter(status=InstanceStatus.COMPLETED)
     elif status == "missed":
         qs = qs.filter(Q(status=InstanceStatus.MISSED) | (scheduled & Q(grace_until__lte=now)))
-    return qs.select_related("instrument").order_by("opens_at", "id")
+    # The list shows the instrument's slug, version and title: not its definition (a JSON document per row).
+    return qs.select_related("instrument").defer("instrument__definition").order_by("opens_at", "id")
+
+
+class InstancePages:
+    """The phone's list of a participant's instances, by pages (`pages[offset:stop]`, as ResultsPagination
+    slices it): survey_instance_list's query compiled to SQL once per status and process, run per page."""
+
+    def __init__(self, *, participant: Participant, status: str | None = None, now=None):
+        self.query = _compiled_instance_lists[status]
+        self.values = {"participant_id": participant.pk} | ({} if status in (None, "completed") else {"now": now})
+
+    def __getitem__(self, page: slice) -> list[SurveyInstance]:
+        return self.query(offset=page.start or 0, limit=page.stop - (page.start or 0), **self.values)
+
+
+_compiled_instance_lists = {
+    status: CompiledQuery(
+        partial(_instance_list, status=status),
+        placeholders={"participant_id": -7_340_031}
+        | ({} if status in (None, "completed") else {"now": datetime(1970, 1, 3, 4, 5, 6, 789012, tzinfo=UTC)}),
+    )
+    for status in (None, *PHONE_STATUSES)
+}
 
 
 def survey_instance_get(*, participant: Participant, uuid) -> SurveyInstance | None:

@@ -21,8 +21,8 @@ ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": T
 # /me: the token with its participant, trial and site (one join; the trial row carries its current protocol version,
 # whose parsed protocol comes from the per-version cache); the consent documents with the participant's signatures.
 ME_QUERIES = 2
-# /surveys: the token (+ participant); the page's count; the page.
-SURVEYS_QUERIES = 3
+# /surveys: the token (+ participant); the page (one row more than the limit tells whether there is a next page).
+SURVEYS_QUERIES = 2
 # A submission: the token; savepoint; one SELECT ... FOR UPDATE of the instance that also reads the trial's current
 # protocol version (the safety rules), the idempotency key's record and the consent documents with the participant's
 # signatures; one statement writing the response, its item answers, its scores, the instance's status and the
@@ -130,3 +130,20 @@ def test_the_phone_sees_an_amendment_on_its_next_request(phone, demo_protocol_so
     data["reminders"]["quiet_hours"] = {"start": "23:00", "end": "07:00"}
     assert protocol_load(source=yaml.safe_dump(data, sort_keys=False)).amended
     assert phone.get("/api/v1/me").json()["quiet_hours"] == {"start": "23:00", "end": "07:00"}
+
+
+def test_the_surveys_list_pages_without_a_count(phone, django_assert_num_queries):
+    open_instances(phone, 3)
+    every = [r["id"] for r in phone.get("/api/v1/surveys?status=open&limit=200").json()["results"]]
+    n = len(every)
+    assert n >= 3
+    with django_assert_num_queries(SURVEYS_QUERIES):
+        first = phone.get(f"/api/v1/surveys?status=open&limit={n - 1}").json()
+    assert [r["id"] for r in first["results"]] == every[:-1]
+    assert first["next"] is not None and f"offset={n - 1}" in first["next"]
+    second = phone.get(first["next"]).json()
+    assert [r["id"] for r in second["results"]] == every[-1:] and second["next"] is None
+    exact = phone.get(f"/api/v1/surveys?status=open&limit={n}").json()
+    assert len(exact["results"]) == n and exact["next"] is None  # a full last page has no next
+    beyond = phone.get(f"/api/v1/surveys?status=open&offset={2**63}")
+    assert beyond.status_code == 200 and beyond.json() == {"results": [], "next": None}

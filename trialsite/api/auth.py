@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.conf import settings
@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from trialsite import audit
+from trialsite.compiled_query import CompiledQuery
 from trialsite.models import ApiToken
 
 
@@ -38,6 +39,21 @@ def _token_related() -> tuple[str, ...]:
     return tuple(getattr(settings, "API_TOKEN_SELECT_RELATED", None) or ("user",))
 
 
+def _live_token(*, key_hash: str, now: datetime):
+    # key_hash is unique: at most one row, so no ORDER BY (first() would add one on the pk).
+    return ApiToken.objects.select_related(*_token_related()).filter(
+        key_hash=key_hash, revoked_at__isnull=True, expires_at__gt=now
+    )[:1]
+
+
+# The token lookup (with its user and the settings' relations) compiled to SQL once per process; every request
+# still runs it: a revoked or expired token, or one of a deactivated user, stops working at once.
+_live_token_query = CompiledQuery(
+    _live_token,
+    placeholders={"key_hash": "<key-hash placeholder>", "now": datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)},
+)
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -52,11 +68,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid token.") from exc
         now = timezone.now()
-        # key_hash is unique: at most one row, so no ORDER BY (first() would add one on the pk).
-        rows = ApiToken.objects.select_related(*_token_related()).filter(
-            key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, expires_at__gt=now
-        )[:1]
-        token = next(iter(rows), None)
+        rows = _live_token_query(key_hash=ApiToken.hash_key(key), now=now)
+        token = rows[0] if rows else None
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
         if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=5):

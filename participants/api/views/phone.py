@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from trialsite.api.auth import token_revoke
 from trialsite.api.errors import NotFound, ValidationFailed
 from trialsite.api.permissions import IsParticipant
+from trialsite.api.rendering import render
 from trialsite.api.throttling import ClientAddressThrottle
 from trialsite.models import ApiToken
 from trialsite.protocol.services import protocol_current_of
@@ -98,6 +99,12 @@ def safety_info(participant: Participant, request=None, *, protocol=None) -> dic
 
 
 def me_data(participant: Participant, request=None) -> dict:
+    """The body of GET /api/v1/me: MeOutputSerializer's rendering (one bound instance, trialsite.api.rendering)."""
+    return render(MeOutputSerializer, me_values(participant, request))
+
+
+def me_values(participant: Participant, request=None) -> dict:
+    """What MeOutputSerializer renders for a participant."""
     state = consent_status(participant=participant)
     # The trial row came with the token: its current-version pointer and the per-version cache, no query.
     protocol = protocol_current_of(participant.trial)
@@ -105,25 +112,23 @@ def me_data(participant: Participant, request=None) -> dict:
     if start is None or end is None:
         default = protocol.reminders.quiet_hours
         start, end = (default.start, default.end) if default else (None, None)
-    return MeOutputSerializer(
-        {
-            "uuid": participant.uuid,
-            "study_id": participant.study_id,
-            "trial": participant.trial,
-            "site": participant.site,
-            "status": participant.status,
-            "timezone": participant.timezone,
-            "study_day": participant.study_day(),
-            "consent": {
-                "version": state.current.version if state.current else None,
-                "signed_at": state.last_signed.signed_at if state.last_signed else None,
-                "needs_consent": state.needs_consent,
-            },
-            "quiet_hours": {"start": start, "end": end},
-            "channels": _reachable_channels(participant),
-            "safety_info": safety_info(participant, request, protocol=protocol),
-        }
-    ).data
+    return {
+        "uuid": participant.uuid,
+        "study_id": participant.study_id,
+        "trial": participant.trial,
+        "site": participant.site,
+        "status": participant.status,
+        "timezone": participant.timezone,
+        "study_day": participant.study_day(),
+        "consent": {
+            "version": state.current.version if state.current else None,
+            "signed_at": state.last_signed.signed_at if state.last_signed else None,
+            "needs_consent": state.needs_consent,
+        },
+        "quiet_hours": {"start": start, "end": end},
+        "channels": _reachable_channels(participant),
+        "safety_info": safety_info(participant, request, protocol=protocol),
+    }
 
 
 def _reachable_channels(participant: Participant) -> list[str]:

@@ -25,7 +25,7 @@ from trialsite.protocol.schema import ITEM_TYPES
 
 from ...errors import SurveyError
 from ...models import Severity
-from ...selectors import PHONE_STATUSES, dose_list, instance_phone_status, instrument_current, survey_instance_list
+from ...selectors import PHONE_STATUSES, InstancePages, dose_list, instance_phone_status, instrument_current
 from ...services import dose_log_create, prompt_event_record, side_effect_report, survey_response_submit
 from ..common import (
     IDEMPOTENCY_HEADER,
@@ -87,9 +87,9 @@ class SurveyListApi(ParticipantApiView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         now = timezone.now()
-        qs = survey_instance_list(participant=request.participant, status=filters.validated_data.get("status"), now=now)
+        pages = InstancePages(participant=request.participant, status=filters.validated_data.get("status"), now=now)
         paginator = ResultsPagination()
-        page = paginator.paginate_queryset(qs, request, view=self)
+        page = paginator.paginate_queryset(pages, request, view=self)
         data = self.OutputSerializer(page, many=True, context={"now": now}).data
         return paginator.get_paginated_response(data)
 

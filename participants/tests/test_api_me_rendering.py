@@ -1,0 +1,85 @@
+"""GET /api/v1/me is rendered by one bound MeOutputSerializer (trialsite.api.rendering): the body equals what a
+fresh serializer gives, for participants in different states, and the serializer stays the one definition."""
+
+from __future__ import annotations
+
+from datetime import time
+
+import pytest
+from rest_framework import serializers
+
+from participants.api.views import me_data
+from participants.api.views.phone import MeOutputSerializer, me_values
+from participants.models import ParticipantStatus, PushSubscription, WithdrawalScope
+from participants.services import participant_enrol
+from trialsite.api.rendering import render
+
+from .conftest import sign_consent
+
+pytestmark = pytest.mark.django_db
+
+
+def _states(register, trial):
+    """Participants in the states /me shows differently: not consented (needs consent, no quiet hours of their
+    own), consented with their own quiet hours and push without a device, push with a Web Push subscription,
+    withdrawn from everything."""
+    fresh, _ = register(contact={"email": "a@example.org"})
+
+    consented, _ = register(contact={"email": "b@example.org"}, tz="America/New_York")
+    sign_consent(consented)
+    consented.quiet_hours_start, consented.quiet_hours_end = time(21, 15), time(6, 45)
+    consented.channels = ["email", "push"]
+    consented.save()
+
+    pushed, _ = register()
+    sign_consent(pushed)
+    pushed.channels = ["push"]
+    pushed.save()
+    PushSubscription.objects.create(participant=pushed, endpoint="https://push.example.org/x", p256dh="k", auth="a")
+
+    withdrawn, _ = register()
+    sign_consent(withdrawn)
+    withdrawn.status, withdrawn.withdrawal_scope = ParticipantStatus.WITHDRAWN, WithdrawalScope.ALL
+    withdrawn.save()
+    return [fresh, consented, pushed, withdrawn]
+
+
+def test_the_fast_rendering_equals_the_serializers_output(register, trial):
+    participants = _states(register, trial)
+    bodies = []
+    for participant in participants:
+        values = me_values(participant)
+        body = me_data(participant)
+        assert body == MeOutputSerializer(values).data
+        assert set(body) == set(MeOutputSerializer().fields)
+        bodies.append(body)
+    # The states really differ where /me shows them.
+    assert [b["consent"]["needs_consent"] for b in bodies] == [True, False, False, False]
+    assert bodies[1]["quiet_hours"] == {"start": "21:15", "end": "06:45"} and bodies[1]["channels"] == ["email"]
+    assert bodies[0]["quiet_hours"] == {"start": "22:00", "end": "07:30"}  # the protocol's default
+    assert bodies[2]["channels"] == ["push"] and bodies[3]["status"] == "withdrawn"
+    assert bodies[1]["consent"]["signed_at"] == "2026-01-10T09:00:00Z"
+
+
+def test_get_me_over_http_is_that_rendering(register, api_client, trial):
+    participant, code = register(contact={"email": "c@example.org"})
+    _, token = participant_enrol(code=code)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    participant.refresh_from_db()
+    assert api_client.get("/api/v1/me").json() == MeOutputSerializer(me_values(participant)).data
+
+
+def test_render_refuses_serializers_that_read_their_context():
+    class NeedsContext(serializers.Serializer):
+        now = serializers.SerializerMethodField()
+
+        def get_now(self, obj) -> str:
+            return self.context["now"]
+
+    class Nested(serializers.Serializer):
+        inner = NeedsContext()
+
+    with pytest.raises(TypeError, match="context"):
+        render(NeedsContext, {})
+    with pytest.raises(TypeError, match=r"Nested\.inner\.now"):
+        render(Nested, {"inner": {}})

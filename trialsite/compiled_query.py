@@ -1,0 +1,124 @@
+"""Querysets compiled to SQL once per process, then run with each call's values: the phone API's fixed lookups
+(the bearer token with its user and participant; the consent documents with a participant's signatures) pay
+for the database round trip and for turning the row into model instances, not for Django's SQL compiler
+building the same joins on every request (issue 14: it was the largest cost of GET /api/v1/me).
+
+A `CompiledQuery` is made from a function that builds an ordinary queryset from its inputs. It is called once
+per database alias with placeholder values (`placeholders=`, one per input: distinctive values of the input's
+type); the placeholders are then found among the compiled query's parameters (the very objects: proof that the
+ORM passed them to the driver unchanged) and each call puts its own values in their places. The SQL, the row
+layout and the converters all come from the ORM, so they follow the models; rows become model instances (with
+their select_related objects and annotations) the way the ORM's own iterator makes them.
+
+Only for inputs the ORM hands to the driver as they are (str, int, aware datetimes): `compile` refuses a query
+whose placeholders do not reach the parameters unchanged. Nothing about the rows is cached: every call runs
+the query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import QuerySet
+from django.db.models.query import get_related_populators
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    params: tuple  # the compiled parameters; a placeholder's positions are replaced per call
+    slots: tuple[tuple[int, str], ...]  # (position, input name)
+    model: type
+    init_list: tuple[str, ...]
+    model_slice: slice
+    related_populators: tuple
+    annotations: tuple[tuple[str, int], ...]
+    converters: tuple[tuple[int, tuple, Any], ...]  # (column, converter functions, expression)
+    col_count: int | None  # trim the row to it (extra select columns), or None
+    sliceable: bool  # the queryset had no LIMIT/OFFSET of its own: a call may give them
+
+
+class CompiledQuery:
+    """`query(**values)` → the model instances of `build(**values)`, compiled once per database alias."""
+
+    def __init__(self, build: Callable[..., QuerySet], *, placeholders: dict[str, Any]):
+        self._build = build
+        self._placeholders = placeholders
+        self._compiled: dict[str, _Compiled] = {}
+        self._model = None
+
+    def compile(self, alias: str) -> _Compiled:
+        compiled = self._compiled.get(alias)
+        if compiled is None:
+            compiled = self._compiled[alias] = self._compile(self._build(**self._placeholders).using(alias), alias)
+        return compiled
+
+    def _compile(self, queryset: QuerySet, alias: str) -> _Compiled:
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()  # also fills compiler.select, klass_info, annotation_col_map, col_count
+        slots, found = [], set()
+        for position, param in enumerate(params):
+            for name, placeholder in self._placeholders.items():
+                if param is placeholder:
+                    slots.append((position, name))
+                    found.add(name)
+                elif type(param) is type(placeholder) and param == placeholder:
+                    raise ValueError(f"placeholder {name!r} reached the SQL as a copy: the ORM prepared it")
+        missing = set(self._placeholders) - found
+        if missing:
+            raise ValueError(f"placeholders not among the compiled parameters: {sorted(missing)}")
+        select, klass_info = compiler.select, compiler.klass_info
+        fields = klass_info["select_fields"]
+        converters = compiler.get_converters([s[0] for s in select[: compiler.col_count]])
+        return _Compiled(
+            sql=sql,
+            params=tuple(params),
+            slots=tuple(slots),
+            model=klass_info["model"],
+            init_list=tuple(f[0].target.attname for f in select[fields[0] : fields[-1] + 1]),
+            model_slice=slice(fields[0], fields[-1] + 1),
+            related_populators=tuple(get_related_populators(klass_info, select, alias)),
+            annotations=tuple((compiler.annotation_col_map or {}).items()),
+            converters=tuple((column, tuple(fns), expression) for column, (fns, expression) in converters.items()),
+            col_count=compiler.col_count if compiler.has_extra_select else None,
+            sliceable=not queryset.query.is_sliced,
+        )
+
+    def __call__(self, *, offset: int = 0, limit: int | None = None, **values) -> list:
+        """The rows for these values; `limit`/`offset` page them (a LIMIT/OFFSET with parameters, so one
+        compiled query serves every page) when the built queryset is not sliced itself."""
+        if self._model is None:
+            self._model = self._build(**self._placeholders).model
+        alias = router.db_for_read(self._model) or "default"
+        compiled = self.compile(alias)
+        params = list(compiled.params)
+        for position, name in compiled.slots:
+            params[position] = values[name]
+        sql = compiled.sql
+        if limit is not None or offset:
+            if not compiled.sliceable:
+                raise ValueError("the built queryset is sliced already")
+            sql = f"{sql} LIMIT %s OFFSET %s"
+            params += [limit, offset]  # LIMIT NULL: no limit
+        connection = connections[alias]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        objects = []
+        for raw in rows:
+            row = list(raw[: compiled.col_count] if compiled.col_count is not None else raw)
+            for column, fns, expression in compiled.converters:
+                value = row[column]
+                for fn in fns:
+                    value = fn(value, expression, connection)
+                row[column] = value
+            obj = compiled.model.from_db(alias, compiled.init_list, row[compiled.model_slice])
+            for populator in compiled.related_populators:
+                populator.populate(row, obj)
+            for name, column in compiled.annotations:
+                setattr(obj, name, row[column])
+            objects.append(obj)
+        return objects
