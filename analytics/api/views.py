@@ -13,8 +13,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from surveys.api.common import parse_key
-from trialsite.api.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from trialsite.api.errors import Conflict, Forbidden, NotFound, ValidationFailed, parse_key
 from trialsite.api.permissions import IsStaff
 from trialsite.api.schema import errors
 from trialsite.audit import audit_context

@@ -10,7 +10,10 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from trialsite.api.errors import ApiError
+from trialsite.api.errors import (
+    ApiError,
+    parse_key,  # noqa: F401 - re-exported for the surveys views
+)
 from trialsite.api.pagination import ResultsPagination
 from trialsite.api.permissions import IsParticipant
 from trialsite.api.schema import ErrorBody, error_responses
@@ -93,10 +96,3 @@ def idempotency_key(request) -> uuid.UUID:
     if not raw:
         raise ApiError("An Idempotency-Key header is required.", fields={"Idempotency-Key": ["A UUID is required."]})
     return parse_key(raw, field="Idempotency-Key")
-
-
-def parse_key(raw, *, field: str = "idempotency_key") -> uuid.UUID:
-    try:
-        return uuid.UUID(str(raw).strip())
-    except (ValueError, AttributeError, TypeError):
-        raise ApiError("The idempotency key must be a UUID.", fields={field: ["Must be a UUID."]})

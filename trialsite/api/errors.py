@@ -6,6 +6,7 @@ contract's body with a stable machine code. Bad input never becomes a 500.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -149,3 +150,10 @@ def handler500(request):
     from django.views.defaults import server_error
 
     return server_error(request)
+
+
+def parse_key(raw, *, field: str = "idempotency_key") -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw).strip())
+    except (ValueError, AttributeError, TypeError):
+        raise ApiError("The idempotency key must be a UUID.", fields={field: ["Must be a UUID."]})
