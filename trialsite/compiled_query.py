@@ -27,6 +27,7 @@ import itertools
 import re
 import weakref
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,14 +153,34 @@ class CompiledQuery:
         arguments = ", ".join(["%s"] * len(params))
         raw = connection.connection  # the driver's connection, opened by connection.cursor()
         name = self._prepared.get(raw)
-        if name is not None:
-            cursor.execute(f"EXECUTE {name}({arguments})", params)
-            return
-        # A fresh name per attempt: PREPARE is not undone by a rollback, so after an EXECUTE that failed the name
-        # may be taken on this connection, prepared or not.
-        name = f"trialsite_compiled_{next(_names)}"
-        # Both statements in one string (client-side binding sends it as one simple query): the result is the
-        # EXECUTE's, the second result set.
-        cursor.execute(f"PREPARE {name} AS {_numbered(compiled.sql)}; EXECUTE {name}({arguments})", params)
-        cursor.nextset()
+        with _without_audit_context(connection):
+            if name is not None:
+                cursor.execute(f"EXECUTE {name}({arguments})", params)
+                return
+            # A fresh name per attempt: PREPARE is not undone by a rollback, so after an EXECUTE that failed the
+            # name may be taken on this connection, prepared or not.
+            name = f"trialsite_compiled_{next(_names)}"
+            # Both statements in one string (client-side binding sends it as one simple query): the rows are the
+            # EXECUTE's, the last result set.
+            cursor.execute(f"PREPARE {name} AS {_numbered(compiled.sql)}; EXECUTE {name}({arguments})", params)
+            while cursor.nextset():
+                pass
         self._prepared[raw] = name
+
+
+@contextmanager
+def _without_audit_context(connection):
+    """Without the audit trail's statement wrapper: pghistory puts two set_config() calls in front of every
+    statement of a request except those starting with SELECT (reads fire no trigger); an EXECUTE of a compiled
+    query is such a read, under another first word."""
+    from pghistory.runtime import _inject_history_context
+
+    wrappers = connection.execute_wrappers
+    if _inject_history_context not in wrappers:
+        yield
+        return
+    connection.execute_wrappers = [w for w in wrappers if w is not _inject_history_context]
+    try:
+        yield
+    finally:
+        connection.execute_wrappers = wrappers

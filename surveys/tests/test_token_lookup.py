@@ -70,10 +70,15 @@ def token_lookup_executions():
 
 def test_the_token_lookup_is_prepared_on_the_connection_except_behind_a_transaction_pooler(phone, monkeypatch):
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     before = token_lookup_executions()
-    assert phone.get("/api/v1/me").status_code == 200 and phone.get("/api/v1/me").status_code == 200
+    assert phone.get("/api/v1/me").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert phone.get("/api/v1/me").status_code == 200
     assert token_lookup_executions() == before + 2  # the server ran the prepared statement, not a new query
+    # A read: no audit-context set_config() in front of it (pghistory adds none to a SELECT either).
+    assert queries.captured_queries[0]["sql"].startswith("EXECUTE trialsite_compiled_")
 
     # Behind PgBouncer in transaction pooling a prepared statement would not follow the client: plain queries.
     monkeypatch.setitem(connection.settings_dict, "DISABLE_SERVER_SIDE_CURSORS", True)
