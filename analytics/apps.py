@@ -18,3 +18,10 @@ class AnalyticsConfig(AppConfig):
             schedule=crontab(minute="*"),
             options={"expires": 55},
         )
+        # The dashboard's completion by site and study week, stored (analytics.completion_snapshots).
+        beat.register_periodic(
+            "completion-snapshots-refresh",
+            task="analytics.tasks.completion_snapshots_refresh",
+            schedule=crontab(minute="*/5"),
+            options={"expires": 290},
+        )

@@ -87,3 +87,17 @@ class ExportJob(models.Model):
 
     def __str__(self) -> str:
         return f"export {self.uuid} of {self.trial_id} ({self.status})"
+
+
+class CompletionSnapshot(models.Model):
+    """Completion by site and study week of one trial, as computed at `computed_at` by
+    analytics.selectors.completion_site_week_rows (the one definition, surveys.definitions): rows of (site_id,
+    site, week, planned, answered). Written by the beat task (analytics.completion_snapshots) and read by the
+    admin dashboard, narrowed to the viewer's sites on read. Blinded: counts per site and week, no arm."""
+
+    trial = models.OneToOneField("trialsite.Trial", on_delete=models.CASCADE, related_name="completion_snapshot")
+    computed_at = models.DateTimeField(help_text="the moment the figures are for (due and answered by then)")
+    rows = models.JSONField(default=list, help_text="[{site_id, site, week, planned, answered}, …]")
+
+    def __str__(self) -> str:
+        return f"completion of {self.trial_id} as of {self.computed_at:%Y-%m-%d %H:%M}"

@@ -124,6 +124,12 @@ def completion(*, trial: Trial, site_ids=None, by: str = "site", now: datetime |
 def completion_by_site_week(*, trial: Trial, site_ids=None, now: datetime | None = None) -> dict[str, list[dict]]:
     """completion(by="week") of each site, in one pass over the trial's instances (grouped by the participant's
     site id, the site codes looked up after): site code → rows (week, planned, answered, rate)."""
+    return completion_by_site_week_from(completion_site_week_rows(trial=trial, site_ids=site_ids, now=now))
+
+
+def completion_site_week_rows(*, trial: Trial, site_ids=None, now: datetime | None = None) -> list[dict]:
+    """The counts behind completion_by_site_week: rows (site_id, site, week, planned, answered) ordered by site
+    code and week. Blinded (no arm); also what the stored snapshot holds (analytics.completion_snapshots)."""
     from trialsite.models import Site
 
     now = now or timezone.now()
@@ -139,11 +145,26 @@ def completion_by_site_week(*, trial: Trial, site_ids=None, now: datetime | None
             .order_by()
         )
         codes = dict(Site.objects.values_list("pk", "code"))  # a handful of rows: every site, one query
+    for r in rows:
+        r["site"] = codes[r["site_id"]]
+    return sorted(rows, key=lambda r: (r["site"], r["week"]))
+
+
+def completion_by_site_week_from(rows: list[dict], *, site_ids=None) -> dict[str, list[dict]]:
+    """completion_site_week_rows (fresh or stored), narrowed to `site_ids` (None = all) → site code → rows
+    (week, planned, answered, rate); the rate as surveys.definitions defines it."""
+    keep = None if site_ids is None else set(site_ids)
     out: dict[str, list[dict]] = {}
-    for r in sorted(rows, key=lambda r: (codes[r["site_id"]], r["week"])):
-        site = codes[r.pop("site_id")]
-        r["rate"] = definitions.rate(r["answered"], r["planned"], digits=4)
-        out.setdefault(site, []).append(r)
+    for r in rows:
+        if keep is None or r["site_id"] in keep:
+            out.setdefault(r["site"], []).append(
+                {
+                    "week": r["week"],
+                    "planned": r["planned"],
+                    "answered": r["answered"],
+                    "rate": definitions.rate(r["answered"], r["planned"], digits=4),
+                }
+            )
     return out
 
 
@@ -457,12 +478,17 @@ def trial_summary_for(*, actor, trial, outcome=None) -> dict:
 
 def dashboard_figures_for(*, actor, trial, now: datetime | None = None) -> dict:
     """What the admin's trial dashboard shows, read as `trial_summary_for` reads (sites, blinding), and nothing
-    else: CONSORT counts, completion by site and study week (one query), adverse events, and the blinding indices
-    for unblinded roles. A fixed number of queries whatever the trial's size."""
+    else: CONSORT counts, completion by site and study week (from the stored snapshot, `completion_as_of` = when
+    it was computed; analytics.completion_snapshots), adverse events, and the blinding indices for unblinded
+    roles. A fixed number of queries whatever the trial's size."""
+    from .completion_snapshots import completion_snapshot_current
+
     site_ids, unblinded = _reach(actor, trial)
+    snapshot = completion_snapshot_current(trial=trial, now=now)
     figures = {
         "consort": consort_counts(trial=trial, site_ids=site_ids),
-        "completion_by_site_week": completion_by_site_week(trial=trial, site_ids=site_ids, now=now),
+        "completion_by_site_week": completion_by_site_week_from(snapshot.rows, site_ids=site_ids),
+        "completion_as_of": snapshot.computed_at,
         "safety": {"adverse_events": adverse_event_counts(trial=trial, site_ids=site_ids)},
         "blinding": {},
     }

@@ -25,3 +25,11 @@ def export_jobs_sweep() -> dict:
 
     with audit_context(reason="export sweep"):
         return sweep()
+
+
+@shared_task(name="analytics.tasks.completion_snapshots_refresh", ignore_result=True)
+def completion_snapshots_refresh() -> dict:
+    """Beat: recompute the stored completion by site and study week the dashboard reads."""
+    from .completion_snapshots import completion_snapshots_refresh as refresh
+
+    return refresh()

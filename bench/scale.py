@@ -15,7 +15,8 @@ full size, and prints at both sizes, each figure measured in the same run (with 
   the dead row versions of the planting are not timed): its time at full size ÷ at the small size (goal <= 1.2 at 1 %), the claim
   step alone, and EXPLAIN (ANALYZE, BUFFERS) of the claim query at full size;
 - p95 and query count of the coordinator's participant changelist and of the trial dashboard (goal < 300 ms,
-  the same number of queries at both sizes);
+  the same number of queries at both sizes), the dashboard as a user sees it: its completion by site and week
+  stored by the beat task (analytics.completion_snapshots) just before sampling, that task's own time printed;
 - the CONSORT/completion/adherence summary (analytics.selectors.trial_summary) time;
 - at full size, the CSV export bundle ÷ its floor: `psql` COPY (same SELECTs) TO STDOUT > /dev/null.
 """
@@ -188,16 +189,22 @@ def sweeps(sizes: list[tuple[str, str]], args, queue: str) -> dict:
 
 def pages(label: str, trial, args, clients) -> None:
     from analytics import selectors
+    from analytics.tasks import completion_snapshots_refresh
 
     coordinator, manager = clients
     cl = timed_gets(coordinator, "/admin/participants/participant/", args.samples)
+    # As a user sees the dashboard: its completion by site and week stored by the beat task (timed on its own).
+    t0 = time.perf_counter()
+    completion_snapshots_refresh.apply().get()
+    refresh = time.perf_counter() - t0
     dash = timed_gets(manager, f"/admin/dashboard/?trial={trial.slug}", args.samples)
     t0 = time.perf_counter()
     selectors.trial_summary(trial=trial, unblinded=False)
     summary = time.perf_counter() - t0
     print(
         f"[{label}] coordinator changelist p95 {cl[0]:.0f} ms (median {cl[1]:.0f}), {cl[2]} queries; "
-        f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries; summary {summary:.2f} s; "
+        f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries (snapshot refresh task "
+        f"{1000 * refresh:.0f} ms); summary {summary:.2f} s; "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         flush=True,
     )

@@ -288,6 +288,10 @@ REMINDER_CHANNELS = [
 # Whether the local file outbox / console may stand in for an SMS or push provider (development only).
 REMINDER_ALLOW_LOCAL_PROVIDERS = True
 
+# --- Dashboard snapshot (issue 14): the admin dashboard reads completion by site and week from a row the beat
+# task refreshes every 5 minutes; an older row than this (seconds) is recomputed live on the page view.
+DASHBOARD_SNAPSHOT_MAX_AGE = int(os.environ.get("DASHBOARD_SNAPSHOT_MAX_AGE", "900"))
+
 # --- Export jobs that finish (issue 11): heartbeat, reclaim, attempts -----------------------------------------
 # A running job whose heartbeat is older than this is reclaimed by the beat sweep (its worker died).
 EXPORT_HEARTBEAT_STALE_AFTER = int(os.environ.get("EXPORT_HEARTBEAT_STALE_AFTER", "300"))

@@ -14,6 +14,7 @@ APP_SWEEPS = {
     "safety-escalation-sweep": "participants.tasks.safety_alerts_escalate_due",
     "end-of-study-sweep": "surveys.participants_complete_finished",
     "export-jobs-sweep": "analytics.tasks.export_jobs_sweep",
+    "completion-snapshots-refresh": "analytics.tasks.completion_snapshots_refresh",
 }
 
 
