@@ -13,11 +13,21 @@ their select_related objects and annotations) the way the ORM's own iterator mak
 Only for inputs the ORM hands to the driver as they are (str, int, aware datetimes): `compile` refuses a query
 whose placeholders do not reach the parameters unchanged. Nothing about the rows is cached: every call runs
 the query.
+
+PostgreSQL plans it once per connection too: the first call on a connection sends `PREPARE` and `EXECUTE` in one
+statement string (one round trip, one query as Django counts them), later calls only `EXECUTE`; the server then
+skips parsing and, once it settles on a generic plan, planning (the token lookup's five-table join spent more time
+being planned than run). Not behind PgBouncer in transaction pooling (`DISABLE_SERVER_SIDE_CURSORS`, set by
+DB_TRANSACTION_POOLING=1): a prepared statement lives on one server connection, which a pooled client does not keep.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
+import weakref
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +51,16 @@ class _Compiled:
     sliceable: bool  # the queryset had no LIMIT/OFFSET of its own: a call may give them
 
 
+_names = itertools.count(1)
+
+
+def _numbered(sql: str) -> str:
+    """Django's SQL as the body of a PREPARE: its `%s` parameters numbered `$1`, `$2`, ...; a literal `%%` stays
+    escaped (the PREPARE is sent with the EXECUTE's parameters, through the driver's %-formatting)."""
+    numbers = itertools.count(1)
+    return re.sub(r"%[s%]", lambda m: f"${next(numbers)}" if m.group() == "%s" else "%%", sql)
+
+
 class CompiledQuery:
     """`query(**values)` → the model instances of `build(**values)`, compiled once per database alias."""
 
@@ -49,6 +69,9 @@ class CompiledQuery:
         self._placeholders = placeholders
         self._compiled: dict[str, _Compiled] = {}
         self._model = None
+        # The driver connections this query is prepared on, with the statement's name there (a closed connection
+        # drops out; a new one prepares).
+        self._prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def compile(self, alias: str) -> _Compiled:
         compiled = self._compiled.get(alias)
@@ -105,7 +128,10 @@ class CompiledQuery:
             params += [limit, offset]  # LIMIT NULL: no limit
         connection = connections[alias]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            if sql is compiled.sql and params and not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+                self._execute_prepared(connection, cursor, compiled, params)
+            else:
+                cursor.execute(sql, params)
             rows = cursor.fetchall()
         objects = []
         for raw in rows:
@@ -122,3 +148,39 @@ class CompiledQuery:
                 setattr(obj, name, row[column])
             objects.append(obj)
         return objects
+
+    def _execute_prepared(self, connection, cursor, compiled: _Compiled, params: list) -> None:
+        arguments = ", ".join(["%s"] * len(params))
+        raw = connection.connection  # the driver's connection, opened by connection.cursor()
+        name = self._prepared.get(raw)
+        with _without_audit_context(connection):
+            if name is not None:
+                cursor.execute(f"EXECUTE {name}({arguments})", params)
+                return
+            # A fresh name per attempt: PREPARE is not undone by a rollback, so after an EXECUTE that failed the
+            # name may be taken on this connection, prepared or not.
+            name = f"trialsite_compiled_{next(_names)}"
+            # Both statements in one string (client-side binding sends it as one simple query): the rows are the
+            # EXECUTE's, the last result set.
+            cursor.execute(f"PREPARE {name} AS {_numbered(compiled.sql)}; EXECUTE {name}({arguments})", params)
+            while cursor.nextset():
+                pass
+        self._prepared[raw] = name
+
+
+@contextmanager
+def _without_audit_context(connection):
+    """Without the audit trail's statement wrapper: pghistory puts two set_config() calls in front of every
+    statement of a request except those starting with SELECT (reads fire no trigger); an EXECUTE of a compiled
+    query is such a read, under another first word."""
+    from pghistory.runtime import _inject_history_context
+
+    wrappers = connection.execute_wrappers
+    if _inject_history_context not in wrappers:
+        yield
+        return
+    connection.execute_wrappers = [w for w in wrappers if w is not _inject_history_context]
+    try:
+        yield
+    finally:
+        connection.execute_wrappers = wrappers

@@ -1,6 +1,7 @@
 """The bearer token lookup, compiled to SQL once per process (trialsite.compiled_query), still decides on every
 request: a revoked or expired token, or a deactivated user, is refused at once (401 in the error shape); a
-staff token finds no participant; the compiled query refuses inputs the ORM would have changed."""
+staff token finds no participant; the compiled query refuses inputs the ORM would have changed; PostgreSQL
+runs it as a statement prepared once per connection, except behind a transaction pooler."""
 
 from datetime import timedelta
 
@@ -53,3 +54,36 @@ def test_a_compiled_query_refuses_placeholders_the_orm_prepares():
     query = CompiledQuery(lambda device: ApiToken.objects.filter(device=device), placeholders={"device": {"p": 1}})
     with pytest.raises(ValueError, match="placeholder"):
         query(device={"platform": "ios"})
+
+
+def token_lookup_executions():
+    """How often this database session ran its prepared token lookup (PostgreSQL's own count)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%key_hash%"],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_the_token_lookup_is_prepared_on_the_connection_except_behind_a_transaction_pooler(phone, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    before = token_lookup_executions()
+    assert phone.get("/api/v1/me").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert phone.get("/api/v1/me").status_code == 200
+    assert token_lookup_executions() == before + 2  # the server ran the prepared statement, not a new query
+    # A read: no audit-context set_config() in front of it (pghistory adds none to a SELECT either).
+    assert queries.captured_queries[0]["sql"].startswith("EXECUTE trialsite_compiled_")
+
+    # Behind PgBouncer in transaction pooling a prepared statement would not follow the client: plain queries.
+    monkeypatch.setitem(connection.settings_dict, "DISABLE_SERVER_SIDE_CURSORS", True)
+    before = token_lookup_executions()
+    assert phone.get("/api/v1/me").status_code == 200
+    assert token_lookup_executions() == before
+    ApiToken.objects.filter(key_hash=ApiToken.hash_key(phone.token)).update(revoked_at=timezone.now())
+    assert refused(phone.get("/api/v1/me"))
