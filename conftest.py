@@ -359,3 +359,18 @@ def fault_report(capsys):
         return line
 
     return report
+
+
+@pytest.fixture
+def midday():
+    """The clock pinned (ticking) to 12:00 UTC of today: for tests that place events hours or days before "now"
+    through interfaces that read the clock themselves (the phone API), so that no result depends on the hour the
+    suite runs at (an event "two hours ago" never falls on the day before a participant's local midnight). The
+    database's own clock stays within 12 hours of it."""
+    from datetime import UTC, datetime, time
+
+    import time_machine
+
+    noon = datetime.combine(datetime.now(UTC).date(), time(12), tzinfo=UTC)
+    with time_machine.travel(noon, tick=True):
+        yield noon

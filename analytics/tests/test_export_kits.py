@@ -20,6 +20,11 @@ from surveys.tests.kit_helpers import load_self_blinding_trial, randomised_parti
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _at_midday(midday):
+    """Events hours or days before "now" through the API: the clock at 12:00 UTC (conftest.midday)."""
+
+
 def test_schedule_rows_carry_dose_day_and_the_opening_dose(tmp_path):
     trial, site = load_self_blinding_trial()
     now = timezone.now()

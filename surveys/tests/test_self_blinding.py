@@ -25,6 +25,11 @@ from .kit_helpers import load_self_blinding_trial, randomised_participant
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _at_midday(midday):
+    """Events hours or days before "now" through the API: the clock at 12:00 UTC (conftest.midday)."""
+
+
 @pytest.fixture
 def sb():
     return load_self_blinding_trial()
