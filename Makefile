@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m trialsite.localstack --
 PYTEST_ARGS ?=
+# TEST_CLOCK=2026-11-01T05:55:00Z: the whole test session at that instant, ticking (trialsite/tests/clock.py)
+TEST_CLOCK ?=
 
 .PHONY: run test lint fmt migrations check-deploy bench clean shell manage
 
@@ -20,7 +22,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed browser-deps pgbouncer-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(STACK) sh -c '$(PY) manage.py makemigrations --check --dry-run && $(PY) -m pytest $(PYTEST_ARGS)'
+	$(STACK) sh -c '$(PY) manage.py makemigrations --check --dry-run && $(if $(TEST_CLOCK),TRIALSITE_TEST_CLOCK=$(TEST_CLOCK) )$(PY) -m pytest $(PYTEST_ARGS)'
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,11 +1,24 @@
 """Fixtures shared by every app's tests. The database and Redis are real (see trialsite.localstack)."""
 
+import os
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
+from trialsite.tests import clock
+
 DEMO_PROTOCOL = Path(__file__).resolve().parent / "protocols" / "microdose-mood.yaml"
+
+
+def pytest_configure(config):
+    clock.start()  # TRIALSITE_TEST_CLOCK (off unless set): the whole session at another instant
+
+
+def pytest_report_header(config):
+    if clock.offset() is not None:
+        return f"{clock.CLOCK}: the session's clock started at {os.environ[clock.CLOCK]} (ticking)"
+    return None
 
 
 @pytest.fixture(autouse=True)

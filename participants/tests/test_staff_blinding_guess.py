@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.urls import reverse
@@ -42,6 +43,14 @@ def people(trial, site_ldn, site_nyc):
         # day 0 on 10 April: at NOW (20 April) study day 10, past day 7 but not day 42.
         "recent": _participant(trial, site_ldn, "LDN-90003", day0=date(2026, 4, 10)),
     }
+
+
+@pytest.fixture
+def at_now():
+    """The clock at NOW (ticking), for the admin, which records with the clock: LDN-90001 (day 0 on 1 March) has
+    reached day 42 then, whatever the date the suite runs on."""
+    with time_machine.travel(NOW, tick=True):
+        yield NOW
 
 
 @pytest.fixture
@@ -162,7 +171,7 @@ def test_guesses_are_never_deleted(people, coordinator):
 # --- admin ---------------------------------------------------------------------------------------------------
 
 
-def test_coordinator_records_a_guess_in_the_admin_for_own_site_only(client, people, coordinator):
+def test_coordinator_records_a_guess_in_the_admin_for_own_site_only(at_now, client, people, coordinator):
     client.force_login(coordinator)
     add = reverse("admin:participants_staffblindingguess_add")
     page = client.get(add)

@@ -20,3 +20,10 @@ PUBLIC_BASE_URL = (env("PUBLIC_BASE_URL") or f"http://127.0.0.1:{env('PORT', '80
 # The local push-service double (and a browser on localhost) use http://127.0.0.1 endpoints.
 WEBPUSH_ALLOW_INSECURE_ENDPOINTS = env("WEBPUSH_ALLOW_INSECURE_ENDPOINTS", "1") == "1"
 WEBPUSH_VAPID_SUBJECT = env("WEBPUSH_VAPID_SUBJECT") or "mailto:dev@trialsite.invalid"
+
+# TRIALSITE_TEST_CLOCK (off unless set): the Celery workers, beats and gunicorn processes a test session starts keep
+# its clock (trialsite/tests/clock.py), under the test settings and these development ones alike.
+if env("TRIALSITE_TEST_CLOCK_OFFSET") or env("TRIALSITE_TEST_CLOCK"):
+    from trialsite.tests import clock as _test_clock
+
+    _test_clock.start()

@@ -68,6 +68,10 @@ def chromium(*, width: int = 1400, height: int = 1000, mobile: bool = False, ext
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
+        from trialsite.tests.clock import page_script
+
+        if shift := page_script():  # TRIALSITE_TEST_CLOCK: the page's clock moves with the session's
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": shift})
         if mobile:
             driver.execute_cdp_cmd(
                 "Emulation.setDeviceMetricsOverride",
