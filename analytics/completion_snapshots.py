@@ -25,7 +25,7 @@ from django.utils import timezone
 from trialsite.models import Trial
 
 from .models import CompletionSnapshot
-from .summary import summary_site_figures
+from .summary import figures_complete, summary_site_figures
 
 
 def _max_age() -> timedelta:
@@ -43,7 +43,10 @@ def completion_snapshot_store(
     snapshot, created = CompletionSnapshot.objects.select_for_update().get_or_create(
         trial=trial, defaults={"rows": rows, "figures": figures, "computed_at": computed_at}
     )
-    if not created and (snapshot.computed_at, bool(snapshot.figures)) < (computed_at, bool(figures)):
+    if not created and (snapshot.computed_at, figures_complete(snapshot.figures)) < (
+        computed_at,
+        figures_complete(figures),
+    ):
         snapshot.rows, snapshot.figures, snapshot.computed_at = rows, figures, computed_at
         snapshot.save(update_fields=["rows", "figures", "computed_at"])
     return snapshot
@@ -78,7 +81,7 @@ def completion_snapshot_current(*, trial: Trial, now: datetime | None = None) ->
     figures at `now` (the stored row is left alone)."""
     now = now or timezone.now()
     snapshot = CompletionSnapshot.objects.filter(trial=trial).first()
-    if snapshot is not None and snapshot.figures and abs(now - snapshot.computed_at) <= _max_age():
+    if snapshot is not None and figures_complete(snapshot.figures) and abs(now - snapshot.computed_at) <= _max_age():
         return snapshot
     rows, figures = _computed(trial, now)
     stored = completion_snapshot_store(trial=trial, rows=rows, figures=figures, computed_at=now)

@@ -320,19 +320,21 @@ def adverse_event_counts(*, trial: Trial, site_ids=None) -> dict:
     )[0]
 
 
-def blinding_guess_distribution(*, trial: Trial, site_ids=None) -> list[dict]:
-    """Overall counts of guesses (active / placebo / don't know) per time point: no arm involved."""
+def blinding_guess_distribution(*, trial: Trial, site_ids=None, by_site: bool = False) -> list[dict]:
+    """Overall counts of guesses (active / placebo / don't know) per time point: no arm involved. `by_site`: per
+    site and time point (rows carry site_id; what the stored snapshot keeps, analytics.summary)."""
     extra, params = _site_filter(site_ids)
+    site = "p.site_id, " if by_site else ""
     return _rows(
         f"""
-        SELECT i.schedule_key, i.study_day AS planned_day,
+        SELECT {site}i.schedule_key, i.study_day AS planned_day,
           count(*) FILTER (WHERE r.answers->>'guess' = 'active') AS active,
           count(*) FILTER (WHERE r.answers->>'guess' = 'placebo') AS placebo,
           count(*) FILTER (WHERE r.answers->>'guess' = 'dont_know') AS dont_know
         FROM {T["response"]} r JOIN {T["instance"]} i ON i.id = r.instance_id
           JOIN {T["participant"]} p ON p.id = r.participant_id
         WHERE p.trial_id = %s{extra} AND r.answers ? 'guess'
-        GROUP BY 1, 2 ORDER BY 2, 1
+        GROUP BY {site}i.schedule_key, i.study_day ORDER BY planned_day, i.schedule_key
         """,
         [trial.pk, *params],
     )
@@ -489,10 +491,7 @@ def dashboard_figures_for(*, actor, trial, now: datetime | None = None) -> dict:
     return figures
 
 
-def __getattr__(name: str):
-    """trial_summary and trial_summary_for live in analytics.summary (they read the stored snapshot)."""
+def __getattr__(name: str):  # trial_summary and trial_summary_for live in analytics.summary (the snapshot's reader)
     if name in ("trial_summary", "trial_summary_for"):
-        from . import summary
-
-        return getattr(summary, name)
+        return getattr(__import__("analytics.summary", fromlist=["summary"]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

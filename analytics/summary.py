@@ -3,7 +3,7 @@ dose adherence by site and study week, response latency, safety and blinding, fa
 goal 4).
 
 The slow figures read every survey instance, response and dose of the trial: completion and adherence by site and
-week, and response latency. `summary_site_figures` computes them per site with the selectors that define them on
+week, response latency and the participants' blinding-guess distribution. `summary_site_figures` computes them per site with the selectors that define them on
 surveys.definitions (completion_site_week_rows, adherence_groups, response_latency_by_site: one definition each);
 they are stored with the dashboard's completion in the trial's snapshot (analytics.CompletionSnapshot, refreshed by
 the beat task; analytics.completion_snapshots) and `summary_sums` narrows them to the reader's sites and sums them
@@ -11,8 +11,8 @@ by site, by week and overall. The live path (`trial_summary` without `figures`) 
 at `now` and goes through the same sums: the stored and the live summary differ only by when they were computed,
 which `as_of` says.
 
-Read at every call, from small or indexed tables: CONSORT counts, safety, the blinding-guess distributions and, for
-unblinded roles only, the per-arm indices and per-session figures. The snapshot holds no arm.
+Read at every call, from small or indexed tables: CONSORT counts, safety, the coordinators' guess distribution and,
+for unblinded roles only, the per-arm indices and per-session figures. The snapshot holds no arm.
 """
 
 from __future__ import annotations
@@ -28,17 +28,26 @@ from . import selectors
 
 COMPLETION_COUNTS = ("planned", "answered", "on_time")
 ADHERENCE_COUNTS = ("planned", "logged")
+GUESSES = ("active", "placebo", "dont_know")
 
 
 def summary_site_figures(*, trial: Trial, now: datetime) -> dict:
     """The slow figures per site at `now` (JSON-ready): "completion" rows (site_id, site, week, planned, answered,
-    on_time), "adherence" rows (site, site_id, week, planned, logged) and "latency" ({"all" | "<site id>": rows})."""
+    on_time), "adherence" rows (site, site_id, week, planned, logged), "latency" ({"all" | "<site id>": rows}) and
+    "guesses" rows (site_id, schedule_key, planned_day, active, placebo, dont_know; no arm)."""
     adherence = selectors.adherence_groups(trial=trial, by=("site_week",), now=now)["site_week"]
     return {
         "completion": selectors.completion_site_week_rows(trial=trial, now=now),
         "adherence": [{k: r[k] for k in ("site", "site_id", "week", *ADHERENCE_COUNTS)} for r in adherence],
         "latency": selectors.response_latency_by_site(trial=trial),
+        "guesses": selectors.blinding_guess_distribution(trial=trial, by_site=True),
     }
+
+
+def figures_complete(figures: dict) -> bool:
+    """Whether stored figures hold every part summary_site_figures computes today (a row stored by an older release
+    lacks some: it is recomputed, not read)."""
+    return {"adherence", "latency", "guesses"} <= set(figures)
 
 
 def _sums(rows: list[dict], *, by: str, counts: tuple[str, ...], done: str, keep: set | None) -> list[dict]:
@@ -58,8 +67,9 @@ def _sums(rows: list[dict], *, by: str, counts: tuple[str, ...], done: str, keep
 
 def summary_sums(figures: dict, *, site_ids=None) -> dict:
     """summary_site_figures (fresh or stored) narrowed to `site_ids` (None = all): "completion" and "adherence"
-    ({"by_site", "by_week", "overall"}) and "latency" (rows, or None when the sites are several but not all: the
-    per-site latencies are medians, which do not add up)."""
+    ({"by_site", "by_week", "overall"}), "guesses" (the participants' blinding-guess distribution per time point)
+    and "latency" (rows, or None when the sites are several but not all: the per-site latencies are medians, which
+    do not add up)."""
     keep = None if site_ids is None else set(site_ids)
     out = {}
     for key, counts, done in (
@@ -75,6 +85,13 @@ def summary_sums(figures: dict, *, site_ids=None) -> dict:
             "by_week": _sums(rows, by="week", counts=counts, done=done, keep=keep),
             "overall": {"planned": planned, done: achieved, "rate": definitions.rate(achieved, planned, digits=4)},
         }
+    guesses: dict = {}
+    for r in figures["guesses"]:
+        if keep is None or r["site_id"] in keep:
+            g = guesses.setdefault((r["planned_day"], r["schedule_key"]), dict.fromkeys(GUESSES, 0))
+            for c in GUESSES:
+                g[c] += r[c]
+    out["guesses"] = [{"schedule_key": key, "planned_day": day, **g} for (day, key), g in sorted(guesses.items())]
     if keep is None:
         out["latency"] = figures["latency"]["all"]
     elif len(keep) == 1:
@@ -114,7 +131,7 @@ def trial_summary(
         "latency": latency,
         "safety": selectors.safety_summary(trial=trial, site_ids=site_ids, now=now),
         "blinding": {
-            "guesses": selectors.blinding_guess_distribution(trial=trial, site_ids=site_ids),
+            "guesses": sums["guesses"],
             "coordinator_guesses": selectors.coordinator_guess_distribution(trial=trial, site_ids=site_ids),
         },
     }

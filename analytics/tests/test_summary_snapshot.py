@@ -172,6 +172,8 @@ def test_the_stored_summary_equals_the_live_selectors_and_the_pure_definitions(e
             for part in ("by_site", "by_week"):
                 assert fast[key][part] == want[key][part], (site_ids, key, part)
         assert fast["latency"] == want["latency"] and want["latency"]
+        guesses = selectors.blinding_guess_distribution(trial=trial, site_ids=site_ids)
+        assert fast["blinding"]["guesses"] == guesses and guesses
     # Every figure of the whole trial, recounted from the rows with the pure functions.
     fast = trial_summary(trial=trial, now=NOW, figures=figures, as_of=NOW)
     counted = recount(trial, NOW)
@@ -215,11 +217,13 @@ def test_the_api_reads_the_stored_figures_as_of_their_time(edges, make_staff, ap
     expected = json.loads(json.dumps(trial_summary(trial=trial, now=NOW)))
     for key in ("completion", "adherence", "latency"):
         assert body[key] == expected[key], key
+    assert body["blinding"]["guesses"] == expected["blinding"]["guesses"]
     coordinator = get(make_staff("coordinator", site=site_ldn))  # narrowed to London on read
     london = json.loads(json.dumps(trial_summary(trial=trial, site_ids=[site_ldn.pk], now=NOW)))
     assert {r["site"] for r in coordinator["completion"]["by_site"]} == {"LDN"}
     for key in ("completion", "adherence", "latency"):
         assert coordinator[key] == london[key], key
+    assert coordinator["blinding"]["guesses"] == london["blinding"]["guesses"]
     # A new answer: the API shows the stored figures until the beat task refreshes them.
     instance = _instance(
         edges["dst"],
@@ -242,10 +246,12 @@ def test_the_api_reads_the_stored_figures_as_of_their_time(edges, make_staff, ap
 def test_a_stale_or_incomplete_snapshot_is_recomputed_for_the_summary(edges, make_staff):
     trial = edges["dst"].trial
     actor = make_staff("trial_manager")
-    CompletionSnapshot.objects.create(trial=trial, rows=[], computed_at=NOW)  # stored before figures were kept
+    stored = completion_snapshot_refresh(trial=trial, now=NOW).figures
+    del stored["guesses"]  # as stored by a release that did not keep this part yet
+    CompletionSnapshot.objects.filter(trial=trial).update(figures=stored)
     summary = trial_summary_for(actor=actor, trial=trial, now=NOW + timedelta(minutes=1))
     assert summary["as_of"] == (NOW + timedelta(minutes=1)).isoformat()
-    assert CompletionSnapshot.objects.get().figures["latency"]["all"]
+    assert CompletionSnapshot.objects.get().figures["guesses"]
     assert summary["completion"] == trial_summary(trial=trial, now=NOW + timedelta(minutes=1))["completion"]
     stale = NOW + timedelta(minutes=17)
     assert trial_summary_for(actor=actor, trial=trial, now=stale)["as_of"] == stale.isoformat()
