@@ -1,14 +1,17 @@
-"""The stored completion by site and study week (issue 14, goal 4): the dashboard's one slow figure reads every
-survey instance of the trial, so a beat task computes it every few minutes into one row per trial
-(analytics.CompletionSnapshot) and the dashboard reads that row. The figures are computed by the same selector
-as the live ones (analytics.selectors.completion_site_week_rows, on surveys.definitions): one definition.
+"""The stored slow figures of a trial (issue 14, goal 4): the dashboard's completion by site and study week and the
+summary API's completion, adherence and latency read every survey instance, response and dose of the trial, so a
+beat task computes them every few minutes into one row per trial (analytics.CompletionSnapshot) and the dashboard
+and the summary API read that row. The figures are computed by the same selectors as the live ones
+(analytics.summary.summary_site_figures, on surveys.definitions): one definition.
 
 - `completion_snapshot_store` (service) replaces a trial's row under its row lock, only with figures for a later
   moment than the stored ones: a slow refresh that finishes after a newer one never overwrites it; idempotent.
 - `completion_snapshots_refresh` (beat, analytics.tasks) refreshes every trial's row.
 - `completion_snapshot_current` (read) returns the stored row when it is at most DASHBOARD_SNAPSHOT_MAX_AGE
-  seconds from `now`, else computes live and stores it (a fresh deployment, a stopped beat).
-The rows hold site ids and counts only (blinded, nothing arm-bearing); readers narrow them to their sites.
+  seconds from `now` and complete, else computes live and stores it (a fresh deployment, a stopped beat, a row
+  stored before the summary's figures were kept).
+The rows hold site ids, counts and latencies only (blinded, nothing arm-bearing); readers narrow them to their
+sites.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from django.utils import timezone
 
 from trialsite.models import Trial
 
-from . import selectors
 from .models import CompletionSnapshot
+from .summary import figures_complete, summary_site_figures
 
 
 def _max_age() -> timedelta:
@@ -30,24 +33,37 @@ def _max_age() -> timedelta:
 
 
 @transaction.atomic
-def completion_snapshot_store(*, trial: Trial, rows: list[dict], computed_at: datetime) -> CompletionSnapshot:
-    """The trial's snapshot replaced by `rows` computed at `computed_at`, unless the stored one is for a later
-    (or the same) moment; under the row lock. Returns the row now stored."""
+def completion_snapshot_store(
+    *, trial: Trial, rows: list[dict], computed_at: datetime, figures: dict | None = None
+) -> CompletionSnapshot:
+    """The trial's snapshot replaced by `rows` (completion by site and week) and `figures` (the summary's other
+    per-site figures) computed at `computed_at`, unless the stored one is for a later moment, or for the same one
+    and complete; under the row lock. Returns the row now stored."""
+    figures = figures or {}
     snapshot, created = CompletionSnapshot.objects.select_for_update().get_or_create(
-        trial=trial, defaults={"rows": rows, "computed_at": computed_at}
+        trial=trial, defaults={"rows": rows, "figures": figures, "computed_at": computed_at}
     )
-    if not created and snapshot.computed_at < computed_at:
-        snapshot.rows, snapshot.computed_at = rows, computed_at
-        snapshot.save(update_fields=["rows", "computed_at"])
+    if not created and (snapshot.computed_at, figures_complete(snapshot.figures)) < (
+        computed_at,
+        figures_complete(figures),
+    ):
+        snapshot.rows, snapshot.figures, snapshot.computed_at = rows, figures, computed_at
+        snapshot.save(update_fields=["rows", "figures", "computed_at"])
     return snapshot
 
 
+def _computed(trial: Trial, now: datetime) -> tuple[list[dict], dict]:
+    """(rows, figures) at `now`: every instance, response and dose of the trial read (on the replica when there
+    is one), outside any lock."""
+    figures = summary_site_figures(trial=trial, now=now)
+    return figures.pop("completion"), figures
+
+
 def completion_snapshot_refresh(*, trial: Trial, now: datetime | None = None) -> CompletionSnapshot:
-    """Compute the trial's completion by site and week at `now` (outside the lock: it reads every instance, on
-    the replica when there is one) and store it."""
+    """Compute the trial's slow figures at `now` and store them."""
     now = now or timezone.now()
-    rows = selectors.completion_site_week_rows(trial=trial, now=now)
-    return completion_snapshot_store(trial=trial, rows=rows, computed_at=now)
+    rows, figures = _computed(trial, now)
+    return completion_snapshot_store(trial=trial, rows=rows, figures=figures, computed_at=now)
 
 
 def completion_snapshots_refresh(*, now: datetime | None = None) -> dict:
@@ -60,13 +76,15 @@ def completion_snapshots_refresh(*, now: datetime | None = None) -> dict:
 
 
 def completion_snapshot_current(*, trial: Trial, now: datetime | None = None) -> CompletionSnapshot:
-    """The trial's snapshot if it is at most DASHBOARD_SNAPSHOT_MAX_AGE from `now` (one query), else computed
-    live at `now` and stored. When a later snapshot is stored than `now` asks for, returns the live figures
-    at `now` (the stored row is left alone)."""
+    """The trial's snapshot if it is complete and at most DASHBOARD_SNAPSHOT_MAX_AGE from `now` (one query), else
+    computed live at `now` and stored. When a later snapshot is stored than `now` asks for, returns the live
+    figures at `now` (the stored row is left alone)."""
     now = now or timezone.now()
     snapshot = CompletionSnapshot.objects.filter(trial=trial).first()
-    if snapshot is not None and abs(now - snapshot.computed_at) <= _max_age():
+    if snapshot is not None and figures_complete(snapshot.figures) and abs(now - snapshot.computed_at) <= _max_age():
         return snapshot
-    rows = selectors.completion_site_week_rows(trial=trial, now=now)
-    stored = completion_snapshot_store(trial=trial, rows=rows, computed_at=now)
-    return stored if stored.computed_at == now else CompletionSnapshot(trial=trial, rows=rows, computed_at=now)
+    rows, figures = _computed(trial, now)
+    stored = completion_snapshot_store(trial=trial, rows=rows, figures=figures, computed_at=now)
+    if stored.computed_at == now:
+        return stored
+    return CompletionSnapshot(trial=trial, rows=rows, figures=figures, computed_at=now)

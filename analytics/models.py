@@ -92,12 +92,18 @@ class ExportJob(models.Model):
 class CompletionSnapshot(models.Model):
     """Completion by site and study week of one trial, as computed at `computed_at` by
     analytics.selectors.completion_site_week_rows (the one definition, surveys.definitions): rows of (site_id,
-    site, week, planned, answered). Written by the beat task (analytics.completion_snapshots) and read by the
-    admin dashboard, narrowed to the viewer's sites on read. Blinded: counts per site and week, no arm."""
+    site, week, planned, answered, on_time); and the summary API's other slow figures in `figures`
+    (analytics.summary). Written by the beat task (analytics.completion_snapshots) and read by the admin dashboard
+    and the summary API, narrowed to the viewer's sites on read. Blinded: counts and latencies per site, no arm."""
 
     trial = models.OneToOneField("trialsite.Trial", on_delete=models.CASCADE, related_name="completion_snapshot")
     computed_at = models.DateTimeField(help_text="the moment the figures are for (due and answered by then)")
-    rows = models.JSONField(default=list, help_text="[{site_id, site, week, planned, answered}, …]")
+    rows = models.JSONField(default=list, help_text="[{site_id, site, week, planned, answered, on_time}, …]")
+    figures = models.JSONField(
+        default=dict,
+        help_text="the summary API's other per-site figures (analytics.summary.summary_site_figures): adherence by "
+        "site and week, response latency overall and per site; empty in a row stored before they were kept",
+    )
 
     def __str__(self) -> str:
         return f"completion of {self.trial_id} as of {self.computed_at:%Y-%m-%d %H:%M}"

@@ -63,7 +63,7 @@ def _ratio(num, den) -> float | None:
 
 def consort_counts(*, trial: Trial, site_ids=None) -> dict:
     """CONSORT flow: screened, screen_failed, eligible, consented, randomised, completed, withdrawn (overall and
-    by site)."""
+    by site). One pass over the trial's participants; signatures and withdrawals each read once (hashed)."""
     extra, params = _site_filter(site_ids)
     rows = _rows(
         f"""
@@ -71,11 +71,11 @@ def consort_counts(*, trial: Trial, site_ids=None) -> dict:
           count(*) AS screened,
           count(*) FILTER (WHERE p.status = 'screen_failed') AS screen_failed,
           count(*) FILTER (WHERE p.eligible) AS eligible,
-          count(*) FILTER (WHERE EXISTS (SELECT 1 FROM {T["signature"]} c WHERE c.participant_id = p.id)) AS consented,
+          count(*) FILTER (WHERE p.id IN (SELECT c.participant_id FROM {T["signature"]} c)) AS consented,
           count(*) FILTER (WHERE p.randomised_at IS NOT NULL) AS randomised,
           count(*) FILTER (WHERE p.status = 'completed') AS completed,
           count(*) FILTER (WHERE p.withdrawn_at IS NOT NULL
-                           OR EXISTS (SELECT 1 FROM {T["withdrawal"]} w WHERE w.participant_id = p.id)) AS withdrawn
+                           OR p.id IN (SELECT w.participant_id FROM {T["withdrawal"]} w)) AS withdrawn
         FROM {T["participant"]} p JOIN {T["site"]} s ON s.id = p.site_id
         WHERE p.trial_id = %s{extra}
         GROUP BY s.code ORDER BY s.code
@@ -128,8 +128,9 @@ def completion_by_site_week(*, trial: Trial, site_ids=None, now: datetime | None
 
 
 def completion_site_week_rows(*, trial: Trial, site_ids=None, now: datetime | None = None) -> list[dict]:
-    """The counts behind completion_by_site_week: rows (site_id, site, week, planned, answered) ordered by site
-    code and week. Blinded (no arm); also what the stored snapshot holds (analytics.completion_snapshots)."""
+    """The counts behind completion_by_site_week and the summary's completion: rows (site_id, site, week, planned,
+    answered, on_time) ordered by site code and week, the counts of completion() per site and week. Blinded (no
+    arm); also what the stored snapshot holds (analytics.completion_snapshots)."""
     from trialsite.models import Site
 
     now = now or timezone.now()
@@ -141,7 +142,11 @@ def completion_site_week_rows(*, trial: Trial, site_ids=None, now: datetime | No
         rows = list(
             qs.annotate(site_id=F("participant__site_id"), week=week)
             .values("site_id", "week")
-            .annotate(planned=Count("pk"), answered=Count("pk", filter=definitions.answered_q()))
+            .annotate(
+                planned=Count("pk"),
+                answered=Count("pk", filter=definitions.answered_q()),
+                on_time=Count("pk", filter=definitions.answered_q() & Q(response__late=False)),
+            )
             .order_by()
         )
         codes = dict(Site.objects.values_list("pk", "code"))  # a handful of rows: every site, one query
@@ -175,7 +180,8 @@ def adherence(*, trial: Trial, site_ids=None, by: str = "site", now: datetime | 
 
 
 def adherence_groups(*, trial: Trial, site_ids=None, by=("site",), now: datetime | None = None) -> dict[str, list]:
-    """adherence() for several groupings from one read of the participants and their dose days: by → rows."""
+    """adherence() for several groupings from one read of the participants and their dose days: by → rows. Besides
+    adherence()'s groupings, "site_week" gives rows (site, site_id, week, planned, logged, rate)."""
     protocol = _protocol(trial)
     dosing = protocol.dosing if protocol else None
     if dosing is None:
@@ -192,16 +198,23 @@ def adherence_groups(*, trial: Trial, site_ids=None, by=("site",), now: datetime
         days = logged.get(p.pk, set())
         for day in definitions.participant_dose_days(participant=p, dosing=dosing, now=now):
             hit = day in days
+            labels = {"site": p.site.code, "week": day // 7, "participant": p.study_id}
+            labels["site_week"] = (p.site.code, p.site_id, day // 7)
             for b in by:
-                label = {"site": p.site.code, "week": day // 7, "participant": p.study_id}[b]
+                label = labels[b]
                 g = groups[b].setdefault(label, [0, 0])
                 g[0] += 1
                 g[1] += hit
     out = {}
     for b in by:
-        name = {"site": "site", "week": "week", "participant": "study_id"}[b]
+        names = {"site": ("site",), "week": ("week",), "participant": ("study_id",)}.get(b, ("site", "site_id", "week"))
         out[b] = [
-            {name: label, "planned": n, "logged": k, "rate": definitions.rate(k, n, digits=4)}
+            {
+                **dict(zip(names, label if b == "site_week" else (label,), strict=True)),
+                "planned": n,
+                "logged": k,
+                "rate": definitions.rate(k, n, digits=4),
+            }
             for label, (n, k) in sorted(groups[b].items())
         ]
     return out
@@ -223,10 +236,36 @@ def response_latency(*, trial: Trial, site_ids=None) -> list[dict]:
         """,
         [trial.pk, *params],
     )
+    return [_latency_row(r) for r in rows]
+
+
+def response_latency_by_site(*, trial: Trial) -> dict[str, list[dict]]:
+    """response_latency() of the whole trial (key "all") and of each site alone (key: the site id as a string), in
+    one query (GROUPING SETS): the same figures as response_latency(site_ids=None) and (site_ids=[id])."""
+    rows = _rows(
+        f"""
+        SELECT p.site_id, ins.slug AS instrument, count(*) AS answered,
+          percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM r.authored_at - i.opens_at)) AS median_seconds,
+          percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM r.authored_at - i.opens_at)) AS p90_seconds,
+          avg(r.late::int) AS late_share
+        FROM {T["response"]} r JOIN {T["instance"]} i ON i.id = r.instance_id
+          JOIN {T["instrument"]} ins ON ins.id = r.instrument_id JOIN {T["participant"]} p ON p.id = r.participant_id
+        WHERE p.trial_id = %s
+        GROUP BY GROUPING SETS ((ins.slug), (p.site_id, ins.slug)) ORDER BY p.site_id NULLS FIRST, ins.slug
+        """,
+        [trial.pk],
+    )
+    out: dict[str, list[dict]] = {"all": []}
     for r in rows:
-        for k in ("median_seconds", "p90_seconds", "late_share"):
-            r[k] = round(float(r[k]), 4) if r[k] is not None else None
-    return rows
+        site = r.pop("site_id")
+        out.setdefault("all" if site is None else str(site), []).append(_latency_row(r))
+    return out
+
+
+def _latency_row(r: dict) -> dict:
+    for k in ("median_seconds", "p90_seconds", "late_share"):
+        r[k] = round(float(r[k]), 4) if r[k] is not None else None
+    return r
 
 
 def safety_summary(*, trial: Trial, site_ids=None, now: datetime | None = None) -> dict:
@@ -281,19 +320,21 @@ def adverse_event_counts(*, trial: Trial, site_ids=None) -> dict:
     )[0]
 
 
-def blinding_guess_distribution(*, trial: Trial, site_ids=None) -> list[dict]:
-    """Overall counts of guesses (active / placebo / don't know) per time point: no arm involved."""
+def blinding_guess_distribution(*, trial: Trial, site_ids=None, by_site: bool = False) -> list[dict]:
+    """Overall counts of guesses (active / placebo / don't know) per time point: no arm involved. `by_site`: per
+    site and time point (rows carry site_id; what the stored snapshot keeps, analytics.summary)."""
     extra, params = _site_filter(site_ids)
+    site = "p.site_id, " if by_site else ""
     return _rows(
         f"""
-        SELECT i.schedule_key, i.study_day AS planned_day,
+        SELECT {site}i.schedule_key, i.study_day AS planned_day,
           count(*) FILTER (WHERE r.answers->>'guess' = 'active') AS active,
           count(*) FILTER (WHERE r.answers->>'guess' = 'placebo') AS placebo,
           count(*) FILTER (WHERE r.answers->>'guess' = 'dont_know') AS dont_know
         FROM {T["response"]} r JOIN {T["instance"]} i ON i.id = r.instance_id
           JOIN {T["participant"]} p ON p.id = r.participant_id
         WHERE p.trial_id = %s{extra} AND r.answers ? 'guess'
-        GROUP BY 1, 2 ORDER BY 2, 1
+        GROUP BY {site}i.schedule_key, i.study_day ORDER BY planned_day, i.schedule_key
         """,
         [trial.pk, *params],
     )
@@ -394,46 +435,6 @@ def coordinator_blinding_indices(*, trial: Trial, site_ids=None, conf: float = 0
     return _indices(rows, keys=("planned_day", "time_point"), conf=conf)
 
 
-def trial_summary(
-    *, trial: Trial, site_ids=None, unblinded: bool = False, now: datetime | None = None, outcome: str | None = None
-) -> dict:
-    """Everything the summary API and the dashboard show, in a fixed number of queries. `outcome` ("phq9.total")
-    chooses the outcome of the per-session blinding figures (unblinded only; ValueError when unknown)."""
-    now = now or timezone.now()
-    summary = {
-        "trial": trial.slug,
-        "generated_at": now.isoformat(),
-        "consort": consort_counts(trial=trial, site_ids=site_ids),
-        "completion": {
-            "by_site": completion(trial=trial, site_ids=site_ids, by="site", now=now),
-            "by_week": completion(trial=trial, site_ids=site_ids, by="week", now=now),
-        },
-        "adherence": {
-            f"by_{by}": rows
-            for by, rows in adherence_groups(trial=trial, site_ids=site_ids, by=("site", "week"), now=now).items()
-        },
-        "latency": response_latency(trial=trial, site_ids=site_ids),
-        "safety": safety_summary(trial=trial, site_ids=site_ids, now=now),
-        "blinding": {
-            "guesses": blinding_guess_distribution(trial=trial, site_ids=site_ids),
-            "coordinator_guesses": coordinator_guess_distribution(trial=trial, site_ids=site_ids),
-        },
-    }
-    for key in ("completion", "adherence"):
-        rows = summary[key]["by_site"]
-        num = "answered" if key == "completion" else "logged"
-        planned = sum(r["planned"] for r in rows)
-        done = sum(r[num] for r in rows)
-        summary[key]["overall"] = {"planned": planned, num: done, "rate": definitions.rate(done, planned, digits=4)}
-    if unblinded:
-        summary["blinding"]["indices"] = blinding_indices(trial=trial, site_ids=site_ids)
-        summary["blinding"]["coordinator_indices"] = coordinator_blinding_indices(trial=trial, site_ids=site_ids)
-        from .blinding_selectors import blinding_session_figures
-
-        summary["blinding"]["sessions"] = blinding_session_figures(trial=trial, site_ids=site_ids, outcome=outcome)
-    return summary
-
-
 def export_job_get(*, user, job_uuid):
     """The export job if `user` requested it, else None (another user's job is 'not found')."""
     from .models import ExportJob
@@ -469,13 +470,6 @@ def _reach(actor, trial) -> tuple[list[int] | None, bool]:
     return site_ids, policy.can(actor, policy.ARMS_VIEW, trial)
 
 
-def trial_summary_for(*, actor, trial, outcome=None) -> dict:
-    """The summary as `actor` may read it: their sites of that trial only, per-arm figures only for the
-    trial's unblinded roles (trialsite.policy / trialsite.roles). PermissionDenied without a role in the trial."""
-    site_ids, unblinded = _reach(actor, trial)
-    return trial_summary(trial=trial, site_ids=site_ids, unblinded=unblinded, outcome=outcome)
-
-
 def dashboard_figures_for(*, actor, trial, now: datetime | None = None) -> dict:
     """What the admin's trial dashboard shows, read as `trial_summary_for` reads (sites, blinding), and nothing
     else: CONSORT counts, completion by site and study week (from the stored snapshot, `completion_as_of` = when
@@ -495,3 +489,9 @@ def dashboard_figures_for(*, actor, trial, now: datetime | None = None) -> dict:
     if unblinded:
         figures["blinding"]["indices"] = blinding_indices(trial=trial, site_ids=site_ids)
     return figures
+
+
+def __getattr__(name: str):  # trial_summary and trial_summary_for live in analytics.summary (the snapshot's reader)
+    if name in ("trial_summary", "trial_summary_for"):
+        return getattr(__import__("analytics.summary", fromlist=["summary"]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

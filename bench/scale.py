@@ -17,7 +17,9 @@ full size, and prints at both sizes, each figure measured in the same run (with 
 - p95 and query count of the coordinator's participant changelist and of the trial dashboard (goal < 300 ms,
   the same number of queries at both sizes), the dashboard as a user sees it: its completion by site and week
   stored by the beat task (analytics.completion_snapshots) just before sampling, that task's own time printed;
-- the CONSORT/completion/adherence summary (analytics.selectors.trial_summary) time;
+- p95 and query count of the CONSORT/completion/adherence summary API (GET /api/v1/staff/analytics/{trial}/summary)
+  as a blinded and as an unblinded statistician read it (its completion, adherence and latency from the snapshot
+  the task just stored), and the time to compute the summary live (what a stale snapshot costs one request);
 - at full size, the CSV export bundle ÷ its floor: `psql` COPY (same SELECTs) TO STDOUT > /dev/null.
 """
 
@@ -187,8 +189,10 @@ def sweeps(sizes: list[tuple[str, str]], args, queue: str) -> dict:
     return out
 
 
-def pages(label: str, trial, args, clients) -> None:
-    from analytics import selectors
+def pages(label: str, trial, args, clients, api_clients) -> None:
+    from django.utils import timezone
+
+    from analytics.summary import trial_summary as summary_live
     from analytics.tasks import completion_snapshots_refresh
 
     coordinator, manager = clients
@@ -198,16 +202,29 @@ def pages(label: str, trial, args, clients) -> None:
     completion_snapshots_refresh.apply().get()
     refresh = time.perf_counter() - t0
     dash = timed_gets(manager, f"/admin/dashboard/?trial={trial.slug}", args.samples)
-    t0 = time.perf_counter()
-    selectors.trial_summary(trial=trial, unblinded=False)
-    summary = time.perf_counter() - t0
     print(
         f"[{label}] coordinator changelist p95 {cl[0]:.0f} ms (median {cl[1]:.0f}), {cl[2]} queries; "
         f"dashboard p95 {dash[0]:.0f} ms (median {dash[1]:.0f}), {dash[2]} queries (snapshot refresh task "
-        f"{1000 * refresh:.0f} ms); summary {summary:.2f} s; "
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"{1000 * refresh:.0f} ms); {load()}",
         flush=True,
     )
+    # The summary API as its users read it: the slow figures from the snapshot the task just stored.
+    url = f"/api/v1/staff/analytics/{trial.slug}/summary"
+    blinded = timed_gets(api_clients[0], url, args.samples)
+    unblinded = timed_gets(api_clients[1], url, max(3, args.samples // 4))  # per-session CGRC figures: seconds
+    t0 = time.perf_counter()
+    summary_live(trial=trial, now=timezone.now())  # every figure computed now: the stale-snapshot path
+    live = time.perf_counter() - t0
+    print(
+        f"[{label}] summary API p95 {blinded[0]:.0f} ms (median {blinded[1]:.0f}), {blinded[2]} queries "
+        f"(statistician); p95 of {max(3, args.samples // 4)} {unblinded[0]:.0f} ms (median {unblinded[1]:.0f}), {unblinded[2]} queries "
+        f"(unblinded statistician); computed live {live:.2f} s; {load()}",
+        flush=True,
+    )
+
+
+def load() -> str:
+    return f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
 
 
 def database(base_url: str, n: int, days: int, keep: bool) -> tuple[str, bool]:
@@ -300,6 +317,29 @@ def staff_clients(site):
     return clients
 
 
+def api_clients():
+    """Staff API clients (bearer tokens) of a blinded and an unblinded statistician."""
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from trialsite.api.auth import token_issue
+    from trialsite.services import role_grant
+
+    clients = []
+    for role in ("statistician", "unblinded_statistician"):
+        user = get_user_model().objects.filter(username=f"bench-{role}").first()
+        if user is None:
+            user = get_user_model().objects.create_user(
+                f"bench-{role}", f"{role}@example.org", "x-bench-password-1", is_staff=True
+            )
+            role_grant(user=user, role=role)
+        key, _ = token_issue(user=user, kind="staff", ttl=timedelta(hours=2))
+        clients.append(Client(headers={"Authorization": f"Bearer {key}"}))
+    return clients
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--participants", type=int, default=10_000)
@@ -339,7 +379,7 @@ def main() -> None:
                 built.append(url)
             trial, site = prepare(url, reused, args, n, seed)
             label = f"{n}x{args.days}"
-            pages(label, trial, args, staff_clients(site))
+            pages(label, trial, args, staff_clients(site), api_clients())
             sizes.append((label, url))
         swept = sweeps(sizes, args, queue)
         results = {"small": swept[sizes[0][0]], "full": swept[sizes[1][0]]}

@@ -22,6 +22,7 @@ from trialsite.models import Trial
 from .. import selectors, services
 from ..export import FORMATS
 from ..models import ExportStatus
+from ..summary import trial_summary_for
 
 
 class ExportCreateApi(APIView):
@@ -242,6 +243,10 @@ class BlindingSummaryOutput(serializers.Serializer):
 class TrialSummaryOutput(serializers.Serializer):
     trial = serializers.SlugField()
     generated_at = serializers.DateTimeField()
+    as_of = serializers.DateTimeField(
+        help_text="when completion, adherence and latency were computed: the stored figures (refreshed every few "
+        "minutes, never older than DASHBOARD_SNAPSHOT_MAX_AGE) or generated_at when computed for this request"
+    )
     consort = serializers.DictField()
     completion = serializers.DictField()
     adherence = serializers.DictField()
@@ -266,7 +271,8 @@ class TrialSummaryApi(APIView):
         ],
         responses={200: TrialSummaryOutput, **errors(400, 401, 403, 404)},
         description=(
-            "CONSORT counts, completion and adherence by site and study week, response latency, safety and the "
+            "CONSORT counts, completion and adherence by site and study week, response latency (these three as "
+            "stored at `as_of`), safety and the "
             "overall blinding-guess distribution of the participants and of the coordinators. Per-arm Bang and "
             "overall James indices (participants' and coordinators') only for unblinded roles, and for them "
             "`blinding.sessions`: per time point and per crossover period the correct-guess rates (Wilson), "
@@ -279,9 +285,7 @@ class TrialSummaryApi(APIView):
         if obj is None:
             raise NotFound("No such trial.")
         try:
-            summary = selectors.trial_summary_for(
-                actor=request.user, trial=obj, outcome=request.query_params.get("outcome")
-            )
+            summary = trial_summary_for(actor=request.user, trial=obj, outcome=request.query_params.get("outcome"))
         except PermissionDenied as exc:
             raise Forbidden(str(exc)) from exc
         except ValueError as exc:

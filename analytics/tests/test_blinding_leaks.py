@@ -6,6 +6,7 @@ The trial is the demo protocol with distinctive arm names and codes, so that any
 A positive control shows the same probes do find the arm where it is allowed (the unblinded statistician).
 """
 
+import json
 import re
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -94,6 +95,12 @@ def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_s
                 assert not {"indices", "coordinator_indices"} & set(blinding), (role, path)
     # A probe that only met 403s proves nothing: every blinded role read trial data on at least one surface.
     assert sorted(answered) == sorted(BLINDED_ROLES), answered
+    # The stored figures the summary (and the dashboard) read for every role carry no arm either.
+    from analytics.models import CompletionSnapshot
+
+    stored = CompletionSnapshot.objects.get(trial=secret_trial)
+    assert stored.rows and stored.figures["adherence"]
+    assert not leaks(json.dumps([stored.rows, stored.figures]))
     # Positive control: the unblinded statistician's summary does carry the per-arm blinding indices.
     unblinded = make_staff("unblinded_statistician")
     summary = staff_get(api_client, unblinded, f"/api/v1/staff/analytics/{secret_trial.slug}/summary")

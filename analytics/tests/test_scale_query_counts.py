@@ -1,5 +1,6 @@
 """The two staff pages bench/scale.py times at 10,000 participants — the coordinator's participant changelist and the
-trial dashboard — run the same, pinned number of queries for a small and a grown trial (issue 14, goal 4)."""
+trial dashboard — and the summary API run the same, pinned number of queries for a small and a grown trial (issue 14,
+goal 4)."""
 
 from datetime import UTC, datetime
 
@@ -13,6 +14,7 @@ NOW = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
 # Pinned: a change here is a change in what every page view costs; say why in the commit.
 CHANGELIST_QUERIES = 13
 DASHBOARD_QUERIES = {"trial_manager": 14, "unblinded_statistician": 16}
+SUMMARY_QUERIES = {"statistician": 10, "unblinded_statistician": 19}
 
 
 def count(client, url: str) -> tuple[int, str]:
@@ -83,3 +85,33 @@ def test_dashboard_completion_in_one_query_equals_the_per_site_completion(trial,
     assert selectors.completion_by_site_week(
         trial=trial, site_ids=[Site.objects.get(code="NYC").pk], now=NOW
     ).keys() == {"NYC"}
+
+
+@pytest.mark.parametrize("role", sorted(SUMMARY_QUERIES))
+def test_summary_api_costs_the_same_queries_at_two_sizes(api_client, trial, make_staff, grown, role):
+    """GET /api/v1/staff/analytics/{trial}/summary with the stored figures just refreshed by the beat task."""
+    from datetime import timedelta
+
+    from analytics.completion_snapshots import completion_snapshots_refresh
+    from participants.models import Participant
+    from trialsite.api.auth import token_issue
+
+    key, _ = token_issue(user=make_staff(role), kind="staff", ttl=timedelta(hours=1))
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    url = f"/api/v1/staff/analytics/{trial.slug}/summary"
+    counts = []
+    for n in (4, 16):
+        grown(n)
+        completion_snapshots_refresh()  # the beat task, at the wall clock as the API reads it
+        assert api_client.get(url).status_code == 200  # warm: the token's first-use stamp, the parsed protocol
+        with CaptureQueriesContext(connection) as ctx:
+            response = api_client.get(url)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["consort"]["screened"] == Participant.objects.count()
+        assert body["completion"]["overall"]["planned"] > 0 and body["adherence"]["overall"]["planned"] > 0
+        assert ("indices" in body["blinding"]) == (role == "unblinded_statistician")
+        counts.append((len(ctx.captured_queries), body["completion"]["overall"]["planned"]))
+    (small, planned_small), (large, planned_large) = counts
+    assert planned_large > planned_small  # the stored figures are the grown trial's
+    assert small == large == SUMMARY_QUERIES[role]
