@@ -24,10 +24,12 @@ from surveys.services.responses import answer_columns
 from trialsite.protocol.rules import rules_fired_for_record, rules_fired_for_response
 from trialsite.protocol.schema import parse_duration
 
-from .model import SERIOUS_SIDE_EFFECTS, SIDE_EFFECTS, Person, new_uuid
+from .model import SERIOUS_SIDE_EFFECTS, SIDE_EFFECTS, Person, uuid_text
+from .model import new_uuid_bytes as new_uuid
 from .writer import jsonb
 
 _dumps = json.dumps
+TEN_MINUTES = timedelta(minutes=10)
 
 
 class FollowUp:
@@ -51,6 +53,12 @@ class FollowUp:
         self.in_quiet_hours = lru_cache(maxsize=1 << 16)(
             lambda due, zone: in_quiet_hours(now=due, zone=zone, start=start, end=end)
         )
+        # Per protocol version, once: instrument ids, and each table's `list.append` (rows go straight there).
+        self.instrument_pk = {slug: obj.pk for slug, (obj, _) in sim.instruments.items()}
+        self.version_pk = sim.version.pk
+        self.add = {name: self.w.appender(name) for name in self.w.rows}
+        # Production's item-answer columns of a value, with its jsonb: values repeat (0-3, 0-100, yes/no).
+        self._cells: dict = {}
 
     # -- survey instances ---------------------------------------------------------------------------------
     def plan(self, p: Person) -> list:
@@ -112,13 +120,12 @@ class FollowUp:
             answered.append((pk, inst_uuid, p, slug, answers, answer_at, received, late))
         elif status == "scheduled" and definitions.instance_is_missed(status=status, grace_until=grace, now=now):
             status = "missed"  # what the sweep has done by `now`
-        self.w.add(
-            "instance",
+        self.add["instance"](
             (
                 pk,
                 inst_uuid,
                 p.pk,
-                self.sim.instruments[event.instrument][0].pk,
+                self.instrument_pk[event.instrument],
                 event.key,
                 occ.study_day,
                 occ.timezone,
@@ -128,7 +135,7 @@ class FollowUp:
                 closes,
                 grace,
                 status,
-                self.sim.version.pk,
+                self.version_pk,
                 min(opens, p.randomised_at or p.consented_at),
                 cancelled_at,
                 cancel_reason,
@@ -139,12 +146,13 @@ class FollowUp:
 
     def reminders(self, pk: int, p: Person, opens: datetime, closes: datetime, answer_at) -> None:
         """Each stage once: skipped when answered or in quiet hours (production's rule), pending when ahead."""
-        rng, w, now = self.rng, self.w, self.now
+        rng, now = self.rng, self.now
+        add = self.add["reminder"]
         sent_first = None
         for key, at, offset in self.stages:
             due = (opens if at == "open" else closes) + offset
             if due > now:
-                w.add("reminder", (new_uuid(rng), pk, key, due, "pending", "", 0, None, None, "", "", ""))
+                add((new_uuid(rng), pk, key, due, "pending", "", 0, None, None, "", "", ""))
                 continue
             if answer_at is not None and answer_at <= due:
                 row = (new_uuid(rng), pk, key, due, "skipped", "", 0, None, None, "", "answered", "")
@@ -155,27 +163,26 @@ class FollowUp:
                 sent_first = sent_first or sent
                 provider = f"sim-{rng.getrandbits(48):012x}"
                 row = (new_uuid(rng), pk, key, due, "sent", self.channel, 1, due, sent, provider, "", "")
-            w.add("reminder", row)
+            add(row)
         if sent_first is not None and rng.random() < 0.95:
             delivered = sent_first + timedelta(seconds=rng.uniform(1, 90))
-            w.add("event", (pk, "delivered", delivered, delivered + timedelta(seconds=1)))
+            self.add["event"]((pk, "delivered", delivered, delivered + timedelta(seconds=1)))
             opened = None
             if answer_at is not None and answer_at > delivered:
                 opened = max(delivered, answer_at - timedelta(seconds=rng.uniform(20, 400)))
             elif answer_at is None and rng.random() < 0.2:
                 opened = delivered + timedelta(minutes=rng.uniform(1, 60))
             if opened is not None:
-                w.add("event", (pk, "opened", opened, opened + timedelta(seconds=1)))
+                self.add["event"]((pk, "opened", opened, opened + timedelta(seconds=1)))
 
     # -- responses ----------------------------------------------------------------------------------------
     def response(self, rid: int, instance_pk: int, instance_uuid, p: Person, slug, answers, authored, received, late):
-        rng, w = self.rng, self.w
-        instrument, spec = self.sim.instruments[slug]
+        rng = self.rng
+        instrument = self.sim.instruments[slug][0]
         local = authored.astimezone(p.zone)
-        digest = request_hash({"instance": str(instance_uuid), "answers": answers, "authored": local.isoformat()})
+        digest = request_hash({"instance": uuid_text(instance_uuid), "answers": answers, "authored": local.isoformat()})
         resp_uuid = new_uuid(rng)
-        w.add(
-            "response",
+        self.add["response"](
             (
                 rid,
                 resp_uuid,
@@ -191,21 +198,23 @@ class FollowUp:
                 late,
                 False,
                 study_day_of(day0=p.day0, zone=p.zone, at=authored),
-                "sync" if (received - authored) > timedelta(minutes=10) else "api",
+                "sync" if (received - authored) > TEN_MINUTES else "api",
                 False,
             ),
         )
-        add = w.add
+        add, cells = self.add["item"], self._cells
         for k, v in answers.items():
-            cols = answer_columns(v)
-            # A plain int's JSON is its repr (bool is not `int` here): json.dumps only for the other values.
-            add(
-                "item",
-                (rid, k, jsonb(repr(v) if type(v) is int else _dumps(v)), cols["value_numeric"], cols["value_text"]),
-            )
+            try:
+                cell = cells[type(v), v]
+            except KeyError:
+                cell = cells[type(v), v] = self.cell(v)
+            except TypeError:  # an unhashable value (a list): not memoised
+                cell = self.cell(v)
+            add((rid, k, *cell))
         scores = score_answers(instrument.definition, answers)
+        add = self.add["score"]
         for s in scores:
-            add("score", (rid, s.key, s.value, s.band, s.scored, s.items_missing))
+            add((rid, s.key, s.value, s.band, s.scored, s.items_missing))
         if self.protocol.safety:
             fired = rules_fired_for_response(
                 protocol=self.protocol, instrument=slug, answers=answers, scores={s.key: s.value for s in scores}
@@ -213,6 +222,13 @@ class FollowUp:
             for rule, details in fired:
                 self.alert(p, rule, "response", resp_uuid, details, received)
         return len(answers)
+
+    @staticmethod
+    def cell(v) -> tuple:
+        """(value as jsonb, value_numeric, value_text) of an item answer: production's answer_columns."""
+        cols = answer_columns(v)
+        # A plain int's JSON is its repr (bool is not `int` here): json.dumps only for the other values.
+        return jsonb(repr(v) if type(v) is int else _dumps(v)), cols["value_numeric"], cols["value_text"]
 
     def alert(self, p: Person, rule, source_kind: str, source_uuid, details: dict, raised: datetime) -> None:
         """A raised alert (as surveys.safety raises it), then what staff did by `now`: acknowledged, or not
@@ -240,7 +256,7 @@ class FollowUp:
                 rule.title,
                 rule.severity,
                 source_kind,
-                str(source_uuid),
+                uuid_text(source_uuid),
                 jsonb(_dumps(details, default=str)),
                 status,
                 raised,

@@ -43,7 +43,16 @@ from trialsite.protocol.services import protocol_current
 from .designs import design_answer_model, envelopes_record
 from .follow_up import FollowUp
 from .indexes import indexes_deferred
-from .model import WITHDRAWAL_REASONS, AnswerModel, Person, SimulationResult, clip, draw_person, new_uuid
+from .model import (
+    WITHDRAWAL_REASONS,
+    AnswerModel,
+    Person,
+    SimulationResult,
+    clip,
+    draw_person,
+    new_uuid,
+    new_uuid_bytes,
+)
 from .parallel import run_in_workers
 from .writer import BulkWriter, jsonb, reserve_ids
 
@@ -265,7 +274,7 @@ class TrialSimulator:
     def _participant_row(self, p: Person) -> tuple:
         return (
             p.pk,
-            p.uuid,
+            p.uuid.bytes,
             p.study_id,
             self.trial.pk,
             p.site.pk,
@@ -359,7 +368,8 @@ class TrialSimulator:
                 guess = rng.choices(["active", "placebo", "dont_know"], weights=weights)[0]
                 confidence = int(clip(round(rng.gauss(25 if guess == "dont_know" else 50, 15)), 0, 100))
                 self.writer.add(
-                    "staff_guess", (new_uuid(rng), p.pk, self._coordinator().pk, time_point, guess, confidence, at)
+                    "staff_guess",
+                    (new_uuid_bytes(rng), p.pk, self._coordinator().pk, time_point, guess, confidence, at),
                 )
                 n += 1
         return n
