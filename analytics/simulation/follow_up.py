@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from participants.models import study_day_of
 from surveys import definitions
 from surveys.reminders.quiet import in_quiet_hours
-from surveys.scheduling import plan_event
+from surveys.scheduling import plan_after_dose, plan_event
 from surveys.scoring import score_answers
 from surveys.services.idempotency import request_hash
 from surveys.services.responses import answer_columns
@@ -77,7 +77,9 @@ class FollowUp:
             )
         return out
 
-    def instance(self, pk: int, p: Person, event, occ, answered: list) -> None:
+    def instance(self, pk: int, p: Person, event, occ, answered: list, dose: tuple | None = None) -> None:
+        """One planned occurrence: answered or not (by the participant's behaviour), with its reminders. `dose`:
+        (id, time logged) of the dose that opened an `after_dose` occurrence (created when it was logged)."""
         rng, now = self.rng, self.now
         inst_uuid = new_uuid(rng)
         opens, closes, grace = occ.opens_at, occ.closes_at, occ.grace_until
@@ -136,9 +138,10 @@ class FollowUp:
                 grace,
                 status,
                 self.version_pk,
-                min(opens, p.randomised_at or p.consented_at),
+                min(opens, p.randomised_at or p.consented_at) if dose is None else dose[1],
                 cancelled_at,
                 cancel_reason,
+                None if dose is None else dose[0],
             ),
         )
         if status != "cancelled" and opens <= now:
@@ -271,9 +274,10 @@ class FollowUp:
         )
 
     # -- doses and side effects -------------------------------------------------------------------------
-    def doses(self, p: Person) -> int:
+    def doses(self, p: Person, logged: list) -> int:
         """A dose on each planned dose day (surveys.definitions: none from the withdrawal date) the participant
-        remembers, logged in the morning."""
+        remembers, logged in the morning. Each goes to `logged` as (participant, its row without the id), to be
+        written with an id (`dose_rows`)."""
         rng, now = self.rng, self.now
         n = 0
         planned = definitions.dose_days(dosing=self.protocol.dosing, day0=p.day0, withdrawn_on=p.withdrawn_on)
@@ -288,9 +292,31 @@ class FollowUp:
                 continue
             unit = p.units[i] if i < len(p.units) else ""
             study_day = study_day_of(day0=p.day0, zone=p.zone, at=taken)
-            self.w.add("dose", (new_uuid(rng), p.pk, taken, unit, "", study_day, received, new_uuid(rng)))
+            logged.append((p, (new_uuid(rng), p.pk, taken, unit, "", study_day, received, new_uuid(rng))))
             n += 1
         return n
+
+    def dose_rows(self, logged: list, ids) -> list:
+        """Write the logged doses with their ids; return the occurrences they open, planned by production's
+        rule (`plan_after_dose`, as `dose_instances_open` opens them when a dose is logged): (participant, event,
+        occurrence, (dose id, time logged)) in the participants' order."""
+        add, opened = self.add["dose"], []
+        after_dose = [e for e in self.protocol.schedule if e.after_dose is not None]
+        for (p, row), pk in zip(logged, ids, strict=True):
+            add((pk, *row))
+            if after_dose:
+                taken, study_day, received = row[2], row[5], row[6]
+                withdrawn = p.withdrawn_at is not None and p.withdrawal_scope == "all" and p.withdrawn_at <= received
+                for event, occ in plan_after_dose(
+                    schedule=after_dose,
+                    taken_at=taken,
+                    study_day=study_day,
+                    zone_name=p.site.timezone,
+                    withdrawn=withdrawn,
+                    now=received,
+                ):
+                    opened.append((p, event, occ, (pk, received)))
+        return opened
 
     def side_effects(self, p: Person) -> int:
         rng, now = self.rng, self.now

@@ -14,6 +14,8 @@ import json
 import random
 from contextlib import nullcontext
 from datetime import UTC, date, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -33,7 +35,7 @@ from participants.models import (
 from participants.services.allocation import allocation_list_generate, stratum_of
 from participants.services.blinding_guesses import blinding_time_points
 from surveys import definitions
-from surveys.models import Instrument, Response, SurveyInstance
+from surveys.models import DoseLog, Instrument, Response, SurveyInstance
 from surveys.scoring import score_answers
 from surveys.services.schedule import participants_complete_finished
 from trialsite.audit import audit_context
@@ -246,30 +248,41 @@ class TrialSimulator:
         self._consents_allocations_withdrawals(people)
         envelopes_record(self, people)  # self-blinding kits (designs.py)
         plans = [(p, fu.plan(p)) for p in people if p.consented_at is not None]
+        self._follow(plans, result, "instances", "responses")
+        randomised = [p for p in people if p.fate == "randomised"]
+        logged: list = []
+        for p in randomised:
+            seed_for(rng, p, "doses")
+            result.doses += fu.doses(p, logged)
+            result.side_effects += fu.side_effects(p)
+        opened = fu.dose_rows(logged, reserve_ids(DoseLog, len(logged)))
+        if opened:  # the `after_dose` sessions the doses opened, drawn from streams of their own
+            per_person = [(p, [o[1:] for o in group]) for p, group in groupby(opened, key=itemgetter(0))]
+            self._follow(per_person, result, "dose-instances", "dose-responses")
+        result.safety_alerts += len(w.rows["alert"])
+        result.staff_guesses += self._staff_guesses(randomised)
+        w.flush()
+
+    def _follow(self, plans: list, result: SimulationResult, instances: str, responses: str) -> None:
+        """Each participant's planned occurrences ((event, occurrence[, dose]) per participant), then the answers
+        of those answered, each part from the participant's own random stream."""
+        rng, fu, seed_for = self.rng, self.follow_up, self.seed_for
         pks = iter(reserve_ids(SurveyInstance, sum(len(plan) for _, plan in plans)))
         answered: list = []
         for p, plan in plans:
-            seed_for(rng, p, "instances")
-            for event, occ in plan:
-                fu.instance(next(pks), p, event, occ, answered)
+            seed_for(rng, p, instances)
+            for event, occ, *dose in plan:
+                fu.instance(next(pks), p, event, occ, answered, *dose)
             result.instances += len(plan)
         last = None
         for rid, (pk, inst_uuid, p, slug, answers, authored, received, late) in zip(
             reserve_ids(Response, len(answered)), answered, strict=True
         ):
             if p is not last:
-                seed_for(rng, p, "responses")
+                seed_for(rng, p, responses)
                 last = p
             result.item_answers += fu.response(rid, pk, inst_uuid, p, slug, answers, authored, received, late)
         result.responses += len(answered)
-        randomised = [p for p in people if p.fate == "randomised"]
-        for p in randomised:
-            seed_for(rng, p, "doses")
-            result.doses += fu.doses(p)
-            result.side_effects += fu.side_effects(p)
-        result.safety_alerts += len(w.rows["alert"])
-        result.staff_guesses += self._staff_guesses(randomised)
-        w.flush()
 
     def _participant_row(self, p: Person) -> tuple:
         return (

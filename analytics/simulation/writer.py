@@ -77,6 +77,7 @@ SPEC: dict[str, tuple[type, list[str]]] = {
             "created_at",
             "cancelled_at",
             "cancel_reason",
+            "dose_id",
         ],
     ),
     "response": (
@@ -122,7 +123,17 @@ SPEC: dict[str, tuple[type, list[str]]] = {
     "event": (PromptEvent, ["instance_id", "kind", "at", "received_at"]),
     "dose": (
         DoseLog,
-        ["uuid", "participant_id", "taken_at", "unit_code", "note", "study_day", "received_at", "idempotency_key"],
+        [
+            "id",
+            "uuid",
+            "participant_id",
+            "taken_at",
+            "unit_code",
+            "note",
+            "study_day",
+            "received_at",
+            "idempotency_key",
+        ],
     ),
     "side_effect": (
         SideEffect,
