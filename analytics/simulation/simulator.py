@@ -28,6 +28,7 @@ from participants.models import (
     AllocationSlot,
     ConsentDocument,
     ConsentSignature,
+    DoseUnit,
     Participant,
     Withdrawal,
     study_day_of,
@@ -201,19 +202,23 @@ class TrialSimulator:
         for stratum, members in by_stratum.items():
             slots = list(
                 AllocationSlot.objects.filter(allocation_list=alist, stratum=stratum, taken=False)
-                .select_related("arm")
-                .prefetch_related("dose_units")
-                .order_by("sequence")[: len(members)]
+                .order_by("sequence")
+                .values_list("pk", "arm__code")[: len(members)]
             )
+            units: dict[int, list[str]] = {pk: [] for pk, _ in slots}
+            for slot_pk, code in (
+                DoseUnit.objects.filter(slot_id__in=list(units))
+                .order_by("slot_id", "number")
+                .values_list("slot_id", "code")
+            ):
+                units[slot_pk].append(code)
             for i, p in enumerate(members):
                 if i >= len(slots) or not stratum:
                     p.fate, p.randomised_at, p.day0, p.stratum = "enrolled", None, None, ""
                     continue
-                slot = slots[i]
-                p.slot_pk = slot.pk
-                p.arm = slot.arm.code
+                p.slot_pk, p.arm = slots[i]
                 p.arm_active = p.arm not in self.placebo_codes
-                p.units = [u.code for u in sorted(slot.dose_units.all(), key=lambda u: u.number)]
+                p.units = units[p.slot_pk]  # in their numbers' order
 
     # -- writing --------------------------------------------------------------------------------------
     def _write_batch(self, people: list[Person], result: SimulationResult) -> None:
