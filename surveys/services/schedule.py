@@ -197,17 +197,17 @@ def participants_complete_finished(*, now=None) -> int:
                 .order_by("pk")[:END_OF_STUDY_BATCH]
             )
             consent = consent_statuses(participants=batch, on_of=lambda p: p.local_date(now))
-            completed = []
+            by_date: dict = {}  # completed_on (the participant's local date now) → participants
             for participant in batch:
                 if consent[participant.pk].needs_consent:
                     skipped.add(participant.pk)
                     continue
-                participant.status = ParticipantStatus.COMPLETED
-                participant.completed_on = participant.local_date(now)
-                completed.append(participant)
-            # One UPDATE for the batch (the audit trigger still records each row).
-            Participant.objects.bulk_update(completed, ["status", "completed_on"])
-            done += len(completed)
+                by_date.setdefault(participant.local_date(now), []).append(participant.pk)
+            # One UPDATE per local date (a day or two around the world; the audit trigger records each row).
+            for completed_on, pks in by_date.items():
+                done += Participant.objects.filter(pk__in=pks).update(
+                    status=ParticipantStatus.COMPLETED, completed_on=completed_on
+                )
         if len(batch) < END_OF_STUDY_BATCH:
             return done
 
