@@ -1,7 +1,7 @@
 """Follow-up of one simulated participant: survey instances, answers, reminders, doses, side effects, alerts.
 
 Everything a production rule decides is decided by production's own pure functions: the schedule
-(surveys.scheduling.plan_event, with its DST rule), quiet hours (surveys.reminders.quiet.in_quiet_hours),
+(surveys.scheduling.plan_event, with its DST rule; the sessions a logged dose opens: plan_after_dose), quiet hours (surveys.reminders.quiet.in_quiet_hours),
 scoring (surveys.scoring.score_answers), the safety rules (trialsite.protocol.rules), dose days
 (surveys.definitions), the item-answer columns and request hash of a submission (surveys.services). What is
 left here is behaviour: whether and when a participant answers, doses, reports; how fast staff acknowledge.
