@@ -59,6 +59,29 @@ def consent_status(*, participant: Participant, on=None) -> ConsentStatus:
     return consent_status_of(documents=documents, signatures=signatures, on=on)
 
 
+def consent_statuses(*, participants, on_of) -> dict[int, ConsentStatus]:
+    """consent_status of many participants at once (the end-of-study sweep's batches): two queries in all, the
+    participants' trials' documents and their signatures of them, then consent_status_of's one rule for each,
+    on the date `on_of(participant)`."""
+    participants = list(participants)
+    trial_ids = {p.trial_id for p in participants}
+    documents: dict[int, list[ConsentDocument]] = {t: [] for t in trial_ids}
+    by_pk = {}
+    for document in ConsentDocument.objects.filter(trial_id__in=trial_ids).order_by().defer("body"):
+        documents[document.trial_id].append(document)
+        by_pk[document.pk] = document
+    signatures: dict[int, list[ConsentSignature]] = {p.pk: [] for p in participants}
+    for signature in ConsentSignature.objects.filter(
+        participant_id__in=list(signatures), document_id__in=list(by_pk)
+    ).order_by():
+        signature.document = by_pk[signature.document_id]
+        signatures[signature.participant_id].append(signature)
+    return {
+        p.pk: consent_status_of(documents=documents[p.trial_id], signatures=signatures[p.pk], on=on_of(p))
+        for p in participants
+    }
+
+
 def consent_status_of(*, documents, signatures, on) -> ConsentStatus:
     """consent_status's decision on rows already read (the trial's documents, the participant's signatures of
     them, each signature's `document` set): the one rule, for callers that read the rows in a query of their own

@@ -95,3 +95,37 @@ def plan_event(*, event: ScheduleEvent, anchor_at: datetime, anchor_date: date, 
             )
         )
     return out
+
+
+def plan_after_dose(
+    *, schedule, taken_at: datetime, study_day: int | None, zone_name: str, withdrawn: bool, now: datetime
+) -> list[tuple[ScheduleEvent, Occurrence]]:
+    """The `after_dose` occurrences a dose opens when it is logged at `now` (pure: surveys.services.kits's
+    `dose_instances_open` writes them, the simulator plans with it). Each after_dose entry of the schedule opens
+    `minutes` after the dose was taken, for `window_minutes` (no grace), on the dose's study day. Nothing opens
+    for a dose logged after a withdrawal or outside the study days (no study day), and an occurrence whose window
+    had already closed when the dose was logged (a dose logged late) is not opened."""
+    if withdrawn or study_day is None:
+        return []
+    out = []
+    for event in schedule:
+        if event.after_dose is None:
+            continue
+        opens = taken_at + timedelta(minutes=event.after_dose.minutes)
+        closes = opens + timedelta(minutes=event.after_dose.window_minutes)
+        if closes <= now:
+            continue
+        local = opens.astimezone(ZoneInfo(zone_name))
+        occurrence = Occurrence(
+            schedule_key=event.key,
+            instrument=event.instrument,
+            study_day=study_day,
+            timezone=zone_name,
+            local_date=local.date(),
+            local_time=local.time().replace(second=0, microsecond=0, tzinfo=None),
+            opens_at=opens,
+            closes_at=closes,
+            grace_until=closes,
+        )
+        out.append((event, occurrence))
+    return out

@@ -1,7 +1,7 @@
 """Follow-up of one simulated participant: survey instances, answers, reminders, doses, side effects, alerts.
 
 Everything a production rule decides is decided by production's own pure functions: the schedule
-(surveys.scheduling.plan_event, with its DST rule), quiet hours (surveys.reminders.quiet.in_quiet_hours),
+(surveys.scheduling.plan_event, with its DST rule; the sessions a logged dose opens: plan_after_dose), quiet hours (surveys.reminders.quiet.in_quiet_hours),
 scoring (surveys.scoring.score_answers), the safety rules (trialsite.protocol.rules), dose days
 (surveys.definitions), the item-answer columns and request hash of a submission (surveys.services). What is
 left here is behaviour: whether and when a participant answers, doses, reports; how fast staff acknowledge.
@@ -17,17 +17,19 @@ from types import SimpleNamespace
 from participants.models import study_day_of
 from surveys import definitions
 from surveys.reminders.quiet import in_quiet_hours
-from surveys.scheduling import plan_event
+from surveys.scheduling import plan_after_dose, plan_event
 from surveys.scoring import score_answers
 from surveys.services.idempotency import request_hash
 from surveys.services.responses import answer_columns
 from trialsite.protocol.rules import rules_fired_for_record, rules_fired_for_response
 from trialsite.protocol.schema import parse_duration
 
-from .model import SERIOUS_SIDE_EFFECTS, SIDE_EFFECTS, Person, new_uuid
+from .model import SERIOUS_SIDE_EFFECTS, SIDE_EFFECTS, Person, uuid_text
+from .model import new_uuid_bytes as new_uuid
 from .writer import jsonb
 
 _dumps = json.dumps
+TEN_MINUTES = timedelta(minutes=10)
 
 
 class FollowUp:
@@ -51,6 +53,12 @@ class FollowUp:
         self.in_quiet_hours = lru_cache(maxsize=1 << 16)(
             lambda due, zone: in_quiet_hours(now=due, zone=zone, start=start, end=end)
         )
+        # Per protocol version, once: instrument ids, and each table's `list.append` (rows go straight there).
+        self.instrument_pk = {slug: obj.pk for slug, (obj, _) in sim.instruments.items()}
+        self.version_pk = sim.version.pk
+        self.add = {name: self.w.appender(name) for name in self.w.rows}
+        # Production's item-answer columns of a value, with its jsonb: values repeat (0-3, 0-100, yes/no).
+        self._cells: dict = {}
 
     # -- survey instances ---------------------------------------------------------------------------------
     def plan(self, p: Person) -> list:
@@ -69,7 +77,9 @@ class FollowUp:
             )
         return out
 
-    def instance(self, pk: int, p: Person, event, occ, answered: list) -> None:
+    def instance(self, pk: int, p: Person, event, occ, answered: list, dose: tuple | None = None) -> None:
+        """One planned occurrence: answered or not (by the participant's behaviour), with its reminders. `dose`:
+        (id, time logged) of the dose that opened an `after_dose` occurrence (created when it was logged)."""
         rng, now = self.rng, self.now
         inst_uuid = new_uuid(rng)
         opens, closes, grace = occ.opens_at, occ.closes_at, occ.grace_until
@@ -112,13 +122,12 @@ class FollowUp:
             answered.append((pk, inst_uuid, p, slug, answers, answer_at, received, late))
         elif status == "scheduled" and definitions.instance_is_missed(status=status, grace_until=grace, now=now):
             status = "missed"  # what the sweep has done by `now`
-        self.w.add(
-            "instance",
+        self.add["instance"](
             (
                 pk,
                 inst_uuid,
                 p.pk,
-                self.sim.instruments[event.instrument][0].pk,
+                self.instrument_pk[event.instrument],
                 event.key,
                 occ.study_day,
                 occ.timezone,
@@ -128,10 +137,11 @@ class FollowUp:
                 closes,
                 grace,
                 status,
-                self.sim.version.pk,
-                min(opens, p.randomised_at or p.consented_at),
+                self.version_pk,
+                min(opens, p.randomised_at or p.consented_at) if dose is None else dose[1],
                 cancelled_at,
                 cancel_reason,
+                None if dose is None else dose[0],
             ),
         )
         if status != "cancelled" and opens <= now:
@@ -139,12 +149,13 @@ class FollowUp:
 
     def reminders(self, pk: int, p: Person, opens: datetime, closes: datetime, answer_at) -> None:
         """Each stage once: skipped when answered or in quiet hours (production's rule), pending when ahead."""
-        rng, w, now = self.rng, self.w, self.now
+        rng, now = self.rng, self.now
+        add = self.add["reminder"]
         sent_first = None
         for key, at, offset in self.stages:
             due = (opens if at == "open" else closes) + offset
             if due > now:
-                w.add("reminder", (new_uuid(rng), pk, key, due, "pending", "", 0, None, None, "", "", ""))
+                add((new_uuid(rng), pk, key, due, "pending", "", 0, None, None, "", "", ""))
                 continue
             if answer_at is not None and answer_at <= due:
                 row = (new_uuid(rng), pk, key, due, "skipped", "", 0, None, None, "", "answered", "")
@@ -155,27 +166,26 @@ class FollowUp:
                 sent_first = sent_first or sent
                 provider = f"sim-{rng.getrandbits(48):012x}"
                 row = (new_uuid(rng), pk, key, due, "sent", self.channel, 1, due, sent, provider, "", "")
-            w.add("reminder", row)
+            add(row)
         if sent_first is not None and rng.random() < 0.95:
             delivered = sent_first + timedelta(seconds=rng.uniform(1, 90))
-            w.add("event", (pk, "delivered", delivered, delivered + timedelta(seconds=1)))
+            self.add["event"]((pk, "delivered", delivered, delivered + timedelta(seconds=1)))
             opened = None
             if answer_at is not None and answer_at > delivered:
                 opened = max(delivered, answer_at - timedelta(seconds=rng.uniform(20, 400)))
             elif answer_at is None and rng.random() < 0.2:
                 opened = delivered + timedelta(minutes=rng.uniform(1, 60))
             if opened is not None:
-                w.add("event", (pk, "opened", opened, opened + timedelta(seconds=1)))
+                self.add["event"]((pk, "opened", opened, opened + timedelta(seconds=1)))
 
     # -- responses ----------------------------------------------------------------------------------------
     def response(self, rid: int, instance_pk: int, instance_uuid, p: Person, slug, answers, authored, received, late):
-        rng, w = self.rng, self.w
-        instrument, spec = self.sim.instruments[slug]
+        rng = self.rng
+        instrument = self.sim.instruments[slug][0]
         local = authored.astimezone(p.zone)
-        digest = request_hash({"instance": str(instance_uuid), "answers": answers, "authored": local.isoformat()})
+        digest = request_hash({"instance": uuid_text(instance_uuid), "answers": answers, "authored": local.isoformat()})
         resp_uuid = new_uuid(rng)
-        w.add(
-            "response",
+        self.add["response"](
             (
                 rid,
                 resp_uuid,
@@ -191,21 +201,23 @@ class FollowUp:
                 late,
                 False,
                 study_day_of(day0=p.day0, zone=p.zone, at=authored),
-                "sync" if (received - authored) > timedelta(minutes=10) else "api",
+                "sync" if (received - authored) > TEN_MINUTES else "api",
                 False,
             ),
         )
-        add = w.add
+        add, cells = self.add["item"], self._cells
         for k, v in answers.items():
-            cols = answer_columns(v)
-            # A plain int's JSON is its repr (bool is not `int` here): json.dumps only for the other values.
-            add(
-                "item",
-                (rid, k, jsonb(repr(v) if type(v) is int else _dumps(v)), cols["value_numeric"], cols["value_text"]),
-            )
+            try:
+                cell = cells[type(v), v]
+            except KeyError:
+                cell = cells[type(v), v] = self.cell(v)
+            except TypeError:  # an unhashable value (a list): not memoised
+                cell = self.cell(v)
+            add((rid, k, *cell))
         scores = score_answers(instrument.definition, answers)
+        add = self.add["score"]
         for s in scores:
-            add("score", (rid, s.key, s.value, s.band, s.scored, s.items_missing))
+            add((rid, s.key, s.value, s.band, s.scored, s.items_missing))
         if self.protocol.safety:
             fired = rules_fired_for_response(
                 protocol=self.protocol, instrument=slug, answers=answers, scores={s.key: s.value for s in scores}
@@ -213,6 +225,13 @@ class FollowUp:
             for rule, details in fired:
                 self.alert(p, rule, "response", resp_uuid, details, received)
         return len(answers)
+
+    @staticmethod
+    def cell(v) -> tuple:
+        """(value as jsonb, value_numeric, value_text) of an item answer: production's answer_columns."""
+        cols = answer_columns(v)
+        # A plain int's JSON is its repr (bool is not `int` here): json.dumps only for the other values.
+        return jsonb(repr(v) if type(v) is int else _dumps(v)), cols["value_numeric"], cols["value_text"]
 
     def alert(self, p: Person, rule, source_kind: str, source_uuid, details: dict, raised: datetime) -> None:
         """A raised alert (as surveys.safety raises it), then what staff did by `now`: acknowledged, or not
@@ -240,7 +259,7 @@ class FollowUp:
                 rule.title,
                 rule.severity,
                 source_kind,
-                str(source_uuid),
+                uuid_text(source_uuid),
                 jsonb(_dumps(details, default=str)),
                 status,
                 raised,
@@ -255,9 +274,10 @@ class FollowUp:
         )
 
     # -- doses and side effects -------------------------------------------------------------------------
-    def doses(self, p: Person) -> int:
+    def doses(self, p: Person, logged: list) -> int:
         """A dose on each planned dose day (surveys.definitions: none from the withdrawal date) the participant
-        remembers, logged in the morning."""
+        remembers, logged in the morning. Each goes to `logged` as (participant, its row without the id), to be
+        written with an id (`dose_rows`)."""
         rng, now = self.rng, self.now
         n = 0
         planned = definitions.dose_days(dosing=self.protocol.dosing, day0=p.day0, withdrawn_on=p.withdrawn_on)
@@ -272,9 +292,31 @@ class FollowUp:
                 continue
             unit = p.units[i] if i < len(p.units) else ""
             study_day = study_day_of(day0=p.day0, zone=p.zone, at=taken)
-            self.w.add("dose", (new_uuid(rng), p.pk, taken, unit, "", study_day, received, new_uuid(rng)))
+            logged.append((p, (new_uuid(rng), p.pk, taken, unit, "", study_day, received, new_uuid(rng))))
             n += 1
         return n
+
+    def dose_rows(self, logged: list, ids) -> list:
+        """Write the logged doses with their ids; return the occurrences they open, planned by production's
+        rule (`plan_after_dose`, as `dose_instances_open` opens them when a dose is logged): (participant, event,
+        occurrence, (dose id, time logged)) in the participants' order."""
+        add, opened = self.add["dose"], []
+        after_dose = [e for e in self.protocol.schedule if e.after_dose is not None]
+        for (p, row), pk in zip(logged, ids, strict=True):
+            add((pk, *row))
+            if after_dose:
+                taken, study_day, received = row[2], row[5], row[6]
+                withdrawn = p.withdrawn_at is not None and p.withdrawal_scope == "all" and p.withdrawn_at <= received
+                for event, occ in plan_after_dose(
+                    schedule=after_dose,
+                    taken_at=taken,
+                    study_day=study_day,
+                    zone_name=p.site.timezone,
+                    withdrawn=withdrawn,
+                    now=received,
+                ):
+                    opened.append((p, event, occ, (pk, received)))
+        return opened
 
     def side_effects(self, p: Person) -> int:
         rng, now = self.rng, self.now

@@ -14,9 +14,10 @@ a live trial's.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from .writer import SPEC
 
@@ -45,6 +46,31 @@ def indexes_deferred():
     try:
         yield dropped
     finally:
+        rebuild([d for _, d in dropped])
+
+
+def _create(definition: str) -> None:
+    try:
+        with connections["default"].cursor() as cur:
+            cur.execute(definition)
+    finally:
+        connections["default"].close()  # this thread's own connection
+
+
+def rebuild(definitions: list[str], *, parallel: int = 2) -> None:
+    """Build the indexes again: on `parallel` connections at once (largest tables first), or on this connection
+    when it is inside a transaction (other connections could not see its tables)."""
+    if connection.in_atomic_block or parallel < 2:
         with connection.cursor() as cur:
-            for _, definition in dropped:
+            for definition in definitions:
                 cur.execute(definition)
+        return
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT d FROM unnest(%s::text[]) AS d ORDER BY"
+            " pg_relation_size(substring(d FROM ' ON (\\S+) USING')::regclass) DESC",
+            [definitions],
+        )
+        ordered = [r[0] for r in cur.fetchall()]
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(_create, ordered))

@@ -99,6 +99,17 @@ def new_uuid(rng: random.Random) -> uuid.UUID:
     return u
 
 
+def new_uuid_bytes(rng: random.Random) -> bytes:
+    """`new_uuid(rng).bytes` (the same draw), as the writer sends a uuid: its 16 bytes."""
+    return ((rng.getrandbits(128) & _V4_CLEAR) | _V4_SET).to_bytes(16, "big")
+
+
+def uuid_text(raw: bytes) -> str:
+    """The canonical text of a uuid given as its 16 bytes (str(uuid.UUID(bytes=raw)))."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def draw_person(rng: random.Random, *, site, study_id: str, days: int, now: datetime, criteria: list[str]) -> Person:
     zone = ZoneInfo(site.timezone)
     eligibility = {k: True for k in criteria}

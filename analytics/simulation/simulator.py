@@ -14,6 +14,8 @@ import json
 import random
 from contextlib import nullcontext
 from datetime import UTC, date, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -26,6 +28,7 @@ from participants.models import (
     AllocationSlot,
     ConsentDocument,
     ConsentSignature,
+    DoseUnit,
     Participant,
     Withdrawal,
     study_day_of,
@@ -33,7 +36,7 @@ from participants.models import (
 from participants.services.allocation import allocation_list_generate, stratum_of
 from participants.services.blinding_guesses import blinding_time_points
 from surveys import definitions
-from surveys.models import Instrument, Response, SurveyInstance
+from surveys.models import DoseLog, Instrument, Response, SurveyInstance
 from surveys.scoring import score_answers
 from surveys.services.schedule import participants_complete_finished
 from trialsite.audit import audit_context
@@ -43,7 +46,16 @@ from trialsite.protocol.services import protocol_current
 from .designs import design_answer_model, envelopes_record
 from .follow_up import FollowUp
 from .indexes import indexes_deferred
-from .model import WITHDRAWAL_REASONS, AnswerModel, Person, SimulationResult, clip, draw_person, new_uuid
+from .model import (
+    WITHDRAWAL_REASONS,
+    AnswerModel,
+    Person,
+    SimulationResult,
+    clip,
+    draw_person,
+    new_uuid,
+    new_uuid_bytes,
+)
 from .parallel import run_in_workers
 from .writer import BulkWriter, jsonb, reserve_ids
 
@@ -190,19 +202,23 @@ class TrialSimulator:
         for stratum, members in by_stratum.items():
             slots = list(
                 AllocationSlot.objects.filter(allocation_list=alist, stratum=stratum, taken=False)
-                .select_related("arm")
-                .prefetch_related("dose_units")
-                .order_by("sequence")[: len(members)]
+                .order_by("sequence")
+                .values_list("pk", "arm__code")[: len(members)]
             )
+            units: dict[int, list[str]] = {pk: [] for pk, _ in slots}
+            for slot_pk, code in (
+                DoseUnit.objects.filter(slot_id__in=list(units))
+                .order_by("slot_id", "number")
+                .values_list("slot_id", "code")
+            ):
+                units[slot_pk].append(code)
             for i, p in enumerate(members):
                 if i >= len(slots) or not stratum:
                     p.fate, p.randomised_at, p.day0, p.stratum = "enrolled", None, None, ""
                     continue
-                slot = slots[i]
-                p.slot_pk = slot.pk
-                p.arm = slot.arm.code
+                p.slot_pk, p.arm = slots[i]
                 p.arm_active = p.arm not in self.placebo_codes
-                p.units = [u.code for u in sorted(slot.dose_units.all(), key=lambda u: u.number)]
+                p.units = units[p.slot_pk]  # in their numbers' order
 
     # -- writing --------------------------------------------------------------------------------------
     def _write_batch(self, people: list[Person], result: SimulationResult) -> None:
@@ -237,35 +253,46 @@ class TrialSimulator:
         self._consents_allocations_withdrawals(people)
         envelopes_record(self, people)  # self-blinding kits (designs.py)
         plans = [(p, fu.plan(p)) for p in people if p.consented_at is not None]
+        self._follow(plans, result, "instances", "responses")
+        randomised = [p for p in people if p.fate == "randomised"]
+        logged: list = []
+        for p in randomised:
+            seed_for(rng, p, "doses")
+            result.doses += fu.doses(p, logged)
+            result.side_effects += fu.side_effects(p)
+        opened = fu.dose_rows(logged, reserve_ids(DoseLog, len(logged)))
+        if opened:  # the `after_dose` sessions the doses opened, drawn from streams of their own
+            per_person = [(p, [o[1:] for o in group]) for p, group in groupby(opened, key=itemgetter(0))]
+            self._follow(per_person, result, "dose-instances", "dose-responses")
+        result.safety_alerts += len(w.rows["alert"])
+        result.staff_guesses += self._staff_guesses(randomised)
+        w.flush()
+
+    def _follow(self, plans: list, result: SimulationResult, instances: str, responses: str) -> None:
+        """Each participant's planned occurrences ((event, occurrence[, dose]) per participant), then the answers
+        of those answered, each part from the participant's own random stream."""
+        rng, fu, seed_for = self.rng, self.follow_up, self.seed_for
         pks = iter(reserve_ids(SurveyInstance, sum(len(plan) for _, plan in plans)))
         answered: list = []
         for p, plan in plans:
-            seed_for(rng, p, "instances")
-            for event, occ in plan:
-                fu.instance(next(pks), p, event, occ, answered)
+            seed_for(rng, p, instances)
+            for event, occ, *dose in plan:
+                fu.instance(next(pks), p, event, occ, answered, *dose)
             result.instances += len(plan)
         last = None
         for rid, (pk, inst_uuid, p, slug, answers, authored, received, late) in zip(
             reserve_ids(Response, len(answered)), answered, strict=True
         ):
             if p is not last:
-                seed_for(rng, p, "responses")
+                seed_for(rng, p, responses)
                 last = p
             result.item_answers += fu.response(rid, pk, inst_uuid, p, slug, answers, authored, received, late)
         result.responses += len(answered)
-        randomised = [p for p in people if p.fate == "randomised"]
-        for p in randomised:
-            seed_for(rng, p, "doses")
-            result.doses += fu.doses(p)
-            result.side_effects += fu.side_effects(p)
-        result.safety_alerts += len(w.rows["alert"])
-        result.staff_guesses += self._staff_guesses(randomised)
-        w.flush()
 
     def _participant_row(self, p: Person) -> tuple:
         return (
             p.pk,
-            p.uuid,
+            p.uuid.bytes,
             p.study_id,
             self.trial.pk,
             p.site.pk,
@@ -359,7 +386,8 @@ class TrialSimulator:
                 guess = rng.choices(["active", "placebo", "dont_know"], weights=weights)[0]
                 confidence = int(clip(round(rng.gauss(25 if guess == "dont_know" else 50, 15)), 0, 100))
                 self.writer.add(
-                    "staff_guess", (new_uuid(rng), p.pk, self._coordinator().pk, time_point, guess, confidence, at)
+                    "staff_guess",
+                    (new_uuid_bytes(rng), p.pk, self._coordinator().pk, time_point, guess, confidence, at),
                 )
                 n += 1
         return n

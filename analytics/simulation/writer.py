@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time as clock
 from collections.abc import Iterable
+from operator import itemgetter
 
 import psycopg
 from django.db import IntegrityError, connection
@@ -76,6 +77,7 @@ SPEC: dict[str, tuple[type, list[str]]] = {
             "created_at",
             "cancelled_at",
             "cancel_reason",
+            "dose_id",
         ],
     ),
     "response": (
@@ -121,7 +123,17 @@ SPEC: dict[str, tuple[type, list[str]]] = {
     "event": (PromptEvent, ["instance_id", "kind", "at", "received_at"]),
     "dose": (
         DoseLog,
-        ["uuid", "participant_id", "taken_at", "unit_code", "note", "study_day", "received_at", "idempotency_key"],
+        [
+            "id",
+            "uuid",
+            "participant_id",
+            "taken_at",
+            "unit_code",
+            "note",
+            "study_day",
+            "received_at",
+            "idempotency_key",
+        ],
     ),
     "side_effect": (
         SideEffect,
@@ -178,12 +190,14 @@ def jsonb(text: str) -> bytes:
 
 
 def column_types(table: str, columns: list[str]) -> list[int]:
-    """The type oid of each column, as the binary COPY needs them; a jsonb column is declared `bytea` to psycopg
-    so the rows' pre-formatted jsonb bytes (`jsonb()`) pass through unchanged (the server still reads the field
-    with jsonb's own input function: in a binary COPY the column's type decides)."""
+    """The type oid of each column, as the binary COPY needs them; a jsonb or uuid column is declared `bytea` to
+    psycopg so the rows' pre-formatted bytes (`jsonb()`, a uuid's 16 bytes: `model.new_uuid_bytes`) pass through
+    unchanged (the server still reads the field with the column type's own input function: in a binary COPY the
+    column's type decides, and a uuid field that is not 16 bytes is refused)."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT attname, CASE WHEN atttypid = 'jsonb'::regtype THEN 'bytea'::regtype ELSE atttypid END::oid"
+            "SELECT attname, CASE WHEN atttypid IN ('jsonb'::regtype, 'uuid'::regtype) THEN 'bytea'::regtype"
+            " ELSE atttypid END::oid"
             " FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
             [table],
         )
@@ -294,6 +308,10 @@ class BulkWriter:
     def add(self, name: str, row: tuple) -> None:
         self.rows[name].append(row)
 
+    def appender(self, name: str):
+        """The table's `list.append` (valid across flushes: a flush empties the list in place)."""
+        return self.rows[name].append
+
     def flush(self) -> None:
         with connection.cursor() as cur:
             if self.replica:
@@ -306,11 +324,11 @@ class BulkWriter:
                 rows = self.rows[name]
                 if rows:
                     for i, table, column in self._fks.get(name, ()):
-                        referenced.setdefault((table, column), set()).update(r[i] for r in rows)
+                        referenced.setdefault((table, column), set()).update(map(itemgetter(i), rows))
                     started = clock.perf_counter()
                     self.written[name] += copy_rows(model._meta.db_table, columns, rows, self.types[name])
                     self.seconds[name] += clock.perf_counter() - started
-                    self.rows[name] = []
+                    rows.clear()
         finally:
             if self.replica:
                 with connection.cursor() as cur:

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -43,6 +43,7 @@ from ..models import (
     SurveyInstance,
 )
 from ..protocol import protocol_version_current
+from ..scheduling import plan_after_dose
 from .idempotency import WriteResult, idempotent_write
 
 KIT_CODE_MISSING_CHECK = "surveys.kit_code_missing_check"
@@ -236,36 +237,37 @@ def kit_code_missing_check_run(payload: dict) -> None:
 
 def dose_instances_open(*, participant: Participant, dose: DoseLog, now: datetime) -> list[SurveyInstance]:
     """Open the `after_dose` instances of a dose just logged (inside its transaction). An instance whose window
-    has already closed (a dose logged late) is not opened; nothing opens before day 0 or after a withdrawal."""
+    has already closed (a dose logged late) is not opened; nothing opens before day 0 or after a withdrawal. The
+    rule is the pure `surveys.scheduling.plan_after_dose` (the simulator plans with it too)."""
     if participant.is_withdrawn or dose.study_day is None:
-        return []
+        return []  # (plan_after_dose's own rule; checked first to spare the protocol look-up)
     version, protocol = protocol_version_current(participant.trial_id)
     from ..models import Instrument
 
     new = []
-    for event in protocol.schedule:
-        if event.after_dose is None:
-            continue
-        opens = dose.taken_at + timedelta(minutes=event.after_dose.minutes)
-        closes = opens + timedelta(minutes=event.after_dose.window_minutes)
-        if closes <= now:
-            continue
+    for event, occ in plan_after_dose(
+        schedule=protocol.schedule,
+        taken_at=dose.taken_at,
+        study_day=dose.study_day,
+        zone_name=participant.timezone,
+        withdrawn=participant.is_withdrawn,
+        now=now,
+    ):
         instrument = Instrument.objects.get(
             trial_id=participant.trial_id, slug=event.instrument, version=protocol.instrument(event.instrument).version
         )
-        local = opens.astimezone(participant.zone)
         new.append(
             SurveyInstance(
                 participant=participant,
                 instrument=instrument,
-                schedule_key=event.key,
-                study_day=dose.study_day,
-                timezone=participant.timezone,
-                local_date=local.date(),
-                local_time=local.time().replace(second=0, microsecond=0),
-                opens_at=opens,
-                closes_at=closes,
-                grace_until=closes,
+                schedule_key=occ.schedule_key,
+                study_day=occ.study_day,
+                timezone=occ.timezone,
+                local_date=occ.local_date,
+                local_time=occ.local_time,
+                opens_at=occ.opens_at,
+                closes_at=occ.closes_at,
+                grace_until=occ.grace_until,
                 protocol_version=version,
                 created_at=now,
                 dose=dose,

@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from participants.models import Participant, ParticipantStatus, WithdrawalScope
-from participants.selectors import consent_status
+from participants.selectors import consent_status, consent_statuses
 from trialsite.protocol.services import protocol_of_version, protocol_version_current
 
 from ..models import InstanceStatus, Instrument, Reminder, ReminderStatus, SurveyInstance
@@ -196,14 +196,18 @@ def participants_complete_finished(*, now=None) -> int:
                 .select_related("trial")
                 .order_by("pk")[:END_OF_STUDY_BATCH]
             )
+            consent = consent_statuses(participants=batch, on_of=lambda p: p.local_date(now))
+            by_date: dict = {}  # completed_on (the participant's local date now) → participants
             for participant in batch:
-                if consent_status(participant=participant, on=participant.local_date(now)).needs_consent:
+                if consent[participant.pk].needs_consent:
                     skipped.add(participant.pk)
                     continue
-                participant.status = ParticipantStatus.COMPLETED
-                participant.completed_on = participant.local_date(now)
-                participant.save(update_fields=["status", "completed_on"])
-                done += 1
+                by_date.setdefault(participant.local_date(now), []).append(participant.pk)
+            # One UPDATE per local date (a day or two around the world; the audit trigger records each row).
+            for completed_on, pks in by_date.items():
+                done += Participant.objects.filter(pk__in=pks).update(
+                    status=ParticipantStatus.COMPLETED, completed_on=completed_on
+                )
         if len(batch) < END_OF_STUDY_BATCH:
             return done
 
