@@ -22,7 +22,9 @@ class ParticipantsConfig(AppConfig):
         principals.register_participant_lookup(
             participant_for_user=selectors.participant_for_user, is_participant=selectors.user_is_participant
         )
-        admin_scoping.register_arm_bearing("participants", lambda: blinding.REGISTRY)
+        admin_scoping.register_arm_bearing(
+            "participants", lambda: blinding.REGISTRY, trial_paths=lambda: blinding.TRIAL_PATHS
+        )
         admin_audit.register_audit_subject(model=Participant, key_field="study_id", site_field="site")
         # Safety alerts nobody acknowledged in time → trial managers.
         beat.register_periodic(
