@@ -17,3 +17,10 @@ class TrialsiteConfig(AppConfig):
         from .api import schema  # noqa: F401 - registers the OpenAPI bearer-auth extension
 
         apps.get_app_config("pghistory").verbose_name = "Audit trail"
+
+        from django.db.models.signals import post_migrate
+
+        from .audit import should_ignore_install
+
+        # The audit triggers' cheaper ignore check, after every migrate (pgtrigger rewrites its own with triggers).
+        post_migrate.connect(should_ignore_install, sender=self, dispatch_uid="trialsite.should_ignore_install")

@@ -56,3 +56,39 @@ def require_reason(reason: str | None, *, field: str = "reason") -> str:
 def tracked():
     """Decorator for clinical models: every insert, update and delete is recorded by triggers."""
     return pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent())
+
+
+# pgtrigger's `_pgtrigger_should_ignore(trigger_name)`, which every audit trigger calls first on every row, reads
+# the `pgtrigger.ignore` setting inside an EXCEPTION block: a subtransaction on every audited row (issue 14: about
+# a fifth of the audit triggers' cost on a survey submission). This one decides the same (the setting unset or
+# empty: FALSE; otherwise whether the trigger's name is in the array it holds, NULL when the array does) and reads
+# the setting with current_setting(..., missing_ok), entering its EXCEPTION block only to cast a set value.
+# pgtrigger writes its own version again with every trigger a migration installs, so this one is written after
+# every `migrate` (post_migrate, see trialsite.apps), as pghistory installs its context function.
+SHOULD_IGNORE_SQL = """
+CREATE OR REPLACE FUNCTION "public"._pgtrigger_should_ignore(trigger_name NAME)
+RETURNS BOOLEAN AS $$
+    DECLARE
+        _setting TEXT := current_setting('pgtrigger.ignore', true);
+        _pgtrigger_ignore TEXT[];
+    BEGIN
+        IF _setting IS NULL OR _setting = '' THEN
+            RETURN FALSE;
+        END IF;
+        BEGIN
+            _pgtrigger_ignore := _setting::TEXT[];
+        EXCEPTION WHEN OTHERS THEN
+            RETURN FALSE;
+        END;
+        RETURN trigger_name = ANY(_pgtrigger_ignore);
+    END;
+$$ LANGUAGE plpgsql;
+"""
+
+
+def should_ignore_install(*, using: str = "default", **kwargs) -> None:
+    """(post_migrate receiver) Write the cheaper `_pgtrigger_should_ignore` (above) into the migrated database."""
+    from django.db import connections
+
+    with connections[using].cursor() as cursor:
+        cursor.execute(SHOULD_IGNORE_SQL)

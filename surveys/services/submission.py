@@ -4,8 +4,9 @@ A submission reads, under the instance's row lock, everything it decides on (the
 protocol version, an earlier use of the idempotency key, the consent documents with the participant's signatures)
 in one SELECT ... FOR UPDATE, then writes the response, its item answers, its scores, the instance's new status and
 the idempotency record in one INSERT/UPDATE statement (data-modifying CTEs). Both SQL texts are built once, at
-import, from the models' own table and column names; no ORM query is compiled per request. The audit triggers fire
-for every row exactly as for ORM writes (they are row triggers on the tables), in the same transaction.
+import, from the models' own table and column names; no ORM query is compiled per request, and PostgreSQL parses
+and plans each once per connection (surveys.services.prepared). The audit triggers fire for every row exactly as for
+ORM writes (they are row triggers on the tables), in the same transaction.
 
 Instrument versions are immutable (surveys.protocol_loader refuses a changed definition under an existing
 version) and PostgreSQL never reuses a primary key, so an instrument's parsed definition is cached per process
@@ -27,6 +28,7 @@ from trialsite.models import Trial
 
 from ..models import IdempotencyRecord, Instrument, ItemAnswer, Response, Score, SurveyInstance
 from .kits import kit_items
+from .prepared import PreparedStatement
 
 # --- instruments, parsed once per version --------------------------------------------------------------------
 
@@ -100,6 +102,7 @@ SELECT i.{_c(SurveyInstance, "id")}, i.{_c(SurveyInstance, "status")}, i.{_c(Sur
  WHERE i.{_c(SurveyInstance, "participant")} = %(participant)s AND i.{_c(SurveyInstance, "uuid")} = %(instance)s
    FOR UPDATE OF i
 """  # noqa: S608 - the models' own table and column names, quoted; values are parameters
+_LOCK = PreparedStatement(_LOCK_SQL, audited=False)
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ def submission_lock(*, participant, instance_id: UUID, key: UUID) -> Locked | No
     """
     params = {"participant": participant.pk, "trial": participant.trial_id, "key": key, "instance": instance_id}
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, params)
+        _LOCK.execute(cursor, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -251,6 +254,7 @@ WITH r AS (
 )
 SELECT id FROM r
 """  # noqa: S608 - the models' own table and column names, quoted; values are parameters
+_WRITE = PreparedStatement(_WRITE_SQL, audited=True)
 
 
 def submission_write(
@@ -269,4 +273,4 @@ def submission_write(
     params["status_code"] = 201
     params["response_body"] = json.dumps(body)
     with connection.cursor() as cursor:
-        cursor.execute(_WRITE_SQL, params)
+        _WRITE.execute(cursor, params)

@@ -83,6 +83,32 @@ def test_invalid_answers_and_naive_authored_are_400_with_fields(phone):
     assert not Response.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"answers": None, "authored": None},
+        {"answers": [], "authored": 5},
+        {"answers": {}, "authored": "yesterday"},
+        {"answers": {"phq9_1": 1}, "authored": "2026-03-01T20:15:00"},
+        {"answers": "x", "authored": "9999-12-31T23:59:59-23:00"},
+    ],
+)
+def test_a_malformed_body_gets_the_request_schemas_own_messages(phone, body):
+    # The body is checked without building a ResponseInput per request (issue 14): same fields, order and messages.
+    from surveys.api.views.surveys import ResponseInput
+    from trialsite.api.errors import flatten_fields
+
+    serializer = ResponseInput(data=body)
+    assert not serializer.is_valid()
+    r = phone.post(
+        f"/api/v1/surveys/{baseline(phone).uuid}/response", body, format="json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4())
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "validation_error"
+    assert list(r.json()["error"]["fields"].items()) == list(flatten_fields(serializer.errors).items())
+    assert not Response.objects.exists()
+
+
 def test_windows_not_open_late_and_closed(phone):
     now = timezone.now()
     future = make_instance(phone.participant, slug="gad7", opens_at=now + timedelta(hours=1))

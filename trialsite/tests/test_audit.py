@@ -92,3 +92,30 @@ def test_a_rolled_back_savepoint_keeps_the_context_of_later_events():
         site = Site.objects.create(code="BGO", name="Bergen", timezone="Europe/Oslo")
     (event,) = events_for(site)
     assert event.pgh_context["reason"] == "retried write"
+
+
+def test_the_migrated_database_has_the_cheaper_ignore_check():
+    # pgtrigger writes its own version again with every trigger a migration installs; post_migrate writes ours.
+    from trialsite.audit import SHOULD_IGNORE_SQL
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = '_pgtrigger_should_ignore'")
+        (source,) = cursor.fetchone()
+    assert source.strip() in SHOULD_IGNORE_SQL and "current_setting('pgtrigger.ignore', true)" in source
+
+
+def test_ignored_audit_triggers_are_skipped_and_the_others_still_fire():
+    import pgtrigger
+
+    (insert,) = (t.name for t in Site._meta.triggers if t.name.startswith("insert"))
+    with pgtrigger.ignore(f"trialsite.Site:{insert}"):
+        site = Site.objects.create(code="HEL", name="Helsinki", timezone="Europe/Helsinki")
+        site.name = "Helsingfors"
+        site.save()
+    assert [e.pgh_label for e in events_for(site)] == ["update"]
+    with connection.cursor() as cursor:
+        # Empty (as after a transaction that set it) or not an array: nothing is ignored.
+        for value in ("", "not an array"):
+            cursor.execute("SELECT set_config('pgtrigger.ignore', %s, true)", [value])
+            Site.objects.filter(pk=site.pk).update(name=f"Helsinki {value}")
+    assert [e.pgh_label for e in events_for(site)] == ["update", "update", "update"]
