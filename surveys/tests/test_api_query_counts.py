@@ -18,9 +18,10 @@ pytestmark = pytest.mark.django_db
 
 ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": True}
 
-# /me: the token with its participant, trial and site (one join; the trial row carries its current protocol version,
-# whose parsed protocol comes from the per-version cache); the consent documents with the participant's signatures.
-ME_QUERIES = 2
+# /me: one statement (trialsite.api.auth.token_lookup): the token with its user, participant, trial and site, and the
+# trial's consent documents with the participant's signatures (participants.token_join); the trial row carries its
+# current protocol version, whose parsed protocol comes from the per-version cache.
+ME_QUERIES = 1
 # /surveys: the token (+ participant); the page (one row more than the limit tells whether there is a next page).
 SURVEYS_QUERIES = 2
 # A submission: the token; savepoint; one SELECT ... FOR UPDATE of the instance that also reads the trial's current
