@@ -14,10 +14,12 @@ Only for inputs the ORM hands to the driver as they are (str, int, aware datetim
 whose placeholders do not reach the parameters unchanged. Nothing about the rows is cached: every call runs
 the query.
 
-PostgreSQL plans it once per connection too: the first call on a connection sends `PREPARE` and `EXECUTE` in one
-statement string (one round trip, one query as Django counts them), later calls only `EXECUTE`; the server then
-skips parsing and, once it settles on a generic plan, planning (the token lookup's five-table join spent more time
-being planned than run). Not behind PgBouncer in transaction pooling (`DISABLE_SERVER_SIDE_CURSORS`, set by
+PostgreSQL plans it once per connection too (`PreparedStatement`, which also runs hand-written statements such as
+the bearer-token lookup, trialsite.api.auth; a paged call runs the query with a parameterised LIMIT/OFFSET as a
+statement of its own): the first call on a connection sends `PREPARE` and `EXECUTE` in one statement string
+(one round trip, one query as Django counts them), later calls only `EXECUTE`; the server then skips parsing
+and, once it settles on a generic plan, planning (the token lookup's five-table join spent more time being
+planned than run). Not behind PgBouncer in transaction pooling (`DISABLE_SERVER_SIDE_CURSORS`, set by
 DB_TRANSACTION_POOLING=1): a prepared statement lives on one server connection, which a pooled client does not keep.
 """
 
@@ -69,7 +71,7 @@ class CompiledQuery:
         self._placeholders = placeholders
         self._compiled: dict[str, _Compiled] = {}
         self._model = None
-        self._statements: dict[str, PreparedStatement] = {}  # per alias
+        self._statements: dict[tuple[str, bool], PreparedStatement] = {}  # per alias, paged or not
 
     def compile(self, alias: str) -> _Compiled:
         compiled = self._compiled.get(alias)
@@ -118,19 +120,13 @@ class CompiledQuery:
         params = list(compiled.params)
         for position, name in compiled.slots:
             params[position] = values[name]
-        sql = compiled.sql
-        if limit is not None or offset:
+        paged = limit is not None or bool(offset)
+        if paged:
             if not compiled.sliceable:
                 raise ValueError("the built queryset is sliced already")
-            sql = f"{sql} LIMIT %s OFFSET %s"
             params += [limit, offset]  # LIMIT NULL: no limit
         connection = connections[alias]
-        if sql is compiled.sql:
-            rows = self._statement(alias, compiled).rows(connection, params)
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
+        rows = self._statement(alias, compiled, paged=paged).rows(connection, params)
         objects = []
         for raw in rows:
             row = list(raw[: compiled.col_count] if compiled.col_count is not None else raw)
@@ -147,10 +143,12 @@ class CompiledQuery:
             objects.append(obj)
         return objects
 
-    def _statement(self, alias: str, compiled: _Compiled) -> PreparedStatement:
-        statement = self._statements.get(alias)
+    def _statement(self, alias: str, compiled: _Compiled, *, paged: bool) -> PreparedStatement:
+        # Paged: the same query with a parameterised LIMIT/OFFSET, a statement of its own (every page runs it).
+        statement = self._statements.get((alias, paged))
         if statement is None:
-            statement = self._statements[alias] = PreparedStatement(compiled.sql)
+            sql = f"{compiled.sql} LIMIT %s OFFSET %s" if paged else compiled.sql
+            statement = self._statements[(alias, paged)] = PreparedStatement(sql)
         return statement
 
 

@@ -2,7 +2,8 @@
 
 The spine does not import the apps: the participants app tells it how to find a user's participant, in its
 AppConfig.ready() (`register_participant_lookup`). Fails closed: asked before anything is registered, it
-raises instead of answering "staff".
+raises instead of answering "staff". The app also says what to read with every bearer token, in the token
+lookup's one statement (`register_token_join`: the phone's participant).
 """
 
 from __future__ import annotations

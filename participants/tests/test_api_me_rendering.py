@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from participants.api.views import me_data
 from participants.api.views.phone import MeOutputSerializer, me_values
-from participants.models import ParticipantStatus, PushSubscription, WithdrawalScope
+from participants.models import Participant, ParticipantStatus, PushSubscription, WithdrawalScope
 from participants.services import participant_enrol
 from trialsite.api.rendering import render
 
@@ -162,3 +162,38 @@ def test_the_consent_read_with_the_token_is_decided_as_consent_status_decides(re
     ConsentDocument.objects.filter(version="3.0", trial=trial).update(valid_to=today - timedelta(days=1))
     same_everywhere()  # a version that ended
     assert seen == {True, False}  # the states really differ
+
+
+def test_render_gives_what_drf_gives_where_a_plain_lookup_would_not():
+    """The planned rendering asks the field itself for what a plain key/attribute lookup cannot answer as DRF does:
+    defaults, optional fields left out, callables, missing related objects, nested None, '*' sources."""
+
+    class Inner(serializers.Serializer):
+        a = serializers.IntegerField()
+
+    class Thing:
+        def __init__(self):
+            self.inner = None
+            self.items = [1, None, 3]
+
+        def shout(self):
+            return "HI"
+
+        @property
+        def broken(self):
+            raise Participant.DoesNotExist
+
+    class Outer(serializers.Serializer):
+        shout = serializers.CharField()
+        inner = Inner(allow_null=True)
+        items = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+        missing = serializers.CharField(default="d")
+        optional = serializers.CharField(required=False)
+        broken = serializers.CharField(allow_null=True)
+        whole = serializers.CharField(source="*")
+
+    thing = Thing()
+    assert render(Outer, thing) == Outer(thing).data
+    assert render(Outer, thing)["shout"] == "HI" and "optional" not in render(Outer, thing)
+    values = {"shout": "x", "inner": {"a": "5"}, "items": [], "optional": "o", "broken": None, "whole": 1}
+    assert render(Outer, values) == Outer(values).data

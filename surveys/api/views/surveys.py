@@ -21,7 +21,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from trialsite.api.rendering import render
+from trialsite.api.rendering import render, validated
 from trialsite.protocol.schema import ITEM_TYPES
 
 from ...errors import SurveyError
@@ -79,10 +79,9 @@ class SurveyListApi(ParticipantApiView):
         responses={200: OutputSerializer(many=True), **errors(400, 401, 403)},
     )
     def get(self, request):
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        filters = validated(self.FilterSerializer, request.query_params)
         now = timezone.now()
-        pages = InstancePages(participant=request.participant, status=filters.validated_data.get("status"), now=now)
+        pages = InstancePages(participant=request.participant, status=filters.get("status"), now=now)
         paginator = ResultsPagination()
         page = paginator.paginate_queryset(pages, request, view=self)
         return paginator.get_paginated_response([render(self.OutputSerializer, _listed(i, now)) for i in page])
