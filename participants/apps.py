@@ -24,7 +24,9 @@ class ParticipantsConfig(AppConfig):
         )
         # Read with every bearer token, in the token lookup's one statement: the phone's participant and consent rows.
         principals.register_token_join(token_join.PHONE_JOIN)
-        admin_scoping.register_arm_bearing("participants", lambda: blinding.REGISTRY)
+        admin_scoping.register_arm_bearing(
+            "participants", lambda: blinding.REGISTRY, trial_paths=lambda: blinding.TRIAL_PATHS
+        )
         admin_audit.register_audit_subject(model=Participant, key_field="study_id", site_field="site")
         # Safety alerts nobody acknowledged in time → trial managers.
         beat.register_periodic(

@@ -27,6 +27,16 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     "participants.KitEnvelopeEvent": ("condition", "label_set"),
 }
 
+# "app_label.Model" → lookup path from a row to its trial: how a page mixing trials (the audit trail) asks the policy
+# about each row's trial. An arm-bearing model missing here is shown on such a page to nobody.
+TRIAL_PATHS: dict[str, str] = {
+    "participants.Arm": "trial",
+    "participants.AllocationSlot": "allocation_list__trial",
+    "participants.Allocation": "participant__trial",
+    "participants.DoseUnit": "slot__allocation_list__trial",
+    "participants.KitEnvelope": "participant__trial",
+}
+
 # Models whose every row is arm-bearing (never shown to blinded users at all).
 ARM_MODELS: frozenset[str] = frozenset(label for label, fields in REGISTRY.items() if "*" in fields)
 

@@ -1,9 +1,10 @@
 """The audit trail in the admin: pghistory events, scoped and blinded, filterable and exportable as CSV.
 
 Filters: date (`pgh_created_at__gte` / `__lt`, also from the date list filter), user (`user=<id>`),
-participant (`participant=<study id>`), table (`table=<app_label.model>`). Blinded users never see
-events of arm-bearing tables, nor arm-bearing fields of mixed tables. Site-scoped staff see only events
-that reference participants of their sites.
+participant (`participant=<study id>`), table (`table=<app_label.model>`). Events of arm-bearing tables reach
+only who may see arms in the trial of their row (the policy, `ARMS_VIEW`, asked once per trial per request; each row
+placed by its trial in one subquery per table): a user unblinded in trial A and blinded in B sees A's and never B's.
+Site-scoped staff see only events that reference participants of their sites.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
 from django.urls import path
 from django.utils.html import format_html_join
@@ -22,7 +25,15 @@ from pghistory import core as pgh_core
 from pghistory.admin import EventsAdmin
 
 from . import roles as R
-from .admin_scoping import STAFF_ROLES, arms_in_every_reached_trial, blinding_registry, has_any_role
+from .admin_scoping import (
+    STAFF_ROLES,
+    Arms,
+    arm_trial_paths,
+    arms_of,
+    blinding_registry,
+    has_any_role,
+    user_arms,
+)
 
 _current_request: contextvars.ContextVar = contextvars.ContextVar("audit_admin_request")
 
@@ -49,18 +60,18 @@ def audit_subject() -> dict[str, Any]:
 AUDIT_ROLES = (R.TRIAL_MANAGER, R.DATA_MANAGER, R.MONITOR, R.UNBLINDED_STATISTICIAN, R.COORDINATOR, R.SAFETY_PHYSICIAN)
 
 
-def visible_event_models(user) -> list:
+def visible_event_models(user, arms: Arms | None = None) -> list:
     """Event models whose tracked table the user may read."""
     registry = blinding_registry()
-    # The audit trail mixes the trials the user reaches: arm tables only for who may see arms in all of them.
-    unblinded = arms_in_every_reached_trial(user)
+    arms = arms if arms is not None else user_arms(user)
     result = []
     for event_model in pgh_core.event_models():
         tracked = getattr(event_model, "pgh_tracked_model", None)
         label = tracked._meta.label.lower() if tracked is not None else ""
         # Blinded users see no event of any table in the blinding registry: even a field-level entry
-        # (a slot's arm, an allocation's slot) would let rows be grouped by arm.
-        if not unblinded and label in registry:
+        # (a slot's arm, an allocation's slot) would let rows be grouped by arm. Who may see arms in some trial
+        # sees those tables' events of those trials only (arm_rows_of_unblinded_trials).
+        if not arms.trials and label in registry:
             continue
         if not label or label.startswith("pghistory."):
             continue
@@ -68,11 +79,47 @@ def visible_event_models(user) -> list:
     return result
 
 
-def hidden_keys(user, table_label: str) -> set[str]:
-    if arms_in_every_reached_trial(user):
+def arm_rows_of_unblinded_trials(queryset, event_models, arms: Arms):
+    """The trail mixes trials: events of arm-bearing tables only of the trials where the user may see arms, each row
+    placed by its tracked row's trial (blinding.TRIAL_PATHS) in one subquery per table, not a query per row. A table
+    without a trial path shows no event (fails closed)."""
+    if arms.every:
+        return queryset
+    registry, paths = blinding_registry(), arm_trial_paths()
+    arm_tables = [m.pgh_tracked_model for m in event_models if m.pgh_tracked_model._meta.label_lower in registry]
+    keep = ~Q(pgh_obj_model__in=[t._meta.label for t in arm_tables])
+    for tracked in arm_tables:
+        path = paths.get(tracked._meta.label_lower)
+        if path is None:
+            continue
+        rows = tracked._default_manager.filter(**{f"{path}__in": arms.trials})
+        keep |= Q(pgh_obj_model=tracked._meta.label, pgh_obj_id__in=rows.values(key=Cast("pk", TextField())))
+    return queryset.filter(keep)
+
+
+def visible_events(user):
+    """The events the user may read (before site scoping): the base of the trail and of the participant page's
+    audit section."""
+    from pghistory.models import Events
+
+    arms = user_arms(user)
+    models = visible_event_models(user, arms)
+    return arm_rows_of_unblinded_trials(Events.objects.across(*models), models, arms)
+
+
+def hidden_keys(user, table_label: str, data: dict | None = None, arms: Arms | None = None) -> set[str]:
+    """Keys of an event's data a user may not see. Rows of arm-bearing tables reach only who may see arms in their
+    trial (visible_events), so they hide nothing; a protocol version's text names the arms: shown when the user may
+    see arms in its trial (`data`: the event's row)."""
+    arms = arms if arms is not None else user_arms(user)
+    label = table_label.lower()
+    fields = set(blinding_registry().get(label) or set())
+    if arms.every or (fields and arms.trials):
         return set()
-    fields = set(blinding_registry().get(table_label.lower()) or set())
-    if table_label.lower() == "trialsite.protocolversion":
+    if label == "trialsite.protocolversion":
+        data = data or {}
+        if arms.shows(data.get("trial_id", data.get("trial"))):
+            return set()
         fields |= {"definition", "source"}  # the full protocol lists arm names; the admin never shows it either
     return fields | {f"{f}_id" for f in fields}
 
@@ -223,7 +270,7 @@ class AuditTrailAdmin(EventsAdmin):
     def _visible(self, request):
         cache = getattr(request, "_audit_visible", None)
         if cache is None:
-            cache = visible_event_models(request.user)
+            cache = visible_event_models(request.user, arms_of(request))
             request._audit_visible = cache
         return cache
 
@@ -263,7 +310,9 @@ class AuditTrailAdmin(EventsAdmin):
     def get_queryset(self, request):
         from pghistory.models import Events
 
-        queryset = Events.objects.order_by("-pgh_created_at", "-pgh_id").across(*self._visible(request))
+        visible = self._visible(request)
+        queryset = Events.objects.order_by("-pgh_created_at", "-pgh_id").across(*visible)
+        queryset = arm_rows_of_unblinded_trials(queryset, visible, arms_of(request))
         ids = R.site_ids(request.user)
         # ObjectFilter checks the object against its own admin's scoping, and pghistory cannot combine
         # tracks() with references(); every other view of site-scoped staff, or of staff who do not reach
@@ -311,7 +360,7 @@ class AuditTrailAdmin(EventsAdmin):
         return (event.pgh_context or {}).get("reason", "")
 
     def _clean_diff(self, request, event) -> dict:
-        hidden = hidden_keys(request.user, _table_of(event))
+        hidden = hidden_keys(request.user, _table_of(event), event.pgh_data, arms_of(request))
         diff = event.pgh_diff or {}
         if not diff and event.pgh_label == "insert":
             diff = {k: [None, v] for k, v in (event.pgh_data or {}).items()}

@@ -15,11 +15,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db.models import F
 
 from . import policy
 from . import roles as R
@@ -33,12 +34,28 @@ SAFETY_ROLES = (R.SAFETY_PHYSICIAN, R.TRIAL_MANAGER)
 
 
 _arm_bearing_sources: dict[str, Callable[[], Any]] = {}
+ROW_TRIAL = "_arms_row_trial"  # annotation: the trial of each row of a list with per-row arm columns
 
 
-def register_arm_bearing(app: str, source: Callable[[], Any]) -> None:
+_arm_trial_paths: dict[str, Callable[[], Any]] = {}
+
+
+def register_arm_bearing(app: str, source: Callable[[], Any], trial_paths: Callable[[], Any] | None = None) -> None:
     """An app's arm-bearing data, registered in its AppConfig.ready(): `source()` returns its registry (read
-    at every call, so the app's own module stays the one place it is written)."""
+    at every call, so the app's own module stays the one place it is written); `trial_paths()` maps its model
+    labels to the lookup path from a row to its trial (how a page mixing trials asks about each row's trial)."""
     _arm_bearing_sources[app] = source
+    if trial_paths is not None:
+        _arm_trial_paths[app] = trial_paths
+
+
+def arm_trial_paths() -> dict[str, str]:
+    """model label (lower case) → lookup path from a row to its trial, for the arm-bearing models that name one.
+    A model without a path is shown on a page mixing trials to nobody (fails closed)."""
+    result: dict[str, str] = {}
+    for source in _arm_trial_paths.values():
+        result.update({label.lower(): path for label, path in source().items()})
+    return result
 
 
 def blinding_registry() -> dict[str, set[str] | None]:
@@ -95,6 +112,52 @@ def arms_in_every_reached_trial(user) -> bool:
 
         reached = set(Trial.objects.values_list("pk", flat=True))
     return reached <= arms
+
+
+BLINDED = "blinded"  # what a row of a trial where the user is blinded shows in an arm column
+
+
+class Arms(NamedTuple):
+    """Where the request's user may see arms: `trials` (the policy, `ARMS_VIEW`, asked once per trial of their
+    grants) and `every` (true when that is every trial they reach: a page mixing trials shows arms as is)."""
+
+    trials: frozenset[int]
+    every: bool
+
+    @property
+    def mixed(self) -> bool:
+        """Unblinded in some trial they reach, blinded in another: arm columns are shown row by row."""
+        return bool(self.trials) and not self.every
+
+    def shows(self, trial_id) -> bool:
+        return trial_id in self.trials
+
+
+def user_arms(user) -> Arms:
+    """Where the user may see arms (the policy asked once per trial of their grants, which are cached: no query but
+    a superuser's list of trials)."""
+    trials = frozenset(arms_trial_ids(user))
+    return Arms(trials, bool(trials) and arms_in_every_reached_trial(user))
+
+
+def arms_of(request) -> Arms:
+    """The request's `Arms`, asked of the policy once per request (not per row)."""
+    cached = getattr(request, "_trialsite_arms", None)
+    if cached is None:
+        cached = request._trialsite_arms = user_arms(request.user)
+    return cached
+
+
+def per_row_arm_column(name: str, label: str, value: Callable[[Any], Any], arms: Arms, trial_attr: str):
+    """A list column showing `value(row)` for rows of a trial where the user may see arms, BLINDED for the others.
+    Not sortable (no ordering), so a mixed list is never ordered by an arm."""
+
+    def column(obj):
+        return value(obj) if arms.shows(getattr(obj, trial_attr, None)) else BLINDED
+
+    column.short_description = label
+    column.__name__ = name  # the cell keeps its class (field-<name>)
+    return column
 
 
 def has_any_role(user, roles) -> bool:
@@ -174,13 +237,24 @@ class _PermissionMixin:
             trial = self._trial_of(obj)
             if trial is not None and user_is_unblinded(user, trial):
                 return set()
-        elif self.arms_rows_only and user_is_unblinded(user):
+        elif self.arms_rows_only and arms_of(request).trials:
             return set()
-        elif arms_in_every_reached_trial(user):
+        elif arms_of(request).every:
             return set()
+        return self.arm_fields()
+
+    def arm_fields(self) -> set[str]:
+        """This admin's arm-bearing fields (its own `blinded_fields` and the blinding registry's)."""
         fields = set(self.blinded_fields)
         fields |= blinding_registry().get(self.model._meta.label.lower()) or set()
         return fields
+
+    def per_row_arms(self, request) -> set[str]:
+        """Arm fields shown row by row on this list: the user may see arms in some trial it mixes, not in all (their
+        filters, search and ordering are dropped: they would group the other trials' rows by arm)."""
+        if self.arms_rows_only or not arms_of(request).mixed or not self.arms_trial_path():
+            return set()
+        return self.arm_fields()
 
     def scope_queryset(self, request, queryset):
         if self._blinded_out(request):
@@ -222,7 +296,10 @@ class ScopedAdmin(_PermissionMixin, admin.ModelAdmin):
     show_full_result_count = False  # one COUNT less per changelist
 
     def get_queryset(self, request):
-        return self.scope_queryset(request, super().get_queryset(request))
+        queryset = self.scope_queryset(request, super().get_queryset(request))
+        if self.per_row_arms(request):  # each row's trial, for its arm columns (no query per row)
+            queryset = queryset.annotate(**{ROW_TRIAL: F(self.arms_trial_path())})
+        return queryset
 
     def get_fields(self, request, obj=None):
         hidden = self.hidden_fields(request, obj)
@@ -237,7 +314,35 @@ class ScopedAdmin(_PermissionMixin, admin.ModelAdmin):
 
     def get_list_display(self, request):
         hidden = self.hidden_fields(request)
-        return [f for f in super().get_list_display(request) if f not in hidden]
+        per_row = self.per_row_arms(request)
+        return [
+            self._arm_column(request, f) if isinstance(f, str) and f in per_row else f
+            for f in super().get_list_display(request)
+            if not (isinstance(f, str) and f in hidden and f not in per_row)
+        ]
+
+    def _arm_column(self, request, name: str):
+        from django.contrib.admin.utils import label_for_field, lookup_field
+
+        def value(obj):
+            return lookup_field(name, obj, self)[2]
+
+        label = label_for_field(name, self.model, self)
+        return per_row_arm_column(name, label, value, arms_of(request), ROW_TRIAL)
+
+    def get_ordering(self, request):
+        hidden = self.hidden_fields(request)
+        return [o for o in super().get_ordering(request) or () if o.lstrip("-").split("__")[0] not in hidden]
+
+    def get_sortable_by(self, request):
+        hidden = self.hidden_fields(request)
+        return [f for f in super().get_sortable_by(request) if not (isinstance(f, str) and f in hidden)]
+
+    def lookup_allowed(self, lookup, value, request=None):
+        """No filtering by an arm field where the user is blinded in a trial the list may show (`?arm=…`)."""
+        if request is not None and lookup.split("__")[0] in self.hidden_fields(request):
+            return False
+        return super().lookup_allowed(lookup, value, request)
 
     def get_list_filter(self, request):
         hidden = self.hidden_fields(request)

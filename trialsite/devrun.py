@@ -31,7 +31,9 @@ def main() -> int:
         os.environ.update(dev_keys_ensure(local))
     run("migrate", "--noinput")
     run("collectstatic", "--noinput", "-v", "0")
-    run("demo")
+    # DEMO_DESIGNS=crossover,self-blinding (or all): also load those designs as demo trials (manage.py demo --design).
+    designs = [d.strip() for d in os.environ.get("DEMO_DESIGNS", "").split(",") if d.strip()]
+    run("demo", *(arg for d in (["parallel", *designs] if designs else []) for arg in ("--design", d)))
     (local / "beat").mkdir(parents=True, exist_ok=True)
     procs = [
         subprocess.Popen(

@@ -63,6 +63,11 @@ def test_registry_names_the_arm_bearing_models():
         "participants.Allocation",
         "participants.DoseUnit",
     } <= set(REGISTRY)
+    # Every arm-bearing table names the path to its trial: a page mixing trials asks the policy about each row's
+    # trial (the audit trail, the participant list's arm column); one without a path is shown there to nobody.
+    from participants.blinding import TRIAL_PATHS
+
+    assert {label for label in REGISTRY if not label.endswith("Event")} == set(TRIAL_PATHS)
 
 
 def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_staff, api_client, site_ldn):
@@ -128,6 +133,9 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
         reverse("admin:participants_participant_change", args=[participant.pk]),
         "/admin/dashboard/",
         "/admin/blinding/",
+        reverse("admin:pghistory_events_changelist"),
+        reverse("admin:pghistory_events_changelist") + "?table=participants.allocation",
+        reverse("admin:pghistory_events_export") + "?table=participants.arm",
     ]
     answered: dict[str, list[str]] = {}
     for role in BLINDED_ROLES:
@@ -136,8 +144,9 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
         for page in pages:
             response = client.get(page)  # no redirect following: a login page is not a page of data
             assert response.status_code in (200, 403), (role, page, response.status_code)
-            assert not leaks(response.content.decode()), (role, page)
-            if response.status_code == 200 and participant.study_id in response.content.decode():
+            body = b"".join(response.streaming_content) if response.streaming else response.content
+            assert not leaks(body.decode()), (role, page)
+            if response.status_code == 200 and participant.study_id in body.decode():
                 answered.setdefault(role, []).append(page)
         client.logout()
     # Every blinded role saw the randomised participant on at least one page, so the probe looked at real data.
@@ -146,6 +155,10 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
     client.force_login(make_staff("unblinded_statistician"))
     response = client.get(reverse("admin:participants_arm_changelist"))
     assert response.status_code == 200 and leaks(response.content.decode())
+    response = client.get(reverse("admin:participants_participant_changelist"))  # the arm column
+    assert response.status_code == 200 and leaks(response.content.decode())
+    export = client.get(reverse("admin:pghistory_events_export") + "?table=participants.arm")
+    assert export.status_code == 200 and leaks(b"".join(export.streaming_content).decode())
     response = client.get("/admin/blinding/")
     assert response.status_code == 200 and leaks(response.content.decode())
 

@@ -220,26 +220,161 @@ def test_the_blinding_page_shows_arm_figures_only_for_the_trial_where_the_user_i
     assert other.status_code == 200 and 'id="blinding-sessions"' not in other.content.decode()
 
 
-def test_the_audit_trail_shows_arm_tables_only_to_who_is_unblinded_in_every_trial_it_mixes(
-    client, two_trials, unblinded_in_a
+@pytest.fixture
+def unblinded_in_a_monitoring_b(two_trials, django_user_model):
+    """The unblinded statistician of trial A who also monitors trial B (trial-wide): the audit trail is not narrowed
+    to participants for them, so every arm table's events of both trials would be in reach."""
+    a, b, _, _ = two_trials
+    user = django_user_model.objects.create_user("ab-wide", "abw@example.org", "x" * 16, is_staff=True)
+    role_grant(user=user, role="unblinded_statistician", trial=a)
+    role_grant(user=user, role="monitor", trial=b)
+    return user
+
+
+AUDIT_ARM_TABLES = {  # tracked table → lookup path to the trial
+    "participants.Arm": "trial",
+    "participants.AllocationSlot": "allocation_list__trial",
+    "participants.Allocation": "participant__trial",
+    "participants.DoseUnit": "slot__allocation_list__trial",
+}
+
+
+def _ids(label: str, path: str, trial) -> set[str]:
+    from django.apps import apps
+
+    model = apps.get_model(label)
+    return {str(pk) for pk in model.objects.filter(**{path: trial.pk}).values_list("pk", flat=True)}
+
+
+def _listed(page, label: str) -> set[str]:
+    return set(page.context["cl"].queryset.filter(pgh_obj_model=label).values_list("pgh_obj_id", flat=True))
+
+
+def test_the_audit_trail_shows_arm_tables_row_by_row_for_the_trials_where_the_user_is_unblinded(
+    client, two_trials, unblinded_in_a, unblinded_in_a_monitoring_b
 ):
-    """Allocation events (their slot leads to the arm) of the participants the user reaches."""
+    """Events of every arm table, as the unblinded statistician of A who also reaches B (a coordinator at LDN, or a
+    monitor of all of B): trial A's rows are listed with their arm fields, trial B's never, in the page and the CSV."""
+    import csv
+    import io
+
     a, b, _, _ = two_trials
     mixed, only_a = unblinded_in_a
-    url = reverse("admin:pghistory_events_changelist") + "?table=participants.allocation"
+    trail = reverse("admin:pghistory_events_changelist")
+    for user in (only_a, mixed, unblinded_in_a_monitoring_b):
+        client.force_login(user)
+        # The trail does mix the trials: trial B's participants' own events are listed to the two who reach B.
+        participants_b = _ids("participants.Participant", "trial", b)
+        reached_b = _listed(client.get(trail, {"table": "participants.participant"}), "participants.Participant")
+        assert bool(reached_b & participants_b) == (user is not only_a), user
+        for label, path in AUDIT_ARM_TABLES.items():
+            if user is not unblinded_in_a_monitoring_b and label != "participants.Allocation":
+                continue  # who does not reach every trial sees only events referencing the participants they reach
+            page = client.get(trail, {"table": label.lower()})
+            assert page.status_code == 200
+            listed = _listed(page, label)
+            assert listed and listed <= _ids(label, path, a), (user, label)  # A's rows (positive control)
+            assert not listed & _ids(label, path, b), (user, label)
+            html = page.content.decode()
+            assert not [n for n in B_ARMS if n in html], (user, label)
+        html = client.get(trail, {"table": "participants.allocation"}).content.decode()
+        assert "<b>slot_id</b>" in html  # trial A's allocations, with the slot they lead to
+        export = client.get(reverse("admin:pghistory_events_export"), {"table": "participants.allocation"})
+        rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+        exported = {r["object_id"] for r in rows if r["table"] == "participants.Allocation"}
+        assert exported and exported <= _ids("participants.Allocation", "participant__trial", a)
+    arms = client.get(trail, {"table": "participants.arm"}).content.decode()  # the trial-wide user, last
+    assert "psilocybin micro-dose" in arms and not [n for n in B_ARMS if n in arms]
+
+    # The participant page's audit section: the allocation of A's participant is listed, B's is not.
+    client.force_login(unblinded_in_a_monitoring_b)
+    for trial, shown in ((a, True), (b, False)):
+        participant = Participant.objects.filter(trial=trial, allocation__isnull=False).first()
+        page = client.get(reverse("admin:participants_participant_change", args=[participant.pk]))
+        assert page.status_code == 200 and "Audit history" in page.content.decode()
+        assert ("<td>participants.Allocation</td>" in page.content.decode()) is shown, trial
+
+
+def _arm_cells(html: str) -> dict[str, str]:
+    """study id → the text of its row's arm cell, as rendered on the participant changelist."""
+    import re
+
+    cells = {}
+    for row in re.findall(r"<tr>.*?</tr>", html, flags=re.S):
+        study = re.search(r'class="field-study_id"><a [^>]*>([^<]+)</a>', row)
+        arm = re.search(r'<td class="field-arm">([^<]*)</td>', row)
+        if study and arm:
+            cells[study.group(1)] = arm.group(1)
+    return cells
+
+
+def test_the_participant_list_shows_each_rows_arm_where_the_user_is_unblinded_and_blinded_elsewhere(
+    client, two_trials, unblinded_in_a, unblinded_in_a_monitoring_b
+):
+    from participants.models import Allocation
+
+    a, b, a_staff, _ = two_trials
+    mixed, only_a = unblinded_in_a
+    arm_of = dict(Allocation.objects.values_list("participant__study_id", "slot__arm__name"))
+    study_ids = {t: set(Participant.objects.filter(trial=t).values_list("study_id", flat=True)) for t in (a, b)}
+    url = reverse("admin:participants_participant_changelist")
+    for user in (mixed, unblinded_in_a_monitoring_b):
+        client.force_login(user)
+        page = client.get(url)
+        html = page.content.decode()
+        cells = _arm_cells(html)
+        shown_a = {s: c for s, c in cells.items() if s in study_ids[a]}
+        shown_b = {s: c for s, c in cells.items() if s in study_ids[b]}
+        assert shown_b and set(shown_b.values()) == {"blinded"}, shown_b  # trial B's rows: never their arm
+        assert not [n for n in B_ARMS if n in html]
+        # Positive control: trial A's rows carry their arm.
+        assert {s: c for s, c in shown_a.items() if s in arm_of} == {s: arm_of[s] for s in shown_a if s in arm_of}
+        assert any(c == "psilocybin micro-dose" for c in shown_a.values())
+        # Not sortable by arm (the order would group B's rows by arm), nor filterable by it.
+        assert 'class="column-arm"' in html and "sortable column-arm" not in html
+        lookup = client.get(url, {"allocation__slot__arm__name": B_ARMS[0]})
+        assert lookup.status_code == 400
+    # Unblinded in every trial they reach: the column as is, sortable.
     client.force_login(only_a)
     html = client.get(url).content.decode()
-    # Positive control: trial A's allocation events, with their slot.
-    assert '<td class="field-table">participants.Allocation</td>' in html and "<b>slot" in html, html[-3000:]
-    client.force_login(mixed)  # also reaches trial B's participants (coordinator at LDN): the trail mixes A and B
-    page = client.get(url)
-    assert page.status_code == 200
-    assert "participants.Allocation</td>" not in page.content.decode() and "<b>slot" not in page.content.decode()
-    b_participant = Participant.objects.filter(trial=b, site__code="LDN").first()
-    own = client.get(reverse("admin:pghistory_events_changelist"), {"participant": b_participant.study_id})
-    # The trail itself is open to them: trial B's participant's own events are listed.
-    assert own.status_code == 200 and '<td class="field-table">' in own.content.decode()
-    assert "<b>slot" not in own.content.decode()
+    assert "sortable column-arm" in html and "psilocybin micro-dose" in _arm_cells(html).values()
+    # Blinded everywhere: no arm column at all.
+    client.force_login(a_staff["trial_manager"])
+    html = client.get(url).content.decode()
+    assert "column-arm" not in html and "psilocybin micro-dose" not in html and _arm_cells(html) == {}
+
+
+MIXED_CHANGELIST_QUERIES = {"participants": 14, "audit": 12}
+
+
+@pytest.mark.parametrize("page", ["participants", "audit"])
+def test_a_list_mixing_trials_asks_about_arms_once_per_request_not_per_row(
+    client, two_trials, unblinded_in_a_monitoring_b, page, django_assert_num_queries
+):
+    """A page of one row and a page of every row cost the same queries (the arm column reads each row's trial from
+    the row itself), and the figure is pinned."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    a, b, _, _ = two_trials
+    client.force_login(unblinded_in_a_monitoring_b)
+    if page == "participants":
+        url = reverse("admin:participants_participant_changelist")
+        one_row = {"q": Participant.objects.filter(trial=b).values_list("study_id", flat=True).first()}
+    else:
+        url = reverse("admin:pghistory_events_changelist")
+        one_row = {"table": "participants.arm", "pgh_created_at__gte": "2100-01-01 00:00:00+00:00"}
+    client.get(url)  # warm caches (content types, the session)
+    with CaptureQueriesContext(connection) as few:
+        small = client.get(url, one_row)
+    assert small.status_code == 200 and len(small.context["cl"].result_list) <= 1
+    with django_assert_num_queries(len(few.captured_queries)):
+        full = client.get(url)
+    rows = full.context["cl"].result_list
+    assert len(rows) >= 16
+    if page == "participants":
+        assert "blinded" in full.content.decode() and "psilocybin micro-dose" in full.content.decode()
+    assert len(few.captured_queries) == MIXED_CHANGELIST_QUERIES[page], [q["sql"][:120] for q in few.captured_queries]
 
 
 # --- sign-in events and outbox messages ---------------------------------------------------------------------

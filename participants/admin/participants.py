@@ -15,7 +15,7 @@ import segno
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, OuterRef, Subquery, Value
+from django.db.models import Case, CharField, Count, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -27,7 +27,7 @@ from django.utils.safestring import mark_safe
 from trialsite import admin_actions, policy
 from trialsite import roles as R
 from trialsite.admin_actions import error_text
-from trialsite.admin_scoping import CLINICAL_WRITE_ROLES, ReadOnlyInline, ScopedAdmin, site_filter
+from trialsite.admin_scoping import CLINICAL_WRITE_ROLES, ReadOnlyInline, ScopedAdmin, arms_of, site_filter
 from trialsite.models import Site, Trial
 from trialsite.protocol.services import protocol_current
 
@@ -163,7 +163,10 @@ class ParticipantAdmin(KitAdminMixin, ScopedAdmin):
     site_field = "site"
     add_roles = CLINICAL_WRITE_ROLES
     change_roles = ()  # changes go through actions (services), never raw edits
-    list_display = ["study_id", "site", "status", "study_day_now", "open_alerts_col"]
+    list_display = ["study_id", "site", "status", "study_day_now", "open_alerts_col", "arm"]
+    # The arm column: shown to whoever the policy lets see arms, row by row on a list mixing trials ("blinded" in
+    # the rows of a trial where they may not), and to nobody else (trialsite.admin_scoping).
+    blinded_fields = ("arm",)
     list_filter = [site_filter("site"), "status", OpenAlertsFilter]
     list_select_related = ["site"]
     search_fields = ["study_id"]
@@ -206,6 +209,12 @@ class ParticipantAdmin(KitAdminMixin, ScopedAdmin):
             .values("n")[:1]
         )
         queryset = super().get_queryset(request).annotate(open_alerts=Coalesce(Subquery(open_alerts), Value(0)))
+        arms = arms_of(request)
+        if arms.trials:  # the arm, read only for rows of the trials where the policy lets the user see arms
+            arm = m.Allocation.objects.filter(participant=OuterRef("pk")).values("slot__arm__name")[:1]
+            queryset = queryset.annotate(
+                arm_name=Case(When(trial_id__in=arms.trials, then=Subquery(arm)), output_field=CharField())
+            )
         for extension in dashboard_extensions():
             queryset = extension.annotate(queryset)
         return queryset
@@ -244,6 +253,10 @@ class ParticipantAdmin(KitAdminMixin, ScopedAdmin):
         return format_html(
             '<ul class="eligibility">{}</ul>', format_html_join("", "<li><strong>{}</strong> · {}</li>", answers)
         )
+
+    @admin.display(description="arm", ordering="arm_name")
+    def arm(self, obj):
+        return getattr(obj, "arm_name", None) or "—"
 
     @admin.display(description="study day")
     def study_day_now(self, obj):

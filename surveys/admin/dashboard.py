@@ -167,18 +167,13 @@ def sections(request, participant) -> list[dict]:
 
 
 def audit_section(request, participant) -> str:
-    from pghistory.models import Events
+    from trialsite.admin_audit import hidden_keys, user_arms, visible_events
 
-    from trialsite.admin_audit import hidden_keys, visible_event_models
-
-    events = list(
-        Events.objects.across(*visible_event_models(request.user))
-        .references(participant)
-        .order_by("-pgh_created_at")[:200]
-    )
+    events = list(visible_events(request.user).references(participant).order_by("-pgh_created_at")[:200])
+    arms = user_arms(request.user)
     rows = []
     for event in events:
-        hidden = hidden_keys(request.user, event.pgh_obj_model or "")
+        hidden = hidden_keys(request.user, event.pgh_obj_model or "", event.pgh_data, arms)
         diff = {k: v for k, v in (event.pgh_diff or {}).items() if k not in hidden}
         rows.append({"event": event, "diff": diff, "context": event.pgh_context or {}})
     return render_to_string("admin/surveys/sections/audit.html", {"rows": rows})
