@@ -10,7 +10,7 @@ class ParticipantsConfig(AppConfig):
         from trialsite.celery import SWEEP_SCHEDULE
         from trialsite.protocol.services import register_protocol_loader
 
-        from . import blinding, selectors
+        from . import blinding, selectors, token_join
         from .models import Participant
         from .protocol_loader import load_participants_part
         from .services.notices import safety_alert_notify_send
@@ -22,6 +22,8 @@ class ParticipantsConfig(AppConfig):
         principals.register_participant_lookup(
             participant_for_user=selectors.participant_for_user, is_participant=selectors.user_is_participant
         )
+        # Read with every bearer token, in the token lookup's one statement: the phone's participant and consent rows.
+        principals.register_token_join(token_join.PHONE_JOIN)
         admin_scoping.register_arm_bearing(
             "participants", lambda: blinding.REGISTRY, trial_paths=lambda: blinding.TRIAL_PATHS
         )

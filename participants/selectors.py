@@ -128,7 +128,7 @@ def participant_for_user(user) -> Participant | None:
         return None
     try:
         if type(user).participant.is_cached(user):
-            # Fetched with the bearer token in its one query (settings.API_TOKEN_SELECT_RELATED).
+            # Read with the bearer token in its one statement (participants.token_join).
             return user.participant
         return Participant.objects.select_related("trial", "site").get(user=user)
     except Participant.DoesNotExist:

@@ -14,10 +14,12 @@ Only for inputs the ORM hands to the driver as they are (str, int, aware datetim
 whose placeholders do not reach the parameters unchanged. Nothing about the rows is cached: every call runs
 the query.
 
-PostgreSQL plans it once per connection too: the first call on a connection sends `PREPARE` and `EXECUTE` in one
-statement string (one round trip, one query as Django counts them), later calls only `EXECUTE`; the server then
-skips parsing and, once it settles on a generic plan, planning (the token lookup's five-table join spent more time
-being planned than run). Not behind PgBouncer in transaction pooling (`DISABLE_SERVER_SIDE_CURSORS`, set by
+PostgreSQL plans it once per connection too (`PreparedStatement`, which also runs hand-written statements such as
+the bearer-token lookup, trialsite.api.auth; a paged call runs the query with a parameterised LIMIT/OFFSET as a
+statement of its own): the first call on a connection sends `PREPARE` and `EXECUTE` in one statement string
+(one round trip, one query as Django counts them), later calls only `EXECUTE`; the server then skips parsing
+and, once it settles on a generic plan, planning (the token lookup's five-table join spent more time being
+planned than run). Not behind PgBouncer in transaction pooling (`DISABLE_SERVER_SIDE_CURSORS`, set by
 DB_TRANSACTION_POOLING=1): a prepared statement lives on one server connection, which a pooled client does not keep.
 """
 
@@ -69,9 +71,7 @@ class CompiledQuery:
         self._placeholders = placeholders
         self._compiled: dict[str, _Compiled] = {}
         self._model = None
-        # The driver connections this query is prepared on, with the statement's name there (a closed connection
-        # drops out; a new one prepares).
-        self._prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._statements: dict[tuple[str, bool], PreparedStatement] = {}  # per alias, paged or not
 
     def compile(self, alias: str) -> _Compiled:
         compiled = self._compiled.get(alias)
@@ -120,19 +120,13 @@ class CompiledQuery:
         params = list(compiled.params)
         for position, name in compiled.slots:
             params[position] = values[name]
-        sql = compiled.sql
-        if limit is not None or offset:
+        paged = limit is not None or bool(offset)
+        if paged:
             if not compiled.sliceable:
                 raise ValueError("the built queryset is sliced already")
-            sql = f"{sql} LIMIT %s OFFSET %s"
             params += [limit, offset]  # LIMIT NULL: no limit
         connection = connections[alias]
-        with connection.cursor() as cursor:
-            if sql is compiled.sql and params and not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
-                self._execute_prepared(connection, cursor, compiled, params)
-            else:
-                cursor.execute(sql, params)
-            rows = cursor.fetchall()
+        rows = self._statement(alias, compiled, paged=paged).rows(connection, params)
         objects = []
         for raw in rows:
             row = list(raw[: compiled.col_count] if compiled.col_count is not None else raw)
@@ -149,7 +143,38 @@ class CompiledQuery:
             objects.append(obj)
         return objects
 
-    def _execute_prepared(self, connection, cursor, compiled: _Compiled, params: list) -> None:
+    def _statement(self, alias: str, compiled: _Compiled, *, paged: bool) -> PreparedStatement:
+        # Paged: the same query with a parameterised LIMIT/OFFSET, a statement of its own (every page runs it).
+        statement = self._statements.get((alias, paged))
+        if statement is None:
+            sql = f"{compiled.sql} LIMIT %s OFFSET %s" if paged else compiled.sql
+            statement = self._statements[(alias, paged)] = PreparedStatement(sql)
+        return statement
+
+
+class PreparedStatement:
+    """One SQL text (Django's `%s` parameters) run as a statement prepared once per driver connection: the first
+    call on a connection sends `PREPARE` and `EXECUTE` in one string (one round trip, one query as Django counts
+    them), later calls only `EXECUTE`. Plain queries behind a transaction pooler (`DISABLE_SERVER_SIDE_CURSORS`).
+    A statement without parameters runs plainly too (nothing to gain). Runs on the connection given: the caller
+    chooses the alias (a statement that writes must be given `default`)."""
+
+    def __init__(self, sql: str):
+        self.sql = sql
+        self._body = _numbered(sql)
+        # The driver connections this statement is prepared on, with its name there (a closed connection drops
+        # out; a new one prepares).
+        self._prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def rows(self, connection, params) -> list[tuple]:
+        with connection.cursor() as cursor:
+            if params and not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+                self._execute_prepared(connection, cursor, params)
+            else:
+                cursor.execute(self.sql, params)
+            return cursor.fetchall()
+
+    def _execute_prepared(self, connection, cursor, params) -> None:
         arguments = ", ".join(["%s"] * len(params))
         raw = connection.connection  # the driver's connection, opened by connection.cursor()
         name = self._prepared.get(raw)
@@ -162,7 +187,7 @@ class CompiledQuery:
             name = f"trialsite_compiled_{next(_names)}"
             # Both statements in one string (client-side binding sends it as one simple query): the rows are the
             # EXECUTE's, the last result set.
-            cursor.execute(f"PREPARE {name} AS {_numbered(compiled.sql)}; EXECUTE {name}({arguments})", params)
+            cursor.execute(f"PREPARE {name} AS {self._body}; EXECUTE {name}({arguments})", params)
             while cursor.nextset():
                 pass
         self._prepared[raw] = name

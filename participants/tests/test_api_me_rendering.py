@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from participants.api.views import me_data
 from participants.api.views.phone import MeOutputSerializer, me_values
-from participants.models import ParticipantStatus, PushSubscription, WithdrawalScope
+from participants.models import Participant, ParticipantStatus, PushSubscription, WithdrawalScope
 from participants.services import participant_enrol
 from trialsite.api.rendering import render
 
@@ -83,3 +83,117 @@ def test_render_refuses_serializers_that_read_their_context():
         render(NeedsContext, {})
     with pytest.raises(TypeError, match=r"Nested\.inner\.now"):
         render(Nested, {"inner": {}})
+
+
+# --- the consent rows read with the bearer token (participants.token_join) ---------------------------------------
+
+
+def _decision(state):
+    """What consent_status decides, by key: the version in force, the signature of it, the latest signature."""
+    return (
+        state.current.pk if state.current else None,
+        state.signed.pk if state.signed else None,
+        state.last_signed.pk if state.last_signed else None,
+        state.needs_consent,
+        state.current.version if state.current else None,
+        state.last_signed.signed_at if state.last_signed else None,
+    )
+
+
+def test_the_consent_read_with_the_token_is_decided_as_consent_status_decides(register, trial):
+    """/me decides consent on the rows its token lookup read, with consent_status_of: the same answer as
+    consent_status (its own query) in every consent state, on dates before, inside and after the documents'
+    validity."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from participants.models import ConsentDocument, ConsentSignature
+    from participants.selectors import consent_status
+    from participants.token_join import NAME
+    from trialsite.api.auth import token_lookup
+
+    participant, code = register(contact={"email": "d@example.org"})
+    _, key = participant_enrol(code=code)
+    first = ConsentDocument.objects.get(trial=trial, version="1.0")
+    today = date(2026, 6, 1)
+    dates = [first.valid_from - timedelta(days=1), first.valid_from, today, today + timedelta(days=40)]
+    seen = set()
+
+    def document(version, *, valid_from, valid_to=None, reconsent=False):
+        return ConsentDocument.objects.create(
+            trial=trial,
+            version=version,
+            title=version,
+            body="text",
+            sha256=version * 8,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            requires_reconsent=reconsent,
+            protocol_version_id=first.protocol_version_id,
+        )
+
+    def sign(doc, day):
+        return ConsentSignature.objects.create(
+            participant=participant,
+            document=doc,
+            method="electronic",
+            sha256=doc.sha256,
+            signed_at=datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
+        )
+
+    def same_everywhere():
+        phone = token_lookup(key=key, now=datetime.now(UTC)).joined[NAME]
+        assert phone.participant.pk == participant.pk
+        for on in dates:
+            expected = _decision(consent_status(participant=participant, on=on))
+            assert _decision(phone.consent_status(on=on)) == expected, on
+            seen.add(expected[3])
+
+    same_everywhere()  # never signed
+    sign(first, today - timedelta(days=30))
+    same_everywhere()  # signed the version in force
+    second = document("2.0", valid_from=today - timedelta(days=2), reconsent=True)
+    same_everywhere()  # an amendment that requires re-consent, not signed
+    sign(second, today - timedelta(days=1))
+    same_everywhere()  # signed again
+    document("3.0", valid_from=today - timedelta(days=1))
+    same_everywhere()  # an amendment that does not require re-consent: the earlier signature covers it
+    document("4.0", valid_from=today + timedelta(days=30), reconsent=True)
+    same_everywhere()  # a future version requiring re-consent
+    ConsentDocument.objects.filter(version="3.0", trial=trial).update(valid_to=today - timedelta(days=1))
+    same_everywhere()  # a version that ended
+    assert seen == {True, False}  # the states really differ
+
+
+def test_render_gives_what_drf_gives_where_a_plain_lookup_would_not():
+    """The planned rendering asks the field itself for what a plain key/attribute lookup cannot answer as DRF does:
+    defaults, optional fields left out, callables, missing related objects, nested None, '*' sources."""
+
+    class Inner(serializers.Serializer):
+        a = serializers.IntegerField()
+
+    class Thing:
+        def __init__(self):
+            self.inner = None
+            self.items = [1, None, 3]
+
+        def shout(self):
+            return "HI"
+
+        @property
+        def broken(self):
+            raise Participant.DoesNotExist
+
+    class Outer(serializers.Serializer):
+        shout = serializers.CharField()
+        inner = Inner(allow_null=True)
+        items = serializers.ListField(child=serializers.IntegerField(allow_null=True))
+        missing = serializers.CharField(default="d")
+        optional = serializers.CharField(required=False)
+        broken = serializers.CharField(allow_null=True)
+        whole = serializers.CharField(source="*")
+
+    thing = Thing()
+    assert render(Outer, thing) == Outer(thing).data
+    assert render(Outer, thing)["shout"] == "HI" and "optional" not in render(Outer, thing)
+    values = {"shout": "x", "inner": {"a": "5"}, "items": [], "optional": "o", "broken": None, "whole": 1}
+    assert render(Outer, values) == Outer(values).data

@@ -51,8 +51,8 @@ def test_lists_keep_a_constant_query_count(phone, django_assert_num_queries, pat
             else:
                 DoseLog.objects.create(participant=p, taken_at=now, idempotency_key=uuid.uuid4())
 
-    phone.get(path)  # the token's last_used_at is refreshed at most every 5 minutes: not part of the count
-    # the token (its participant joined), the page itself (instruments joined; one row past the limit, no COUNT)
+    phone.get(path)  # warm-up (statements prepared on the connection)
+    # the token (its participant joined; last_used_at refreshed in the same statement), the page itself (instruments joined; one row past the limit, no COUNT)
     add(1)
     with django_assert_num_queries(2):
         r = phone.get(path)

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.django_db
 
 ANSWERS = {"mood": 60, "anxiety": 20, "energy": 55, "focus": 70, "dose_taken": True}
 
-# /me: the token with its participant, trial and site (one join; the trial row carries its current protocol version,
-# whose parsed protocol comes from the per-version cache); the consent documents with the participant's signatures.
-ME_QUERIES = 2
+# /me: one statement (trialsite.api.auth.token_lookup): the token with its user, participant, trial and site, and the
+# trial's consent documents with the participant's signatures (participants.token_join); the trial row carries its
+# current protocol version, whose parsed protocol comes from the per-version cache.
+ME_QUERIES = 1
 # /surveys: the token (+ participant); the page (one row more than the limit tells whether there is a next page).
 SURVEYS_QUERIES = 2
 # A submission: the token; savepoint; one SELECT ... FOR UPDATE of the instance that also reads the trial's current
@@ -72,6 +73,23 @@ def test_surveys_list_costs_a_fixed_number_of_queries(phone, django_assert_num_q
     with django_assert_num_queries(SURVEYS_QUERIES):
         response = phone.get("/api/v1/surveys")
     assert response.status_code == 200 and len(response.json()["results"]) >= 3
+
+
+def test_the_surveys_page_runs_as_a_statement_prepared_on_the_connection(phone):
+    """Every page of a list is one prepared statement (LIMIT and OFFSET are its parameters): PostgreSQL parses and
+    plans it once per connection, not per request."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    open_instances(phone, 3)
+    assert phone.get("/api/v1/surveys?status=open&limit=2").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        first = phone.get("/api/v1/surveys?status=open&limit=2").json()
+        rest = phone.get("/api/v1/surveys?status=open&limit=2&offset=2").json()
+    names = [q["sql"].split("(")[0] for q in queries.captured_queries]  # token, page, token, page
+    assert len(names) == 4 and all(name.startswith("EXECUTE trialsite_compiled_") for name in names)
+    assert names[1] == names[3] != names[0]  # both pages: the one prepared page statement
+    assert len(first["results"]) == 2 and first["next"] and len(rest["results"]) >= 1
 
 
 def test_a_submission_costs_a_fixed_number_of_queries_and_no_protocol_parse(

@@ -1,4 +1,4 @@
-"""The bearer token lookup, compiled to SQL once per process (trialsite.compiled_query), still decides on every
+"""The bearer token lookup, one statement prepared once per connection (trialsite.api.auth), still decides on every
 request: a revoked or expired token, or a deactivated user, is refused at once (401 in the error shape); a
 staff token finds no participant; the compiled query refuses inputs the ORM would have changed; PostgreSQL
 runs it as a statement prepared once per connection, except behind a transaction pooler."""
@@ -87,3 +87,47 @@ def test_the_token_lookup_is_prepared_on_the_connection_except_behind_a_transact
     assert token_lookup_executions() == before
     ApiToken.objects.filter(key_hash=ApiToken.hash_key(phone.token)).update(revoked_at=timezone.now())
     assert refused(phone.get("/api/v1/me"))
+
+
+def test_last_used_at_is_written_by_the_lookup_at_most_once_per_refresh_interval(phone):
+    """The lookup's own statement refreshes last_used_at, only when it is older than LAST_USED_REFRESH (one write a
+    minute per phone, not one per request); the clock is injected."""
+    from trialsite.api.auth import LAST_USED_REFRESH, token_lookup
+
+    token = ApiToken.objects.get(key_hash=ApiToken.hash_key(phone.token))
+    t0 = token.expires_at - timedelta(days=1)
+
+    def last_used():
+        return ApiToken.objects.values_list("last_used_at", flat=True).get(pk=token.pk)
+
+    found = token_lookup(key=phone.token, now=t0)
+    assert found.token.pk == token.pk and found.user.pk == phone.participant.user_id
+    assert found.joined["phone"].participant.pk == phone.participant.pk
+    assert last_used() == t0
+    assert token_lookup(key=phone.token, now=t0 + LAST_USED_REFRESH - timedelta(seconds=1)) is not None
+    assert last_used() == t0  # within the interval: no write
+    later = t0 + LAST_USED_REFRESH + timedelta(seconds=1)
+    assert token_lookup(key=phone.token, now=later) is not None
+    assert last_used() == later
+
+    # Expiry is decided on the same injected clock; a refused token is not touched.
+    assert token_lookup(key=phone.token, now=token.expires_at) is None
+    assert last_used() == later
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=t0)
+    assert token_lookup(key=phone.token, now=later + timedelta(hours=1)) is None
+    assert last_used() == later
+
+
+def test_a_staff_token_reads_no_participant_and_gets_403_in_one_query(
+    phone, api_client, make_staff, site_ldn, django_assert_num_queries
+):
+    from trialsite.api.auth import token_lookup
+
+    staff = make_staff("coordinator", site=site_ldn)
+    key, _ = token_issue(user=staff, kind="staff", ttl=timedelta(hours=1))
+    found = token_lookup(key=key, now=timezone.now())
+    assert found.user.pk == staff.pk and found.joined["phone"].participant is None
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert api_client.get("/api/v1/me").status_code == 403  # warm
+    with django_assert_num_queries(1):  # the token statement; it found no participant, nothing else is asked
+        assert api_client.get("/api/v1/me").status_code == 403

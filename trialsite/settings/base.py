@@ -104,7 +104,7 @@ def database_config(url: str | None = None) -> dict:
             "or point DATABASE_URL at a PostgreSQL server."
         )
     config = dj_database_url.parse(url, conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")))
-    config["ENGINE"] = "django.db.backends.postgresql"
+    config["ENGINE"] = "trialsite.db_backend"  # Django's PostgreSQL backend, cheaper health checks
     config["CONN_HEALTH_CHECKS"] = True
     # Behind PgBouncer in transaction-pooling mode (DB_TRANSACTION_POOLING=1): a server-side cursor outlives the
     # statement's transaction on one server connection, so Django must not use them (README, Operations).
@@ -228,8 +228,6 @@ PGHISTORY_MIDDLEWARE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 API_TOKEN_TTL_PARTICIPANT = timedelta(days=int(os.environ.get("PARTICIPANT_TOKEN_DAYS", "180")))
 API_TOKEN_TTL_STAFF = timedelta(hours=int(os.environ.get("STAFF_TOKEN_HOURS", "12")))
-# Fetched with a bearer token in its one query: a phone's participant (with trial and site) needs no second one.
-API_TOKEN_SELECT_RELATED = ["user", "user__participant__trial", "user__participant__site"]
 
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "trialsite <noreply@trialsite.invalid>")
 

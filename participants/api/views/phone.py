@@ -18,7 +18,8 @@ from trialsite.protocol.services import protocol_current_of
 
 from ... import services
 from ...models import Participant, WithdrawalScope
-from ...selectors import consent_status
+from ...selectors import ConsentStatus, consent_status
+from ...token_join import phone_of
 from ..common import ParticipantsApiView, errors
 
 # --- shared output ------------------------------------------------------------------------------------------
@@ -98,14 +99,15 @@ def safety_info(participant: Participant, request=None, *, protocol=None) -> dic
     }
 
 
-def me_data(participant: Participant, request=None) -> dict:
+def me_data(participant: Participant, request=None, *, consent: ConsentStatus | None = None) -> dict:
     """The body of GET /api/v1/me: MeOutputSerializer's rendering (one bound instance, trialsite.api.rendering)."""
-    return render(MeOutputSerializer, me_values(participant, request))
+    return render(MeOutputSerializer, me_values(participant, request, consent=consent))
 
 
-def me_values(participant: Participant, request=None) -> dict:
-    """What MeOutputSerializer renders for a participant."""
-    state = consent_status(participant=participant)
+def me_values(participant: Participant, request=None, *, consent: ConsentStatus | None = None) -> dict:
+    """What MeOutputSerializer renders for a participant. `consent`: the participant's consent status when the
+    caller has it (decided on the rows read with the bearer token); else it is read here."""
+    state = consent or consent_status(participant=participant)
     # The trial row came with the token: its current-version pointer and the per-version cache, no query.
     protocol = protocol_current_of(participant.trial)
     start, end = participant.quiet_hours_start, participant.quiet_hours_end
@@ -203,7 +205,10 @@ class MeApi(ParticipantsApiView):
 
     @extend_schema(operation_id="me_get", responses={200: MeOutputSerializer, **errors(401, 403)})
     def get(self, request):
-        return Response(me_data(request.participant, request))
+        # The consent rows came with the token, in its one statement (participants.token_join).
+        phone = phone_of(request)
+        consent = phone.consent_status() if phone is not None and phone.participant is request.participant else None
+        return Response(me_data(request.participant, request, consent=consent))
 
     @extend_schema(
         operation_id="me_update", request=InputSerializer, responses={200: MeOutputSerializer, **errors(400, 401, 403)}

@@ -23,6 +23,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.fields import empty
 from rest_framework.response import Response
 
+from trialsite.api.rendering import render, validated
 from trialsite.protocol.schema import ITEM_TYPES
 
 from ...errors import SurveyError
@@ -65,19 +66,13 @@ class SurveyListApi(ParticipantApiView):
                 "title": serializers.CharField(),
             },
         )
-        scheduled_local = serializers.SerializerMethodField()
+        scheduled_local = serializers.CharField(read_only=True, help_text="the opening time in the instance's zone")
         timezone = serializers.CharField()
         study_day = serializers.IntegerField()
         opens_at = serializers.DateTimeField()
         closes_at = serializers.DateTimeField()
         late_until = serializers.DateTimeField(source="grace_until")
-        status = serializers.SerializerMethodField()
-
-        def get_scheduled_local(self, obj) -> str:
-            return obj.opens_at.astimezone(ZoneInfo(obj.timezone)).isoformat()
-
-        def get_status(self, obj) -> str:
-            return instance_phone_status(obj, self.context["now"])
+        status = serializers.CharField(read_only=True, help_text="open, upcoming, completed, missed")
 
     @extend_schema(
         tags=TAGS,
@@ -86,17 +81,31 @@ class SurveyListApi(ParticipantApiView):
         responses={200: OutputSerializer(many=True), **errors(400, 401, 403)},
     )
     def get(self, request):
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        filters = validated(self.FilterSerializer, request.query_params)
         now = timezone.now()
-        pages = InstancePages(participant=request.participant, status=filters.validated_data.get("status"), now=now)
+        pages = InstancePages(participant=request.participant, status=filters.get("status"), now=now)
         paginator = ResultsPagination()
         page = paginator.paginate_queryset(pages, request, view=self)
-        data = self.OutputSerializer(page, many=True, context={"now": now}).data
-        return paginator.get_paginated_response(data)
+        return paginator.get_paginated_response([render(self.OutputSerializer, _listed(i, now)) for i in page])
 
     # drf-spectacular reads the paginated shape from here.
     pagination_class = ResultsPagination
+
+
+def _listed(instance, now) -> dict:
+    """What SurveyListApi.OutputSerializer renders for one instance (by its one bound instance: no per-request
+    copy of its fields, trialsite.api.rendering)."""
+    return {
+        "uuid": instance.uuid,
+        "instrument": instance.instrument,
+        "scheduled_local": instance.opens_at.astimezone(ZoneInfo(instance.timezone)).isoformat(),
+        "timezone": instance.timezone,
+        "study_day": instance.study_day,
+        "opens_at": instance.opens_at,
+        "closes_at": instance.closes_at,
+        "grace_until": instance.grace_until,
+        "status": instance_phone_status(instance, now),
+    }
 
 
 class InstrumentDetailApi(ParticipantApiView):
