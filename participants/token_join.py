@@ -9,11 +9,10 @@ here instead of a query of its own). A staff token finds no participant: the joi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from django.db import connection
 
-from trialsite.api.auth import aware_utc
 from trialsite.models import Site, Trial
 from trialsite.principals import TokenJoin
 
@@ -77,24 +76,12 @@ _CONSENT_COLUMNS = (
     (ConsentSignature, "s", "signed_at"),
 )
 
-# The signatures' times are read as UTC wall times (a plain `timestamp`, which the driver decodes in C) and made aware
-# again in `_load`, as the token's own columns are (trialsite.api.auth), when the connection's zone is UTC.
-_UTC_WALL = connection.timezone is UTC
-
-
-def _agg(i: int, model, alias: str, name: str) -> str:
-    column = f"{alias}.{_c(model, name)}"
-    if _UTC_WALL and model._meta.get_field(name).get_internal_type() == "DateTimeField":
-        column = f"{column} AT TIME ZONE 'UTC'"
-    return f"array_agg({column}) AS a{i}"
-
-
 _SQL = f"""
   LEFT JOIN {_t(Participant)} p ON p.{_c(Participant, "user")} = {{user_id}}
   LEFT JOIN {_t(Trial)} tr ON tr.{_c(Trial, "id")} = p.{_c(Participant, "trial")}
   LEFT JOIN {_t(Site)} si ON si.{_c(Site, "id")} = p.{_c(Participant, "site")}
  CROSS JOIN LATERAL (
-       SELECT {", ".join(_agg(i, m, a, n) for i, (m, a, n) in enumerate(_CONSENT_COLUMNS))}
+       SELECT {", ".join(f"array_agg({a}.{_c(m, n)}) AS a{i}" for i, (m, a, n) in enumerate(_CONSENT_COLUMNS))}
          FROM {_t(ConsentDocument)} d
          LEFT JOIN {_t(ConsentSignature)} s
            ON s.{_c(ConsentSignature, "document")} = d.{_c(ConsentDocument, "id")}
@@ -119,8 +106,7 @@ def _load(user, instances: list, arrays: tuple) -> Phone:
         document = ConsentDocumentRow(document_id, versions[i], valid_froms[i], valid_tos[i], reconsents[i])
         documents.append(document)
         if signature_ids[i] is not None:
-            signed_at = aware_utc(signed_ats[i]) if _UTC_WALL else signed_ats[i]
-            signatures.append(ConsentSignatureRow(signature_ids[i], document_id, signed_at, document))
+            signatures.append(ConsentSignatureRow(signature_ids[i], document_id, signed_ats[i], document))
     return Phone(participant=participant, consent_documents=tuple(documents), consent_signatures=tuple(signatures))
 
 

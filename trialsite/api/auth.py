@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from django.contrib.auth import get_user_model
@@ -64,42 +64,28 @@ class TokenLookup:
 
 class _Columns:
     """Every concrete column of a model, read from a row by position and turned into an instance the way the ORM's
-    own iterator does (its converters, `Model.from_db`), with two shortcuts that give the same instance for less
-    work (issue 14: decoding the row and building five instances were a third of the token lookup's time):
-
-    - a `timestamp with time zone` column is selected as its UTC wall time (`AT TIME ZONE 'UTC'`, a plain
-      `timestamp` the driver decodes in C) and made aware again here, when the connection's zone is UTC (Django's
-      own loader for `timestamptz` is written in Python); the value is the same `datetime`, tzinfo `UTC` included;
-    - the instance is made as `Model.__init__` would make it from positional values (its attributes, `_state`),
-      without walking the fields one `setattr` at a time, where nothing could tell the difference: the model keeps
-      Django's own `__init__` and `from_db`, no pre_init/post_init receiver listens to it, and no field's attribute
-      has a descriptor that does more than store the value. Otherwise `Model.from_db` builds it."""
+    own iterator does (its converters, `Model.from_db`). The instance is made as `Model.__init__` would make it
+    from positional values (its attributes, `_state`) without walking the fields one `setattr` at a time, where
+    nothing could tell the difference: the model keeps Django's own `__init__` and `from_db`, no
+    pre_init/post_init receiver listens to it, and no field's attribute has a descriptor that does more than store
+    the value. Otherwise `Model.from_db` builds it. (The row's timestamps are decoded by the driver's own loader:
+    trialsite.compiled_query.PreparedStatement.)"""
 
     def __init__(self, model, alias: str, connection, start: int):
         self.model = model
         fields = model._meta.concrete_fields
         self.attnames = [f.attname for f in fields]
-        utc = connection.timezone is UTC
-        self.columns = [f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields]
-        self.templates, converters = [], []  # how each column is selected ("{}": as it is)
+        self.sql = [f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields]
+        converters = []
         for i, f in enumerate(fields):
             col = f.get_col(alias)
-            fns = tuple(connection.ops.get_db_converters(col) + col.get_db_converters(connection))
-            template = "{}"
-            if utc and f.get_internal_type() == "DateTimeField":
-                template, fns = "({} AT TIME ZONE 'UTC')", (aware_utc, *fns)
-            self.templates.append(template)
+            fns = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
             if fns:
-                converters.append((i, fns, col))
-        self.sql = self.selected(self.columns)
+                converters.append((i, tuple(fns), col))
         self.slice = slice(start, start + len(fields))
         self.converters = tuple(converters)
         self.pk_index = self.attnames.index(model._meta.pk.attname)
         self.plain = _plainly_made(model)
-
-    def selected(self, columns: list[str]) -> list[str]:
-        """The select expressions of these columns (the model's own, or a CTE's names for them)."""
-        return [t.format(c) for t, c in zip(self.templates, columns, strict=True)]
 
     def load(self, row: tuple, connection):
         values = row[self.slice]
@@ -119,11 +105,6 @@ class _Columns:
         state.adding, state.db = False, DEFAULT_DB_ALIAS
         instance.__dict__.update(zip(self.attnames, values, strict=True))
         return instance
-
-
-def aware_utc(value, expression=None, connection=None):
-    """A UTC wall time (a `timestamptz` selected `AT TIME ZONE 'UTC'`) as the aware datetime the ORM reads."""
-    return None if value is None else value.replace(tzinfo=UTC)
 
 
 # Descriptors that only store what is assigned to a fresh instance (a foreign key's id attribute also forgets a
@@ -160,7 +141,7 @@ def _statement() -> _Statement:
     token = _Columns(ApiToken, "t", connection, 0)
     user = _Columns(user_model, "u", connection, len(token.attnames))
     # The CTE's columns are named c0, c1, ... (a token and a user both have an `id`).
-    inner = [*token.columns, *user.columns]
+    inner = [*token.sql, *user.sql]
     names = [f"c{i}" for i in range(len(inner))]
     cte_of = dict(zip(inner, names, strict=True))
     f = ApiToken._meta.get_field
@@ -169,8 +150,7 @@ def _statement() -> _Statement:
         return f"token.{cte_of['t.' + q(f(name).column)]}"
 
     user_id, token_id, last_used = token_column("user"), token_column("id"), token_column("last_used_at")
-    select = token.selected(names[: len(token.columns)]) + user.selected(names[len(token.columns) :])
-    position, joins_sql, joins = len(inner), [], []
+    position, select, joins_sql, joins = len(inner), list(names), [], []
     for join in principals.token_joins():
         columns = []
         for model, alias in join.models:
