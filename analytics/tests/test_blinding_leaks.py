@@ -143,6 +143,8 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
         reverse("admin:pghistory_events_changelist"),
         reverse("admin:pghistory_events_changelist") + "?table=participants.allocation",
         reverse("admin:pghistory_events_export") + "?table=participants.arm",
+        reverse("admin:pghistory_events_export") + "?table=participants.allocationslot",
+        reverse("admin:pghistory_events_export") + "?table=participants.doseunit",
     ]
     answered: dict[str, list[str]] = {}
     for role in BLINDED_ROLES:
