@@ -15,10 +15,9 @@ called for unblinded users (`trialsite.roles.is_unblinded`).
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -35,22 +34,10 @@ from trialsite.protocol.services import ProtocolError, protocol_current
 from .blinding import bang, guess_table, james
 from .export import T
 
-# The latency percentiles sort every answer of the trial (twice per group, once per percentile): with the default
-# work_mem (4 MB) the sort spills to disk from a few thousand participants on (EXPLAIN: "external merge"). Raised for
-# that query's transaction only (SET LOCAL: safe under PgBouncer's transaction pooling and on a hot standby).
-SORT_WORK_MEM = "128MB"
 
-
-def _rows(sql: str, params: list, *, work_mem: str | None = None) -> list[dict]:
-    """Figures are read on the replica when one is configured (DATABASE_REPLICA_URL; see trialsite.db).
-    `work_mem`: PostgreSQL's sort memory for this query alone (a constant of this module, never user input)."""
-    alias = replica_alias()
-    with contextlib.ExitStack() as stack:
-        if work_mem is not None:
-            stack.enter_context(transaction.atomic(using=alias))
-        cur = stack.enter_context(connections[alias].cursor())
-        if work_mem is not None:
-            cur.execute(f"SET LOCAL work_mem = '{work_mem}'")
+def _rows(sql: str, params: list) -> list[dict]:
+    """Figures are read on the replica when one is configured (DATABASE_REPLICA_URL; see trialsite.db)."""
+    with connections[replica_alias()].cursor() as cur:
         cur.execute(sql, params)
         cols = [c.name for c in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
@@ -248,7 +235,6 @@ def response_latency(*, trial: Trial, site_ids=None) -> list[dict]:
         GROUP BY ins.slug ORDER BY ins.slug
         """,
         [trial.pk, *params],
-        work_mem=SORT_WORK_MEM,
     )
     return [_latency_row(r) for r in rows]
 
@@ -268,7 +254,6 @@ def response_latency_by_site(*, trial: Trial) -> dict[str, list[dict]]:
         GROUP BY GROUPING SETS ((ins.slug), (p.site_id, ins.slug)) ORDER BY p.site_id NULLS FIRST, ins.slug
         """,
         [trial.pk],
-        work_mem=SORT_WORK_MEM,
     )
     out: dict[str, list[dict]] = {"all": []}
     for r in rows:

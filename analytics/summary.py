@@ -4,7 +4,8 @@ goal 4).
 
 The slow figures read every survey instance, response and dose of the trial: completion and adherence by site and
 week, response latency and the participants' blinding-guess distribution. `summary_site_figures` computes them per site with the selectors that define them on
-surveys.definitions (completion_site_week_rows, adherence_groups, response_latency_by_site: one definition each);
+surveys.definitions (completion_site_week_rows, response_latency_by_site; adherence_groups' definition in one SQL
+statement: analytics.summary_selectors);
 they are stored with the dashboard's completion in the trial's snapshot (analytics.CompletionSnapshot, refreshed by
 the beat task; analytics.completion_snapshots) and `summary_sums` narrows them to the reader's sites and sums them
 by site, by week and overall. The live path (`trial_summary` without `figures`) computes the same per-site figures
@@ -38,10 +39,11 @@ def summary_site_figures(*, trial: Trial, now: datetime) -> dict:
     """The slow figures per site at `now` (JSON-ready): "completion" rows (site_id, site, week, planned, answered,
     on_time), "adherence" rows (site, site_id, week, planned, logged), "latency" ({"all" | "<site id>": rows}) and
     "guesses" rows (site_id, schedule_key, planned_day, active, placebo, dont_know; no arm)."""
-    adherence = selectors.adherence_groups(trial=trial, by=("site_week",), now=now)["site_week"]
+    from .summary_selectors import adherence_site_week_rows
+
     return {
         "completion": selectors.completion_site_week_rows(trial=trial, now=now),
-        "adherence": [{k: r[k] for k in ("site", "site_id", "week", *ADHERENCE_COUNTS)} for r in adherence],
+        "adherence": adherence_site_week_rows(trial=trial, now=now),
         "latency": selectors.response_latency_by_site(trial=trial),
         "guesses": selectors.blinding_guess_distribution(trial=trial, by_site=True),
     }
