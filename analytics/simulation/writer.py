@@ -4,12 +4,13 @@
 The audit trail and bulk writes. The audit trail is pghistory's AFTER INSERT/UPDATE/DELETE row triggers, and they
 fire for COPY too: with `audit=True` (the default: `simulate_trial`, `demo`, the tests) every synthetic row gets
 its insert event, exactly as a row written by a service would, and the event tables roughly double the write
-volume. With `audit=False` (bench/simulate.py, bench/scale.py) the *insert* triggers of the tables below are
-skipped for the simulator's own transactions only, through pgtrigger's per-transaction switch
-(`set_config('pgtrigger.ignore', …, true)`, i.e. SET LOCAL): update and delete triggers stay armed, every other
-connection keeps auditing, and the rows the simulator still writes through the ORM (consent signatures,
-allocations, the slots it takes, withdrawals, adverse events) are audited as usual under a pghistory context
-whose metadata says `simulate_trial`. Synthetic rows are not clinical events: a trial simulated without insert
+volume. With `audit=False` (bench/simulate.py, bench/scale.py) the *insert* triggers of the tables below, and of
+the allocation list, its slots and dose units when the simulator has production generate the list
+(`insert_audit_skipped`), are skipped for the simulator's own transactions only, through pgtrigger's
+per-transaction switch (`set_config('pgtrigger.ignore', …, true)`, i.e. SET LOCAL): update and delete triggers
+stay armed, every other connection keeps auditing, and the rows the simulator still writes through the ORM
+(consent signatures, allocations, the slots it takes, withdrawals, adverse events) are audited as usual under a
+pghistory context whose metadata says `simulate_trial`. Synthetic rows are not clinical events: a trial simulated without insert
 events is a demo or benchmark database, never evidence. The foreign keys are always checked: by PostgreSQL's
 deferred triggers at commit, or — with `audit=False` and the privilege to set `session_replication_role` — by the
 writer itself before commit (see BulkWriter).
@@ -247,17 +248,27 @@ def reserve_ids(model, n: int) -> range | list[int]:
     return range(lo, hi + 1) if values is None else sorted(values)
 
 
-def insert_trigger_ids() -> list[str]:
-    """pgtrigger's ids of the audit insert triggers on the simulator's tables (both spellings it accepts)."""
+def insert_trigger_ids(models: Iterable[type] | None = None) -> list[str]:
+    """pgtrigger's ids of the audit insert triggers on the simulator's tables, or on `models`' tables (both
+    spellings pgtrigger accepts)."""
     import pgtrigger
 
-    tables = {model._meta.db_table for model, _ in SPEC.values()}
+    tables = {model._meta.db_table for model in (models or (m for m, _ in SPEC.values()))}
     out = []
     for model, trigger in pgtrigger.registered():
         if model._meta.db_table in tables and trigger.name == "insert_insert":
             pgid = trigger.get_pgid(model)
             out += [pgid, f"{model._meta.db_table}:{pgid}"]
     return out
+
+
+def insert_audit_skipped(models: Iterable[type]) -> None:
+    """Skip the audit insert triggers of `models`' tables for the rest of the current transaction (SET LOCAL
+    through pgtrigger's switch, as `BulkWriter(audit=False)` does for its own tables)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT set_config('pgtrigger.ignore', %s, true)", ["{" + ",".join(insert_trigger_ids(models)) + "}"]
+        )
 
 
 def foreign_keys() -> dict[str, list[tuple[int, str, str]]]:
