@@ -5,7 +5,7 @@ protocol version, an earlier use of the idempotency key, the consent documents w
 in one SELECT ... FOR UPDATE, then writes the response, its item answers, its scores, the instance's new status and
 the idempotency record in one INSERT/UPDATE statement (data-modifying CTEs). Both SQL texts are built once, at
 import, from the models' own table and column names; no ORM query is compiled per request, and PostgreSQL parses
-and plans each once per connection (surveys.services.prepared). The audit triggers fire for every row exactly as for
+and plans each once per connection (trialsite.compiled_query.PreparedStatement). The audit triggers fire for every row exactly as for
 ORM writes (they are row triggers on the tables), in the same transaction.
 
 Instrument versions are immutable (surveys.protocol_loader refuses a changed definition under an existing
@@ -16,19 +16,21 @@ by its pk, as the protocol is per version (trialsite.protocol.services.protocol_
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db import connection
 
 from participants.models import ConsentDocument, ConsentSignature
+from participants.token_join import ConsentDocumentRow, ConsentSignatureRow
+from trialsite.compiled_query import PreparedStatement
 from trialsite.models import Trial
 
 from ..models import IdempotencyRecord, Instrument, ItemAnswer, Response, Score, SurveyInstance
 from .kits import kit_items
-from .prepared import PreparedStatement
 
 # --- instruments, parsed once per version --------------------------------------------------------------------
 
@@ -64,6 +66,24 @@ def instrument_cache_clear() -> None:
     _instruments.clear()
 
 
+# --- the two statements ---------------------------------------------------------------------------------------
+
+_PARAMETER = re.compile(r"%\((\w+)\)s")
+
+
+class _Statement:
+    """A fixed SQL text with `%(name)s` parameters (readable, and a value used twice is named once), run as a
+    statement prepared once per connection (trialsite.compiled_query.PreparedStatement, positional parameters).
+    `audited`: it writes audited tables (keeps the audit context's set_config() in front of it)."""
+
+    def __init__(self, sql: str, *, audited: bool) -> None:
+        self.names = tuple(_PARAMETER.findall(sql))
+        self.statement = PreparedStatement(_PARAMETER.sub("%s", sql), audited=audited)
+
+    def rows(self, params: dict[str, Any]) -> list[tuple]:
+        return self.statement.rows(connection, [params[name] for name in self.names])
+
+
 # --- the read under the lock ---------------------------------------------------------------------------------
 
 
@@ -82,13 +102,14 @@ SELECT i.{_c(SurveyInstance, "id")}, i.{_c(SurveyInstance, "status")}, i.{_c(Sur
        i.{_c(SurveyInstance, "study_day")}, t.{_c(Trial, "current_version")},
        k.{_c(IdempotencyRecord, "kind")}, k.{_c(IdempotencyRecord, "request_hash")},
        k.{_c(IdempotencyRecord, "response_body")},
-       c.document_ids, c.valid_froms, c.valid_tos, c.reconsents, c.signature_ids, c.signed_ats
+       c.document_ids, c.versions, c.valid_froms, c.valid_tos, c.reconsents, c.signature_ids, c.signed_ats
   FROM {_t(SurveyInstance)} i
   JOIN {_t(Trial)} t ON t.{_c(Trial, "id")} = %(trial)s
   LEFT JOIN {_t(IdempotencyRecord)} k
     ON k.{_c(IdempotencyRecord, "participant")} = %(participant)s AND k.{_c(IdempotencyRecord, "key")} = %(key)s
  CROSS JOIN LATERAL (
        SELECT array_agg(d.{_c(ConsentDocument, "id")}) AS document_ids,
+              array_agg(d.{_c(ConsentDocument, "version")}) AS versions,
               array_agg(d.{_c(ConsentDocument, "valid_from")}) AS valid_froms,
               array_agg(d.{_c(ConsentDocument, "valid_to")}) AS valid_tos,
               array_agg(d.{_c(ConsentDocument, "requires_reconsent")}) AS reconsents,
@@ -102,7 +123,7 @@ SELECT i.{_c(SurveyInstance, "id")}, i.{_c(SurveyInstance, "status")}, i.{_c(Sur
  WHERE i.{_c(SurveyInstance, "participant")} = %(participant)s AND i.{_c(SurveyInstance, "uuid")} = %(instance)s
    FOR UPDATE OF i
 """  # noqa: S608 - the models' own table and column names, quoted; values are parameters
-_LOCK = PreparedStatement(_LOCK_SQL, audited=False)
+_LOCK = _Statement(_LOCK_SQL, audited=False)
 
 
 @dataclass(frozen=True)
@@ -120,34 +141,15 @@ class Locked:
     study_day: int
     current_version_id: int | None
     replay: tuple[str, str, dict] | None  # (kind, request hash, body) of an earlier use of the key
-    consent_documents: list[ConsentDocumentRow]
+    consent_documents: list[ConsentDocumentRow]  # participants.token_join's rows
     consent_signatures: list[ConsentSignatureRow]
 
 
-@dataclass(frozen=True)
-class ConsentDocumentRow:
-    """The columns of a consent document that participants.selectors.consent_status_of decides on."""
-
-    pk: int
-    valid_from: date
-    valid_to: date | None
-    requires_reconsent: bool
-
-
-@dataclass(frozen=True)
-class ConsentSignatureRow:
-    """The columns of a signature that consent_status_of decides on."""
-
-    pk: int
-    document_id: int
-    signed_at: datetime
-    document: ConsentDocumentRow
-
-
-def _consent_rows(document_ids, valid_froms, valid_tos, reconsents, signature_ids, signed_ats):
+def _consent_rows(document_ids, versions, valid_froms, valid_tos, reconsents, signature_ids, signed_ats):
+    """The consent rows of participants.token_join (what consent_status_of decides on), from the arrays read."""
     documents, signatures = [], []
     for i, document_id in enumerate(document_ids or ()):
-        document = ConsentDocumentRow(document_id, valid_froms[i], valid_tos[i], reconsents[i])
+        document = ConsentDocumentRow(document_id, versions[i], valid_froms[i], valid_tos[i], reconsents[i])
         documents.append(document)
         if signature_ids[i] is not None:
             signatures.append(ConsentSignatureRow(signature_ids[i], document_id, signed_ats[i], document))
@@ -166,11 +168,10 @@ def submission_lock(*, participant, instance_id: UUID, key: UUID) -> Locked | No
     committed while this one waited for the lock is not in it (the caller asks again, see survey_response_submit).
     """
     params = {"participant": participant.pk, "trial": participant.trial_id, "key": key, "instance": instance_id}
-    with connection.cursor() as cursor:
-        _LOCK.execute(cursor, params)
-        row = cursor.fetchone()
-    if row is None:
+    rows = _LOCK.rows(params)
+    if not rows:
         return None
+    (row,) = rows
     (pk, status, opens_at, closes_at, grace_until, instrument_id, schedule_key, study_day, version_id) = row[:9]
     kind, digest, body = row[9:12]
     documents, signatures = _consent_rows(*row[12:])
@@ -254,7 +255,7 @@ WITH r AS (
 )
 SELECT id FROM r
 """  # noqa: S608 - the models' own table and column names, quoted; values are parameters
-_WRITE = PreparedStatement(_WRITE_SQL, audited=True)
+_WRITE = _Statement(_WRITE_SQL, audited=True)
 
 
 def submission_write(
@@ -272,5 +273,4 @@ def submission_write(
     params["kind"] = kind
     params["status_code"] = 201
     params["response_body"] = json.dumps(body)
-    with connection.cursor() as cursor:
-        _WRITE.execute(cursor, params)
+    _WRITE.rows(params)
