@@ -211,7 +211,6 @@ _RESPONSE_FIELDS = (
     "source",
     "locked",
 )
-_JSON_FIELDS = {"answers"}
 # Every column is written: a field added to the model must be added here (checked at import).
 assert {f.name for f in Response._meta.concrete_fields} == {"id", *_RESPONSE_FIELDS}, "Response changed"
 assert {f.name for f in ItemAnswer._meta.concrete_fields} == {"id", "response", "item_key", "value"} | {
@@ -223,39 +222,56 @@ assert {f.name for f in Score._meta.concrete_fields} == {"id", "response", "key"
 }, "Score changed"
 _IDEMPOTENCY_FIELDS = ("participant", "key", "kind", "request_hash", "status_code", "response_body", "created_at")
 assert {f.name for f in IdempotencyRecord._meta.concrete_fields} == {"id", *_IDEMPOTENCY_FIELDS}, "record changed"
+_RESPONSE_COLUMNS = {f: Response._meta.get_field(f).column for f in _RESPONSE_FIELDS}
+_IDEMPOTENCY_COLUMNS = {f: IdempotencyRecord._meta.get_field(f).column for f in _IDEMPOTENCY_FIELDS}
 
 
-def _placeholder(name: str) -> str:
-    return f"%({name})s::jsonb" if name in _JSON_FIELDS or name == "response_body" else f"%({name})s"
+def _columns(model, columns) -> str:
+    return ", ".join(connection.ops.quote_name(c) for c in columns)
 
 
+# The values travel as one JSON document (one parameter to adapt and send, not thirty): its rows are read back
+# into the tables' own row types (jsonb_populate_record: each value converted by its column's type, as a literal
+# would be) or into the declared columns of jsonb_to_recordset.
 _WRITE_SQL = f"""
-WITH r AS (
-  INSERT INTO {_t(Response)} ({", ".join(_c(Response, f) for f in _RESPONSE_FIELDS)})
-  VALUES ({", ".join(_placeholder(f) for f in _RESPONSE_FIELDS)})
+WITH d AS (SELECT %(doc)s::jsonb AS doc
+), r AS (
+  INSERT INTO {_t(Response)} ({_columns(Response, _RESPONSE_COLUMNS.values())})
+  SELECT {_columns(Response, _RESPONSE_COLUMNS.values())}
+    FROM d, jsonb_populate_record(NULL::{_t(Response)}, d.doc->'response')
   RETURNING {_c(Response, "id")} AS id
 ), a AS (
   INSERT INTO {_t(ItemAnswer)} ({_c(ItemAnswer, "response")}, {_c(ItemAnswer, "item_key")},
                                {_c(ItemAnswer, "value")}, {_c(ItemAnswer, "value_numeric")},
                                {_c(ItemAnswer, "value_text")})
   SELECT r.id, x.key, x.value, x.num, x.txt
-    FROM r, jsonb_to_recordset(%(items)s::jsonb) AS x(key text, value jsonb, num float8, txt text)
+    FROM r, d, jsonb_to_recordset(d.doc->'items') AS x(key text, value jsonb, num float8, txt text)
 ), s AS (
   INSERT INTO {_t(Score)} ({_c(Score, "response")}, {_c(Score, "key")}, {_c(Score, "value")}, {_c(Score, "band")},
                           {_c(Score, "scored")}, {_c(Score, "items_missing")})
   SELECT r.id, x.key, x.value, x.band, x.scored, x.missing
-    FROM r, jsonb_to_recordset(%(scores)s::jsonb) AS x(key text, value float8, band text, scored bool, missing int)
+    FROM r, d, jsonb_to_recordset(d.doc->'scores') AS x(key text, value float8, band text, scored bool, missing int)
 ), u AS (
-  UPDATE {_t(SurveyInstance)} SET {_c(SurveyInstance, "status")} = %(status)s
-   WHERE {_c(SurveyInstance, "id")} = %(instance)s
+  UPDATE {_t(SurveyInstance)} SET {_c(SurveyInstance, "status")} = d.doc->>'status'
+    FROM d
+   WHERE {_c(SurveyInstance, "id")} = (d.doc->>'instance')::bigint
 ), k AS (
-  INSERT INTO {_t(IdempotencyRecord)} ({", ".join(_c(IdempotencyRecord, f) for f in _IDEMPOTENCY_FIELDS)})
-  VALUES (%(participant)s, %(idempotency_key)s, %(kind)s, %(request_hash)s, %(status_code)s,
-          %(response_body)s::jsonb, %(received_at)s)
+  INSERT INTO {_t(IdempotencyRecord)} ({_columns(IdempotencyRecord, _IDEMPOTENCY_COLUMNS.values())})
+  SELECT {_columns(IdempotencyRecord, _IDEMPOTENCY_COLUMNS.values())}
+    FROM d, jsonb_populate_record(NULL::{_t(IdempotencyRecord)}, d.doc->'record')
 )
 SELECT id FROM r
-"""  # noqa: S608 - the models' own table and column names, quoted; values are parameters
+"""  # noqa: S608 - the models' own table and column names, quoted; the values are one parameter
 _WRITE = _Statement(_WRITE_SQL, audited=True)
+
+
+def _value(value):
+    """A value as the JSON document carries it (jsonb_populate_record reads it with the column's type)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    return value
 
 
 def submission_write(
@@ -264,13 +280,21 @@ def submission_write(
     """Insert the response (a dict of its fields, foreign keys as pks), its item answers ({key, value, numeric,
     text}), its scores ({key, value, band, scored, missing}), set the instance's status and insert the idempotency
     record with `body`, all in one statement. A unique constraint's violation raises IntegrityError."""
-    params = dict(response)
-    for name in _JSON_FIELDS:
-        params[name] = json.dumps(params[name])
-    params["items"] = json.dumps(items)
-    params["scores"] = json.dumps(scores)
-    params["status"] = status
-    params["kind"] = kind
-    params["status_code"] = 201
-    params["response_body"] = json.dumps(body)
-    _WRITE.rows(params)
+    record = {
+        "participant": response["participant"],
+        "key": response["idempotency_key"],
+        "kind": kind,
+        "request_hash": response["request_hash"],
+        "status_code": 201,
+        "response_body": body,
+        "created_at": response["received_at"],
+    }
+    doc = {
+        "response": {column: _value(response[name]) for name, column in _RESPONSE_COLUMNS.items()},
+        "items": items,
+        "scores": scores,
+        "status": status,
+        "instance": response["instance"],
+        "record": {column: _value(record[name]) for name, column in _IDEMPOTENCY_COLUMNS.items()},
+    }
+    _WRITE.rows({"doc": json.dumps(doc)})
