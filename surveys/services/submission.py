@@ -3,10 +3,11 @@
 A submission reads, under the instance's row lock, everything it decides on (the instance, the trial's current
 protocol version, an earlier use of the idempotency key, the consent documents with the participant's signatures)
 in one SELECT ... FOR UPDATE, then writes the response, its item answers, its scores, the instance's new status and
-the idempotency record in one INSERT/UPDATE statement (data-modifying CTEs). Both SQL texts are built once, at
-import, from the models' own table and column names; no ORM query is compiled per request, and PostgreSQL parses
-and plans each once per connection (trialsite.compiled_query.PreparedStatement). The audit triggers fire for every row exactly as for
-ORM writes (they are row triggers on the tables), in the same transaction.
+the idempotency record in one INSERT/UPDATE statement (data-modifying CTEs) whose values are one JSON document.
+Both SQL texts are built once, at import, from the models' own table and column names; no ORM query is compiled
+per request, and PostgreSQL parses and plans each once per connection (trialsite.compiled_query.PreparedStatement).
+The audit triggers fire for every row exactly as for ORM writes (they are row triggers on the tables), in the same
+transaction, under the request's audit context.
 
 Instrument versions are immutable (surveys.protocol_loader refuses a changed definition under an existing
 version) and PostgreSQL never reuses a primary key, so an instrument's parsed definition is cached per process
