@@ -9,12 +9,24 @@ TEST_CLOCK ?=
 
 .PHONY: run test lint fmt migrations check-deploy bench clean shell manage
 
-# Runtime pins (requirements.txt, all the production image installs) plus development/test pins.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
-	touch $@
+# Runtime pins (requirements.txt, all the production image installs) plus development/test pins. The venv is made
+# when missing and installed into when the pins change: the stamp holds the sha256 of the requirement files it was
+# installed from. Content, not file times: a fresh clone or a git worktree (whose .venv may be a symlink to a shared
+# venv) has new file times and the same pins. An existing venv is never re-created, only installed into.
+REQS_SHA = $(PYTHON) -c 'import hashlib; print(hashlib.sha256(open("requirements.txt", "rb").read() + b"\0" + open("requirements-dev.txt", "rb").read()).hexdigest())'
+$(VENV)/.installed: FORCE
+	@want="$$($(REQS_SHA))" && [ -n "$$want" ] || exit 1; \
+	if [ -x $(PY) ] && [ "$$(cat $@ 2>/dev/null)" = "$$want" ]; then exit 0; fi; \
+	set -e; \
+	if [ ! -x $(PY) ]; then \
+		echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); $(PY) -m pip install --quiet --upgrade pip; \
+	fi; \
+	echo "$(PY) -m pip install -r requirements.txt -r requirements-dev.txt (the pins changed)"; \
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt; \
+	echo "$$want" > $@
+
+.PHONY: FORCE
+FORCE:
 
 run: $(VENV)/.installed
 	$(STACK) $(PY) -m trialsite.devrun

@@ -30,6 +30,15 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_protocol_cache():
+    """Each test starts with an empty parsed-protocol cache: a test that flushed (ids restart) leaves nothing behind
+    (the cache also checks itself: trialsite.protocol.services.protocol_of_version)."""
+    from trialsite.protocol.services import protocol_cache_clear
+
+    protocol_cache_clear()
+
+
 @pytest.fixture
 def demo_protocol_source() -> str:
     return DEMO_PROTOCOL.read_text(encoding="utf-8")

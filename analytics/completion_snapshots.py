@@ -11,7 +11,9 @@ and the summary API read that row. The figures are computed by the same selector
   seconds from `now` and complete, else computes live and stores it (a fresh deployment, a stopped beat, a row
   stored before the summary's figures were kept).
 The rows hold site ids, counts and latencies only (blinded, nothing arm-bearing); readers narrow them to their
-sites.
+sites. The same refresh stores, at the same `computed_at`, the unblinded summary's arm-bearing blinding figures in
+their own table (analytics.blinding_snapshots, analytics.BlindingSnapshot), read only by `summary_snapshots_current`
+for the trial's unblinded roles.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from django.utils import timezone
 
 from trialsite.models import Trial
 
+from .blinding_snapshots import (
+    blinding_figures,
+    blinding_outcomes,
+    blinding_snapshot_store,
+    blinding_snapshot_stored,
+    outcome_key,
+)
 from .models import CompletionSnapshot
 from .summary import figures_complete, summary_site_figures
 
@@ -59,11 +68,22 @@ def _computed(trial: Trial, now: datetime) -> tuple[list[dict], dict]:
     return figures.pop("completion"), figures
 
 
+def _store_all(trial: Trial, now: datetime, rows: list[dict], figures: dict, blinding: dict) -> CompletionSnapshot:
+    """The blinded snapshot and the blinding figures of each outcome in `blinding`, stored together at `now`."""
+    with transaction.atomic():
+        snapshot = completion_snapshot_store(trial=trial, rows=rows, figures=figures, computed_at=now)
+        for outcome, computed in blinding.items():
+            blinding_snapshot_store(trial=trial, outcome=outcome, figures=computed, computed_at=now)
+    return snapshot
+
+
 def completion_snapshot_refresh(*, trial: Trial, now: datetime | None = None) -> CompletionSnapshot:
-    """Compute the trial's slow figures at `now` and store them."""
+    """Compute the trial's slow figures at `now` (the blinded ones, and the unblinded blinding figures of every
+    outcome kept: analytics.blinding_snapshots) and store them."""
     now = now or timezone.now()
     rows, figures = _computed(trial, now)
-    return completion_snapshot_store(trial=trial, rows=rows, figures=figures, computed_at=now)
+    blinding = {key: blinding_figures(trial=trial, outcome=key) for key in blinding_outcomes(trial=trial)}
+    return _store_all(trial, now, rows, figures, blinding)
 
 
 def completion_snapshots_refresh(*, now: datetime | None = None) -> dict:
@@ -75,16 +95,43 @@ def completion_snapshots_refresh(*, now: datetime | None = None) -> dict:
     return {"trials": len(trials), "computed_at": now.isoformat()}
 
 
+def _fresh(snapshot: CompletionSnapshot | None, now: datetime) -> bool:
+    return snapshot is not None and figures_complete(snapshot.figures) and abs(now - snapshot.computed_at) <= _max_age()
+
+
 def completion_snapshot_current(*, trial: Trial, now: datetime | None = None) -> CompletionSnapshot:
     """The trial's snapshot if it is complete and at most DASHBOARD_SNAPSHOT_MAX_AGE from `now` (one query), else
     computed live at `now` and stored. When a later snapshot is stored than `now` asks for, returns the live
     figures at `now` (the stored row is left alone)."""
     now = now or timezone.now()
     snapshot = CompletionSnapshot.objects.filter(trial=trial).first()
-    if snapshot is not None and figures_complete(snapshot.figures) and abs(now - snapshot.computed_at) <= _max_age():
+    if _fresh(snapshot, now):
         return snapshot
     rows, figures = _computed(trial, now)
     stored = completion_snapshot_store(trial=trial, rows=rows, figures=figures, computed_at=now)
     if stored.computed_at == now:
         return stored
     return CompletionSnapshot(trial=trial, rows=rows, figures=figures, computed_at=now)
+
+
+def summary_snapshots_current(
+    *, trial: Trial, now: datetime | None = None, unblinded: bool = False, outcome: str | None = None
+) -> tuple[CompletionSnapshot, dict | None]:
+    """(the blinded snapshot, for `unblinded` readers the blinding figures of `outcome` computed at the same moment,
+    else None), as `completion_snapshot_current` returns the first. For an unblinded reader the pair is read from
+    the store when the snapshot is fresh and the figures of that outcome were stored with it (two queries); else
+    both are computed now and stored (a stale snapshot, or an outcome nobody asked for before). ValueError for an
+    outcome the protocol does not score."""
+    now = now or timezone.now()
+    if not unblinded:
+        return completion_snapshot_current(trial=trial, now=now), None
+    key = outcome_key(trial=trial, outcome=outcome)
+    snapshot = CompletionSnapshot.objects.filter(trial=trial).first()
+    if _fresh(snapshot, now):
+        stored = blinding_snapshot_stored(trial=trial, outcome=key, computed_at=snapshot.computed_at)
+        if stored is not None:
+            return snapshot, stored
+    rows, figures = _computed(trial, now)
+    blinding = blinding_figures(trial=trial, outcome=key)
+    _store_all(trial, now, rows, figures, {key: blinding})
+    return CompletionSnapshot(trial=trial, rows=rows, figures=figures, computed_at=now), blinding

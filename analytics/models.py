@@ -107,3 +107,27 @@ class CompletionSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"completion of {self.trial_id} as of {self.computed_at:%Y-%m-%d %H:%M}"
+
+
+class BlindingSnapshot(models.Model):
+    """ARM-BEARING (participants.blinding.REGISTRY, whole model): the unblinded summary's blinding figures of one
+    trial and outcome, for every site, as computed at `computed_at` by analytics.blinding_snapshots.blinding_figures
+    (per-arm Bang and James indices of the participants and of the coordinators, and the per-session figures with
+    the seeded CGRC). Written with the trial's CompletionSnapshot, at the same `computed_at`, by the same refresh
+    (analytics.completion_snapshots); read only by the summary of the trial's unblinded roles. Kept apart from
+    CompletionSnapshot, which every role reads and which holds no arm. No admin, no audit trail, not exported."""
+
+    trial = models.ForeignKey("trialsite.Trial", on_delete=models.CASCADE, related_name="+")
+    outcome = models.CharField(
+        max_length=200, help_text='the per-session figures\' outcome, "instrument.score" ("" when the trial has none)'
+    )
+    computed_at = models.DateTimeField(help_text="the moment the figures are for (= its CompletionSnapshot's)")
+    figures = models.JSONField(default=dict, help_text="{indices, coordinator_indices, sessions}: arm-bearing")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "outcome"], name="blindingsnapshot_one_per_trial_outcome")
+        ]
+
+    def __str__(self) -> str:
+        return f"blinding figures of {self.trial_id} ({self.outcome or 'no outcome'})"

@@ -170,13 +170,15 @@ class _Heartbeat:
 
     The bundle is read in a read-only transaction on the default connection, so beats go through a second,
     autocommit connection and are seen by the sweep at once. Inside a caller's transaction (tests) the job row
-    is not visible to a second connection: beats are then written in that transaction.
+    is not visible to a second connection: beats are then written in that transaction, on the connection the bundle
+    is read on (`shares_connection`), so write_bundle beats only between tables, never while a COPY streams on it.
     """
 
     def __init__(self, *, job: ExportJob, attempt: int):
         self.job = job
         self.attempt = attempt
         self.own = None if connection.in_atomic_block else connections.create_connection(DEFAULT_DB_ALIAS)
+        self.shares_connection = self.own is None
 
     def __call__(self, value: float) -> None:
         sql = (

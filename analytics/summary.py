@@ -4,15 +4,19 @@ goal 4).
 
 The slow figures read every survey instance, response and dose of the trial: completion and adherence by site and
 week, response latency and the participants' blinding-guess distribution. `summary_site_figures` computes them per site with the selectors that define them on
-surveys.definitions (completion_site_week_rows, adherence_groups, response_latency_by_site: one definition each);
+surveys.definitions (completion_site_week_rows, response_latency_by_site; adherence_groups' definition in one SQL
+statement: analytics.summary_selectors);
 they are stored with the dashboard's completion in the trial's snapshot (analytics.CompletionSnapshot, refreshed by
 the beat task; analytics.completion_snapshots) and `summary_sums` narrows them to the reader's sites and sums them
 by site, by week and overall. The live path (`trial_summary` without `figures`) computes the same per-site figures
 at `now` and goes through the same sums: the stored and the live summary differ only by when they were computed,
 which `as_of` says.
 
-Read at every call, from small or indexed tables: CONSORT counts, safety, the coordinators' guess distribution and,
-for unblinded roles only, the per-arm indices and per-session figures. The snapshot holds no arm.
+Read at every call, from small or indexed tables: CONSORT counts, safety and the coordinators' guess distribution.
+The snapshot holds no arm. For unblinded roles only, the per-arm indices and per-session figures (with the CGRC's
+simulations) are stored apart, at the same `as_of`, by the same refresh (analytics.blinding_snapshots, arm-bearing);
+`trial_summary` with `blinding` shows them as stored, without it computes them now (analytics.blinding_snapshots.
+blinding_figures, the one definition).
 """
 
 from __future__ import annotations
@@ -35,10 +39,11 @@ def summary_site_figures(*, trial: Trial, now: datetime) -> dict:
     """The slow figures per site at `now` (JSON-ready): "completion" rows (site_id, site, week, planned, answered,
     on_time), "adherence" rows (site, site_id, week, planned, logged), "latency" ({"all" | "<site id>": rows}) and
     "guesses" rows (site_id, schedule_key, planned_day, active, placebo, dont_know; no arm)."""
-    adherence = selectors.adherence_groups(trial=trial, by=("site_week",), now=now)["site_week"]
+    from .summary_selectors import adherence_site_week_rows
+
     return {
         "completion": selectors.completion_site_week_rows(trial=trial, now=now),
-        "adherence": [{k: r[k] for k in ("site", "site_id", "week", *ADHERENCE_COUNTS)} for r in adherence],
+        "adherence": adherence_site_week_rows(trial=trial, now=now),
         "latency": selectors.response_latency_by_site(trial=trial),
         "guesses": selectors.blinding_guess_distribution(trial=trial, by_site=True),
     }
@@ -110,10 +115,12 @@ def trial_summary(
     outcome: str | None = None,
     figures: dict | None = None,
     as_of: datetime | None = None,
+    blinding: dict | None = None,
 ) -> dict:
     """Everything the summary API shows, in a fixed number of queries. `figures`: summary_site_figures as stored
     at `as_of` (None: computed now, live). `outcome` ("phq9.total") chooses the outcome of the per-session blinding
-    figures (unblinded only; ValueError when unknown)."""
+    figures (unblinded only; ValueError when unknown); `blinding`: those figures and the per-arm indices of every
+    site as stored at `as_of` (analytics.blinding_snapshots; None: computed now for `site_ids`)."""
     now = now or timezone.now()
     if figures is None:
         figures, as_of = summary_site_figures(trial=trial, now=now), now
@@ -136,24 +143,28 @@ def trial_summary(
         },
     }
     if unblinded:
-        from .blinding_selectors import blinding_session_figures
+        if blinding is None:
+            from .blinding_snapshots import blinding_figures
 
-        blinding = summary["blinding"]
-        blinding["indices"] = selectors.blinding_indices(trial=trial, site_ids=site_ids)
-        blinding["coordinator_indices"] = selectors.coordinator_blinding_indices(trial=trial, site_ids=site_ids)
-        blinding["sessions"] = blinding_session_figures(trial=trial, site_ids=site_ids, outcome=outcome)
+            blinding = blinding_figures(trial=trial, site_ids=site_ids, outcome=outcome)
+        summary["blinding"].update({k: blinding[k] for k in ("indices", "coordinator_indices", "sessions")})
     return summary
 
 
 def trial_summary_for(*, actor, trial: Trial, outcome: str | None = None, now: datetime | None = None) -> dict:
     """The summary as `actor` may read it: their sites of that trial only, per-arm figures only for the trial's
-    unblinded roles (trialsite.policy / trialsite.roles); the slow figures from the trial's stored snapshot when it
-    is at most DASHBOARD_SNAPSHOT_MAX_AGE old (else computed now and stored). PermissionDenied without a role."""
-    from .completion_snapshots import completion_snapshot_current
+    unblinded roles (trialsite.policy / trialsite.roles); the slow figures (for unblinded roles the blinding figures
+    too, stored apart) from the trial's stored snapshot when it is at most DASHBOARD_SNAPSHOT_MAX_AGE old (else
+    computed now and stored). PermissionDenied without a role; ValueError for an unknown outcome."""
+    from .completion_snapshots import summary_snapshots_current
 
     site_ids, unblinded = selectors._reach(actor, trial)
     now = now or timezone.now()
-    snapshot = completion_snapshot_current(trial=trial, now=now)
+    # The stored blinding figures are for every site: an unblinded role is trial-wide (trialsite.roles); were it
+    # ever scoped to sites, its figures would be computed for them now.
+    snapshot, blinding = summary_snapshots_current(
+        trial=trial, now=now, unblinded=unblinded and site_ids is None, outcome=outcome
+    )
     return trial_summary(
         trial=trial,
         site_ids=site_ids,
@@ -162,4 +173,5 @@ def trial_summary_for(*, actor, trial: Trial, outcome: str | None = None, now: d
         outcome=outcome,
         figures={"completion": snapshot.rows, **snapshot.figures},
         as_of=snapshot.computed_at,
+        blinding=blinding,
     )

@@ -19,7 +19,9 @@ full size, and prints at both sizes, each figure measured in the same run (with 
   stored by the beat task (analytics.completion_snapshots) just before sampling, that task's own time printed;
 - p95 and query count of the CONSORT/completion/adherence summary API (GET /api/v1/staff/analytics/{trial}/summary)
   as a blinded and as an unblinded statistician read it (its completion, adherence and latency from the snapshot
-  the task just stored), and the time to compute the summary live (what a stale snapshot costs one request);
+  the task just stored, the unblinded statistician's blinding figures from theirs), beside the p95 of the unblinded
+  summary with its blinding figures computed per request (as before they were stored), and the time to compute the
+  summary live, without and with the blinding figures (what a stale snapshot costs one request);
 - at full size, the CSV export bundle ÷ its floor: `psql` COPY (same SELECTs) TO STDOUT > /dev/null.
 """
 
@@ -208,18 +210,57 @@ def pages(label: str, trial, args, clients, api_clients) -> None:
         f"{1000 * refresh:.0f} ms); {load()}",
         flush=True,
     )
-    # The summary API as its users read it: the slow figures from the snapshot the task just stored.
+    # The summary API as its users read it: the slow figures (for the unblinded statistician the blinding figures
+    # too, stored apart: analytics.blinding_snapshots) from the snapshots the task just stored.
     url = f"/api/v1/staff/analytics/{trial.slug}/summary"
     blinded = timed_gets(api_clients[0], url, args.samples)
-    unblinded = timed_gets(api_clients[1], url, max(3, args.samples // 4))  # per-session CGRC figures: seconds
+    unblinded = timed_gets(api_clients[1], url, args.samples)
+    # The unblinded summary as it was computed before its blinding figures were stored: the blinded figures from the
+    # snapshot, the per-arm indices and per-session figures (with the CGRC's simulations) computed per request.
+    per_request = timed_calls(lambda: summary_per_request(trial), max(3, args.samples // 4))
     t0 = time.perf_counter()
     summary_live(trial=trial, now=timezone.now())  # every figure computed now: the stale-snapshot path
     live = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    summary_live(trial=trial, now=timezone.now(), unblinded=True)  # the same, with the blinding figures
+    live_unblinded = time.perf_counter() - t0
     print(
         f"[{label}] summary API p95 {blinded[0]:.0f} ms (median {blinded[1]:.0f}), {blinded[2]} queries "
-        f"(statistician); p95 of {max(3, args.samples // 4)} {unblinded[0]:.0f} ms (median {unblinded[1]:.0f}), {unblinded[2]} queries "
-        f"(unblinded statistician); computed live {live:.2f} s; {load()}",
+        f"(statistician); p95 {unblinded[0]:.0f} ms (median {unblinded[1]:.0f}), {unblinded[2]} queries "
+        f"(unblinded statistician; with its blinding figures computed per request instead: p95 of "
+        f"{max(3, args.samples // 4)} {per_request[0]:.0f} ms, median {per_request[1]:.0f}; ratio of the p95s "
+        f"{unblinded[0] / per_request[0]:.3f}); computed live {live:.2f} s, with the blinding figures "
+        f"{live_unblinded:.2f} s; {load()}",
         flush=True,
+    )
+
+
+def timed_calls(call, n: int) -> tuple[float, float]:
+    """(p95 ms, median ms) of n calls after one warm-up call."""
+    call()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1000)
+    return p95(times), statistics.median(times)
+
+
+def summary_per_request(trial) -> dict:
+    """The unblinded summary with the blinded figures from the stored snapshot and the blinding figures computed
+    now (what GET .../summary did for the unblinded statistician before analytics.blinding_snapshots)."""
+    from django.utils import timezone
+
+    from analytics.models import CompletionSnapshot
+    from analytics.summary import trial_summary
+
+    snapshot = CompletionSnapshot.objects.get(trial=trial)
+    return trial_summary(
+        trial=trial,
+        unblinded=True,
+        now=timezone.now(),
+        figures={"completion": snapshot.rows, **snapshot.figures},
+        as_of=snapshot.computed_at,
     )
 
 

@@ -25,6 +25,9 @@ REGISTRY: dict[str, tuple[str, ...]] = {
     "participants.AllocationEvent": ("slot",),
     "participants.DoseUnitEvent": ("slot",),
     "participants.KitEnvelopeEvent": ("condition", "label_set"),
+    # The unblinded summary's stored blinding figures (per-arm indices, per-session figures): read only by the
+    # trial's unblinded roles (analytics.blinding_snapshots); no admin, no audit trail, not exported.
+    "analytics.BlindingSnapshot": ("*",),
 }
 
 # "app_label.Model" → lookup path from a row to its trial: how a page mixing trials (the audit trail) asks the policy
@@ -35,6 +38,7 @@ TRIAL_PATHS: dict[str, str] = {
     "participants.Allocation": "participant__trial",
     "participants.DoseUnit": "slot__allocation_list__trial",
     "participants.KitEnvelope": "participant__trial",
+    "analytics.BlindingSnapshot": "trial",
 }
 
 # Models whose every row is arm-bearing (never shown to blinded users at all).

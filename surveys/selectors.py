@@ -139,6 +139,7 @@ def dose_days_logged(*, participant_ids) -> dict[int, set[int]]:
         DoseLog.objects.filter(participant_id__in=list(participant_ids), participant__day0__isnull=False)
         .annotate(day=definitions.dose_study_day())
         .values_list("participant_id", "day")
+        .order_by()  # DoseLog's default ordering (taken_at) would make DISTINCT keep one row per dose, not per day
         .distinct()
     )
     out: dict[int, set[int]] = {}

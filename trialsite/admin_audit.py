@@ -4,7 +4,9 @@ Filters: date (`pgh_created_at__gte` / `__lt`, also from the date list filter), 
 participant (`participant=<study id>`), table (`table=<app_label.model>`). Events of arm-bearing tables reach
 only who may see arms in the trial of their row (the policy, `ARMS_VIEW`, asked once per trial per request; each row
 placed by its trial in one subquery per table): a user unblinded in trial A and blinded in B sees A's and never B's.
-Site-scoped staff see only events that reference participants of their sites.
+Staff who reach part of the deployment (site-scoped, or not every trial) see the events that reference the
+participants they reach, and the events of the trial-level arm tables (arms, slots, dose units) of the trials where
+they may see arms (events_within_reach).
 """
 
 from __future__ import annotations
@@ -99,6 +101,55 @@ def arm_rows_of_unblinded_trials(queryset, event_models, arms: Arms):
         rows = tracked._default_manager.filter(**{f"{path}__in": arms.trials})
         keep |= Q(pgh_obj_model=tracked._meta.label, pgh_obj_id__in=rows.values(key=Cast("pk", TextField())))
     return queryset.filter(keep)
+
+
+def _subject_columns(event_model, subject) -> list[str]:
+    """The event table's foreign keys to the audit subject (its own `pgh_obj` for the subject's table): what
+    pghistory's `references()` matches."""
+    return [f.name for f in event_model._meta.fields if getattr(f, "related_model", None) is subject]
+
+
+def _trial_level_arm_rows(event_models, arms: Arms) -> list[tuple]:
+    """(event model, its tracked rows in the trials where the user may see arms) for each arm-bearing table that
+    references no audit subject (arms, allocation slots, dose units), placed by its trial (blinding.TRIAL_PATHS)."""
+    if not arms.trials:
+        return []
+    subject = audit_subject()["model"]._meta.concrete_model
+    registry, paths = blinding_registry(), arm_trial_paths()
+    result = []
+    for event_model in event_models:
+        tracked = event_model.pgh_tracked_model
+        path = paths.get(tracked._meta.label_lower)
+        if tracked._meta.label_lower in registry and path and not _subject_columns(event_model, subject):
+            result.append((event_model, tracked._default_manager.filter(**{f"{path}__in": arms.trials})))
+    return result
+
+
+def events_within_reach(queryset, event_models, user, arms: Arms):
+    """For staff who reach part of the deployment (site-scoped, or not every trial): the events that reference the
+    audit subjects (participants) they reach, and the events of the trial-level arm tables (which reference no
+    participant) of the trials where they may see arms. pghistory cannot combine `references()` with anything else,
+    so when there are such tables the references are written here as one subquery per table (the query count does
+    not grow with the rows); otherwise pghistory narrows each table inside its own select."""
+    subject = audit_subject()
+    reached = R.filter_by_site(subject["model"].objects.all(), user, subject["site_field"])
+    trial_level = _trial_level_arm_rows(event_models, arms)
+    if not trial_level:
+        return queryset.references(reached)
+    model = subject["model"]._meta.concrete_model
+    keep, kept = Q(), []
+    for event_model in event_models:
+        refers = Q()
+        for column in _subject_columns(event_model, model):
+            refers |= Q(**{f"{column}__in": reached.values("pk")})
+        if refers:
+            events = event_model._default_manager.filter(refers).values("pgh_id")
+            keep |= Q(pgh_model=event_model._meta.label, pgh_id__in=events)
+            kept.append(event_model)
+    for event_model, rows in trial_level:
+        keep |= Q(pgh_model=event_model._meta.label, pgh_obj_id__in=rows.values(key=Cast("pk", TextField())))
+        kept.append(event_model)
+    return queryset.across(*kept).filter(keep)
 
 
 def visible_events(user):
@@ -320,11 +371,10 @@ class AuditTrailAdmin(EventsAdmin):
         ids = R.site_ids(request.user)
         # ObjectFilter checks the object against its own admin's scoping, and pghistory cannot combine
         # tracks() with references(); every other view of site-scoped staff, or of staff who do not reach
-        # every trial of the deployment, is narrowed here to the audit subjects (participants) they reach.
+        # every trial of the deployment, is narrowed here to the audit subjects (participants) they reach and the
+        # trial-level arm tables of the trials where they may see arms.
         if not request.GET.get("obj") and (ids is not None or not self._reaches_every_trial(request.user)):
-            subject = audit_subject()
-            reached = R.filter_by_site(subject["model"].objects.all(), request.user, subject["site_field"])
-            queryset = queryset.references(reached)
+            queryset = events_within_reach(queryset, visible, request.user, arms_of(request))
         return queryset
 
     @staticmethod

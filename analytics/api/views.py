@@ -244,8 +244,9 @@ class TrialSummaryOutput(serializers.Serializer):
     trial = serializers.SlugField()
     generated_at = serializers.DateTimeField()
     as_of = serializers.DateTimeField(
-        help_text="when completion, adherence and latency were computed: the stored figures (refreshed every few "
-        "minutes, never older than DASHBOARD_SNAPSHOT_MAX_AGE) or generated_at when computed for this request"
+        help_text="when completion, adherence, latency and the guess counts (for unblinded roles also the per-arm "
+        "indices and `blinding.sessions`) were computed: the stored figures (refreshed every few minutes, never "
+        "older than DASHBOARD_SNAPSHOT_MAX_AGE) or generated_at when computed for this request"
     )
     consort = serializers.DictField()
     completion = serializers.DictField()
@@ -271,8 +272,8 @@ class TrialSummaryApi(APIView):
         ],
         responses={200: TrialSummaryOutput, **errors(400, 401, 403, 404)},
         description=(
-            "CONSORT counts, completion and adherence by site and study week, response latency (these three as "
-            "stored at `as_of`), safety and the "
+            "CONSORT counts, completion and adherence by site and study week, response latency (these three, the "
+            "guess counts and the unblinded roles' blinding figures as stored at `as_of`), safety and the "
             "overall blinding-guess distribution of the participants and of the coordinators. Per-arm Bang and "
             "overall James indices (participants' and coordinators') only for unblinded roles, and for them "
             "`blinding.sessions`: per time point and per crossover period the correct-guess rates (Wilson), "

@@ -82,7 +82,8 @@ def write_bundle(
     `workers` > 1 (default `settings.EXPORT_COPY_WORKERS`) the tables are copied in parallel on that many
     connections sharing the snapshot (`shared_snapshot`); inside a caller's transaction they are read serially
     in it. `progress(fraction)` is called after each table and, while tables stream, every TICK_BYTES /
-    TICK_SECONDS: the job's heartbeat. It may raise to abandon the export (a lost lease); the workers are then
+    TICK_SECONDS: the job's heartbeat (only after each table when it has `shares_connection` set: it writes through
+    the connection the bundle is read on). It may raise to abandon the export (a lost lease); the workers are then
     stopped and the partial file is left for the caller to remove.
     """
     workers = max(1, int(settings.EXPORT_COPY_WORKERS if workers is None else workers))
@@ -200,8 +201,13 @@ def _write_bundle(
                     steps=steps,
                 )
             else:
+                # A progress callback that writes through the connection read here (`shares_connection`: a job run
+                # inside a caller's transaction) is called between tables only: in the middle of one it would wait
+                # for the COPY streaming on that connection, whose reader thread waits for this one to take its
+                # chunks (a deadlock).
+                mid_table = None if getattr(progress, "shares_connection", False) else progress
                 for n, (table, sql) in enumerate(jobs):
-                    ticker = _Ticker(progress, n / steps)
+                    ticker = _Ticker(mid_table, n / steps)
                     files += table_entries(
                         zf,
                         table,

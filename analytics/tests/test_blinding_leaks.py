@@ -109,6 +109,41 @@ def test_staff_api_responses_carry_no_arm_for_blinded_roles(secret_trial, make_s
     assert summary.json()["blinding"]["sessions"]["time_points"] and leaks(summary.content.decode())
 
 
+def test_stored_unblinded_blinding_figures_reach_only_unblinded_roles(secret_trial, make_staff, api_client, site_ldn):
+    """The unblinded summary's stored figures (analytics.BlindingSnapshot) are arm-bearing, registered, and read by
+    no blinded request: not in any response, not even queried."""
+    from django.contrib import admin
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from analytics.completion_snapshots import completion_snapshot_refresh
+    from analytics.models import BlindingSnapshot
+
+    assert REGISTRY["analytics.BlindingSnapshot"] == ("*",) and BlindingSnapshot not in admin.site._registry
+    completion_snapshot_refresh(trial=secret_trial)  # the beat task, at the wall clock as the API reads it
+    stored = BlindingSnapshot.objects.get(trial=secret_trial)
+    assert leaks(json.dumps(stored.figures))  # positive control: the probe finds the arms in the stored row
+    url = f"/api/v1/staff/analytics/{secret_trial.slug}/summary"
+    answered = set()
+    for role in BLINDED_ROLES:
+        user = make_staff(role, site=site_ldn if role in ("coordinator", "safety_physician") else None)
+        for path in (url, url + "?outcome=gad7"):
+            with CaptureQueriesContext(connection) as ctx:
+                response = staff_get(api_client, user, path)
+            assert response.status_code in (200, 403), (role, path, response.status_code)
+            assert not leaks(response.content.decode()), (role, path)
+            assert not any("analytics_blindingsnapshot" in q["sql"] for q in ctx.captured_queries), (role, path)
+            if response.status_code == 200:
+                answered.add(role)
+    assert answered == set(BLINDED_ROLES)  # every blinded role read the summary: the probe looked at real data
+    # Positive control: the unblinded statistician's request reads the stored row and shows its arms.
+    with CaptureQueriesContext(connection) as ctx:
+        response = staff_get(api_client, make_staff("unblinded_statistician"), url)
+    assert response.status_code == 200 and leaks(response.content.decode())
+    assert any("analytics_blindingsnapshot" in q["sql"] for q in ctx.captured_queries)
+    assert response.json()["blinding"]["sessions"] == stored.figures["sessions"]
+
+
 def test_phone_api_responses_carry_no_arm(secret_trial, api_client):
     participants = Participant.objects.filter(trial=secret_trial, status="randomised", user__isnull=False)[:4]
     assert participants
@@ -143,6 +178,8 @@ def test_admin_pages_carry_no_arm_for_blinded_roles(secret_trial, make_staff, cl
         reverse("admin:pghistory_events_changelist"),
         reverse("admin:pghistory_events_changelist") + "?table=participants.allocation",
         reverse("admin:pghistory_events_export") + "?table=participants.arm",
+        reverse("admin:pghistory_events_export") + "?table=participants.allocationslot",
+        reverse("admin:pghistory_events_export") + "?table=participants.doseunit",
     ]
     answered: dict[str, list[str]] = {}
     for role in BLINDED_ROLES:

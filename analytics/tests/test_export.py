@@ -178,6 +178,31 @@ def test_spss_and_stata_keep_variable_and_value_labels(sim_trial, tmp_path):
     assert len(df["guess"].dropna()) and set(df["guess"].dropna()) <= {"Active", "Placebo", "I don't know"}
 
 
+@pytest.mark.timeout(120)
+def test_the_export_command_in_a_transaction_beats_between_tables_not_during_a_copy(
+    sim_trial, tmp_path, call, monkeypatch
+):
+    """Inside a caller's transaction (here the test's) the job's heartbeat is written through the connection the
+    COPY streams on. A beat due in the middle of a table (one that took over TICK_SECONDS, as under heavy load) would
+    wait for the COPY's connection, while the COPY's reader waits for the beating thread to take its chunks: a
+    deadlock, until the test's timeout. With every beat due at once, the export finishes and beats between tables."""
+    from analytics import services
+    from analytics.export import bundle, copy
+    from analytics.models import ExportJob
+
+    monkeypatch.setattr(copy, "TICK_SECONDS", 0.01)
+    monkeypatch.setattr(bundle, "TICK_SECONDS", 0.01)
+    beats = []
+    real = services._Heartbeat.__call__
+    monkeypatch.setattr(services._Heartbeat, "__call__", lambda self, value: beats.append(value) or real(self, value))
+    out = call("export_trial", "--trial", sim_trial.slug, "--out", str(tmp_path / "x.zip"))
+    assert "responses" in out
+    assert ItemAnswer.objects.count() > 1000  # the responses table streams in several chunks
+    job = ExportJob.objects.get()
+    assert job.status == "done" and job.progress == 1.0
+    assert len(beats) > len(TABLES) and beats == sorted(beats)  # a beat after each table, in order
+
+
 def test_export_trial_command(sim_trial, tmp_path, call):
     out = call("export_trial", "--trial", sim_trial.slug, "--out", str(tmp_path / "x.zip"))
     assert "blinded" in out and "responses" in out

@@ -47,12 +47,9 @@ CONTENT = {
 
 
 def load_trial():
-    from trialsite.protocol.services import protocol_cache_clear, protocol_load_file
+    from trialsite.protocol.services import protocol_load_file
     from trialsite.services import site_create
 
-    # `flush` (here and after other transactional tests) restarts the sequences, so a protocol version's pk may
-    # come again: the process's parsed-protocol cache, keyed by that pk, would hand back another test's protocol.
-    protocol_cache_clear()
     trial = protocol_load_file(path=DEMO).trial
     site_create(code="LDN", name="London", timezone="Europe/London", trials=[trial])
     site_create(code="NYC", name="New York", timezone="America/New_York", trials=[trial])

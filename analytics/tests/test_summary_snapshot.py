@@ -182,6 +182,12 @@ def test_the_stored_summary_equals_the_live_selectors_and_the_pure_definitions(e
         per_site_week[(r["site"], r["week"])] = [r["planned"], r["answered"], r["on_time"]]
     assert dict(per_site_week) == counted["completion"]
     assert by_site_week(stored.figures["adherence"], ("planned", "logged")) == counted["adherence"]
+    # The stored adherence is computed in one SQL statement (analytics.summary_selectors): row for row the Python
+    # reading of the same definition.
+    python = selectors.adherence_groups(trial=trial, by=("site_week",), now=NOW)["site_week"]
+    assert stored.figures["adherence"] == [
+        {k: r[k] for k in ("site", "site_id", "week", "planned", "logged")} for r in python
+    ]
     c, a = fast["completion"]["overall"], fast["adherence"]["overall"]
     assert [c["planned"], c["answered"]] == [sum(v[i] for v in counted["completion"].values()) for i in (0, 1)]
     assert [a["planned"], a["logged"]] == [sum(v[i] for v in counted["adherence"].values()) for i in (0, 1)]

@@ -251,7 +251,7 @@ def _listed(page, label: str) -> set[str]:
 
 
 def test_the_audit_trail_shows_arm_tables_row_by_row_for_the_trials_where_the_user_is_unblinded(
-    client, two_trials, unblinded_in_a, unblinded_in_a_monitoring_b
+    client, two_trials, unblinded_in_a, unblinded_in_a_monitoring_b, django_user_model
 ):
     """Events of every arm table, as the unblinded statistician of A who also reaches B (a coordinator at LDN, or a
     monitor of all of B): trial A's rows are listed with their arm fields, trial B's never, in the page and the CSV."""
@@ -268,8 +268,8 @@ def test_the_audit_trail_shows_arm_tables_row_by_row_for_the_trials_where_the_us
         reached_b = _listed(client.get(trail, {"table": "participants.participant"}), "participants.Participant")
         assert bool(reached_b & participants_b) == (user is not only_a), user
         for label, path in AUDIT_ARM_TABLES.items():
-            if user is not unblinded_in_a_monitoring_b and label != "participants.Allocation":
-                continue  # who does not reach every trial sees only events referencing the participants they reach
+            # Also who does not reach every trial (only_a, and mixed at LDN in B): arms, slots and dose units
+            # reference no participant, and are placed by their trial.
             page = client.get(trail, {"table": label.lower()})
             assert page.status_code == 200
             listed = _listed(page, label)
@@ -283,8 +283,34 @@ def test_the_audit_trail_shows_arm_tables_row_by_row_for_the_trials_where_the_us
         rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
         exported = {r["object_id"] for r in rows if r["table"] == "participants.Allocation"}
         assert exported and exported <= _ids("participants.Allocation", "participant__trial", a)
+        # The whole trail (no table filter), page and CSV: every arm table's events of A, none of B's.
+        listed = client.get(trail).context["cl"].queryset
+        export = client.get(reverse("admin:pghistory_events_export"))
+        rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
+        for label, path in AUDIT_ARM_TABLES.items():
+            on_page = set(listed.filter(pgh_obj_model=label).values_list("pgh_obj_id", flat=True))
+            in_csv = {r["object_id"] for r in rows if r["table"] == label}
+            assert on_page and on_page <= _ids(label, path, a), (user, label)
+            assert in_csv and in_csv <= _ids(label, path, a), (user, label)
+        assert not [n for n in B_ARMS if n in str(rows)], user
     arms = client.get(trail, {"table": "participants.arm"}).content.decode()  # the trial-wide user, last
     assert "psilocybin micro-dose" in arms and not [n for n in B_ARMS if n in arms]
+
+    # Blinded staff of one trial (trial-wide, or at a site) see no arm table's event at all, though the trail lists
+    # their trial's participants' events; the unblinded statistician of B sees B's arm tables' events, never A's.
+    _, _, a_staff, b_staff = two_trials
+    only_b = django_user_model.objects.create_user("b-unblinded", "bu@example.org", "x" * 16, is_staff=True)
+    role_grant(user=only_b, role="unblinded_statistician", trial=b)
+    for user, shown in ((a_staff["trial_manager"], None), (a_staff["coordinator"], None), (only_b, b)):
+        client.force_login(user)
+        listed = client.get(trail).context["cl"].queryset
+        assert listed.filter(pgh_obj_model="participants.Participant").exists(), user  # positive signal
+        for label, path in AUDIT_ARM_TABLES.items():
+            ids = set(listed.filter(pgh_obj_model=label).values_list("pgh_obj_id", flat=True))
+            if shown is None:
+                assert not ids, (user, label)
+            else:
+                assert ids and ids <= _ids(label, path, b) and not ids & _ids(label, path, a), (user, label)
 
     # The participant page's audit section: the allocation of A's participant is listed, B's is not.
     client.force_login(unblinded_in_a_monitoring_b)
@@ -344,20 +370,24 @@ def test_the_participant_list_shows_each_rows_arm_where_the_user_is_unblinded_an
     assert "column-arm" not in html and "psilocybin micro-dose" not in html and _arm_cells(html) == {}
 
 
-MIXED_CHANGELIST_QUERIES = {"participants": 14, "audit": 12}
+MIXED_CHANGELIST_QUERIES = {"participants": 14, "audit": 12, "audit-one-trial": 12}
 
 
-@pytest.mark.parametrize("page", ["participants", "audit"])
+@pytest.mark.parametrize("page", ["participants", "audit", "audit-one-trial"])
 def test_a_list_mixing_trials_asks_about_arms_once_per_request_not_per_row(
-    client, two_trials, unblinded_in_a_monitoring_b, page, django_assert_num_queries
+    client, two_trials, unblinded_in_a_monitoring_b, page, django_assert_num_queries, request
 ):
     """A page of one row and a page of every row cost the same queries (the arm column reads each row's trial from
-    the row itself), and the figure is pinned."""
+    the row itself), and the figure is pinned. "audit-one-trial": the trail of the unblinded statistician of trial A
+    alone (narrowed to A's participants and arm tables, one subquery per table)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     a, b, _, _ = two_trials
-    client.force_login(unblinded_in_a_monitoring_b)
+    if page == "audit-one-trial":
+        client.force_login(request.getfixturevalue("unblinded_in_a")[1])
+    else:
+        client.force_login(unblinded_in_a_monitoring_b)
     if page == "participants":
         url = reverse("admin:participants_participant_changelist")
         one_row = {"q": Participant.objects.filter(trial=b).values_list("study_id", flat=True).first()}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from pydantic import ValidationError as PydanticValidationError
 
 from trialsite.models import ProtocolVersion, Site, Trial
@@ -145,31 +146,51 @@ def protocol_load_file(*, path: str | Path, user=None) -> LoadResult:
 
 
 # --- the current protocol: one definition, parsed once per version -------------------------------------------
-# A ProtocolVersion is immutable once written (an amendment is a new row), and PostgreSQL never hands out a primary
-# key twice, so a process-local cache keyed by the version's pk can never be stale. Only the "which version is
-# current" lookup (one indexed query) runs per call, so a new amendment is seen at once by every process.
-_parsed: dict[int, Protocol] = {}
+# A ProtocolVersion is immutable once written (an amendment is a new row), so its parse is kept per process. The
+# key is the row's pk, but a pk alone can be fooled: `flush` (and any sequence reset) hands the same pk to another
+# row. So each entry remembers the content digest (`sha256`, a digest of `definition`) it was parsed from:
+# - a row with its sha256 loaded (protocol_version_current's) is checked against it: a reused pk is re-parsed,
+#   whoever wrote the row and whenever (no query: the row carries its digest);
+# - a bare pk (`instance.protocol_version_id`, `trial.current_version_id`: the hot paths, no query) is trusted, and
+#   every write or delete of a ProtocolVersion through the ORM in this process drops that pk's entry (signals
+#   below), so the next protocol_load after a `flush` is never answered with the old row's protocol.
+# Only the "which version is current" lookup (one indexed query) runs per call, so an amendment is seen at once.
+_parsed: dict[int, tuple[str | None, Protocol]] = {}  # pk → (sha256 of the row parsed, its Protocol)
 _PARSED_MAX = 64  # versions kept per process (a deployment has a handful; the bound only guards a runaway loop)
 
 
 def protocol_of_version(version: ProtocolVersion | int) -> Protocol:
     """The validated Protocol of one version (a row, or its pk). Shared: callers must not mutate it."""
-    pk = version if isinstance(version, int) else version.pk
-    protocol = _parsed.get(pk)
-    if protocol is None:
-        if isinstance(version, int) or "definition" in version.get_deferred_fields():
-            definition = ProtocolVersion.objects.values_list("definition", flat=True).get(pk=pk)
-        else:
-            definition = version.definition
-        protocol = Protocol.model_validate(definition)
-        if len(_parsed) >= _PARSED_MAX:
-            _parsed.pop(next(iter(_parsed)))
-        _parsed[pk] = protocol
+    if isinstance(version, int):
+        pk, digest = version, None
+    else:
+        pk, digest = version.pk, version.__dict__.get("sha256")  # None when deferred: trusted like a bare pk
+    cached = _parsed.get(pk)
+    if cached is not None and (digest is None or cached[0] == digest):
+        return cached[1]
+    if isinstance(version, int) or "definition" in version.get_deferred_fields():
+        digest, definition = ProtocolVersion.objects.values_list("sha256", "definition").get(pk=pk)
+    else:
+        definition = version.definition
+    protocol = Protocol.model_validate(definition)
+    _parsed.pop(pk, None)
+    if len(_parsed) >= _PARSED_MAX:
+        _parsed.pop(next(iter(_parsed)))
+    _parsed[pk] = (digest, protocol)
     return protocol
 
 
 def protocol_cache_clear() -> None:
     _parsed.clear()
+
+
+def _forget_version(sender, instance, **kwargs) -> None:
+    """A ProtocolVersion written or deleted in this process: whatever was parsed under its pk is not its protocol."""
+    _parsed.pop(instance.pk, None)
+
+
+post_save.connect(_forget_version, sender=ProtocolVersion, dispatch_uid="trialsite.protocol.forget_version_saved")
+post_delete.connect(_forget_version, sender=ProtocolVersion, dispatch_uid="trialsite.protocol.forget_version_deleted")
 
 
 def protocol_version_current(trial: Trial | int) -> ProtocolVersion:

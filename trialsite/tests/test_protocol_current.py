@@ -9,8 +9,10 @@ from trialsite.protocol.services import (
     ProtocolError,
     protocol_cache_clear,
     protocol_current,
+    protocol_digest,
     protocol_load,
     protocol_of_version,
+    protocol_parse,
     protocol_version_current,
 )
 
@@ -94,3 +96,57 @@ def test_the_trial_row_points_at_its_latest_version(trial, demo_protocol_source)
     # Loading the first content again is not a new version: the pointer stays on the latest.
     again = protocol_load(source=demo_protocol_source)
     assert not again.created and Trial.objects.get(pk=trial.pk).current_version_id == amended.pk
+
+
+def other_trial(source: str) -> str:
+    data = yaml.safe_load(source)
+    data["trial"].update(slug="second-trial", title="A second trial")
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_version_id_given_again_after_a_flush_is_parsed_again(demo_protocol_source):
+    """`flush` restarts the id sequences: the next trial's first version gets the pk the old one had. Neither its id
+    (the phone's path: the trial row's pointer) nor its row may be answered with the old trial's protocol."""
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)  # ids from 1, as after the test before
+    first = protocol_load(source=demo_protocol_source).version
+    assert protocol_of_version(first.pk).trial.slug == "microdose-mood"  # parsed and kept under that pk
+    assert protocol_current(first.trial_id).trial.slug == "microdose-mood"
+    call_command("flush", interactive=False, verbosity=0)
+    second = protocol_load(source=other_trial(demo_protocol_source))
+    assert second.version.pk == first.pk  # the premise: the same id, another row
+    assert protocol_of_version(second.version.pk).trial.slug == "second-trial"
+    assert protocol_current(second.trial).trial.slug == "second-trial"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_written_elsewhere_under_a_reused_id_is_told_by_its_digest(demo_protocol_source):
+    """A row this process never saw written (another process, a restore; here a bulk insert, which sends no signal)
+    under an id the cache holds: the current-version row carries its sha256, so it is parsed again."""
+    from django.core.management import call_command
+
+    from trialsite.models import Trial
+
+    call_command("flush", interactive=False, verbosity=0)  # ids from 1, as after the test before
+    first = protocol_load(source=demo_protocol_source).version
+    assert protocol_current(first.trial_id).trial.slug == "microdose-mood"
+    call_command("flush", interactive=False, verbosity=0)
+    source = other_trial(demo_protocol_source)
+    protocol = protocol_parse(source)
+    trial = Trial.objects.create(slug="second-trial", title="A second trial")
+    [row] = ProtocolVersion.objects.bulk_create(
+        [
+            ProtocolVersion(
+                trial=trial,
+                version=1,
+                sha256=protocol_digest(protocol),
+                source=source,
+                definition=protocol.model_dump(mode="json"),
+            )
+        ]
+    )
+    assert row.pk == first.pk  # the premise: the same id, another row
+    assert protocol_current(trial).trial.slug == "second-trial"
+    assert protocol_of_version(protocol_version_current(trial)).trial.slug == "second-trial"
