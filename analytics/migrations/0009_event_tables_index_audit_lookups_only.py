@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analytics', '0007_completion_snapshot_summary_figures'),
+        ('analytics', '0008_blinding_snapshot'),
         ('trialsite', '0011_event_tables_index_audit_lookups_only'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
