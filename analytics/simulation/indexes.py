@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from queue import Empty, SimpleQueue
 
 from django.db import connection, connections, transaction
 
@@ -49,17 +50,10 @@ def indexes_deferred():
         rebuild([d for _, d in dropped])
 
 
-def _create(definition: str) -> None:
-    try:
-        with connections["default"].cursor() as cur:
-            cur.execute(definition)
-    finally:
-        connections["default"].close()  # this thread's own connection
-
-
 def rebuild(definitions: list[str], *, parallel: int = 2) -> None:
-    """Build the indexes again: on `parallel` connections at once (largest tables first), or on this connection
-    when it is inside a transaction (other connections could not see its tables)."""
+    """Build the indexes again: on `parallel` connections at once, each taking the next index (largest tables
+    first) until none is left, or on this connection when it is inside a transaction (other connections could not
+    see its tables). Each builder opens one connection for all its indexes."""
     if connection.in_atomic_block or parallel < 2:
         with connection.cursor() as cur:
             for definition in definitions:
@@ -71,6 +65,22 @@ def rebuild(definitions: list[str], *, parallel: int = 2) -> None:
             " pg_relation_size(substring(d FROM ' ON (\\S+) USING')::regclass) DESC",
             [definitions],
         )
-        ordered = [r[0] for r in cur.fetchall()]
+        pending = SimpleQueue()
+        for (definition,) in cur.fetchall():
+            pending.put(definition)
+
+    def build() -> None:
+        try:
+            with connections["default"].cursor() as cur:  # this thread's own connection
+                while True:
+                    try:
+                        definition = pending.get_nowait()
+                    except Empty:
+                        return
+                    cur.execute(definition)
+        finally:
+            connections["default"].close()
+
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        list(pool.map(_create, ordered))
+        for future in [pool.submit(build) for _ in range(parallel)]:
+            future.result()

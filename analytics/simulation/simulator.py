@@ -57,7 +57,7 @@ from .model import (
     new_uuid_bytes,
 )
 from .parallel import run_in_workers
-from .writer import BulkWriter, jsonb, reserve_ids
+from .writer import BulkWriter, insert_audit_skipped, jsonb, reserve_ids
 
 ANSWERS_PER_FLUSH = 250_000  # about 40 MB of rows in memory per batch
 
@@ -191,7 +191,9 @@ class TrialSimulator:
             counts: dict[str, int] = {}
             for p in wanted:
                 counts[p.stratum] = counts.get(p.stratum, 0) + 1
-            with audit_context(reason="simulate_trial"):
+            with transaction.atomic(), audit_context(reason="simulate_trial"):
+                if not self.writer.audit:  # as for the simulator's other synthetic rows (writer.py)
+                    insert_audit_skipped([AllocationList, AllocationSlot, DoseUnit])
                 alist = allocation_list_generate(
                     trial=self.trial, seed=self.rng.getrandbits(31), per_stratum=max(counts.values(), default=0) + 4
                 )

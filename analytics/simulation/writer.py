@@ -4,12 +4,13 @@
 The audit trail and bulk writes. The audit trail is pghistory's AFTER INSERT/UPDATE/DELETE row triggers, and they
 fire for COPY too: with `audit=True` (the default: `simulate_trial`, `demo`, the tests) every synthetic row gets
 its insert event, exactly as a row written by a service would, and the event tables roughly double the write
-volume. With `audit=False` (bench/simulate.py, bench/scale.py) the *insert* triggers of the tables below are
-skipped for the simulator's own transactions only, through pgtrigger's per-transaction switch
-(`set_config('pgtrigger.ignore', …, true)`, i.e. SET LOCAL): update and delete triggers stay armed, every other
-connection keeps auditing, and the rows the simulator still writes through the ORM (consent signatures,
-allocations, the slots it takes, withdrawals, adverse events) are audited as usual under a pghistory context
-whose metadata says `simulate_trial`. Synthetic rows are not clinical events: a trial simulated without insert
+volume. With `audit=False` (bench/simulate.py, bench/scale.py) the *insert* triggers of the tables below, and of
+the allocation list, its slots and dose units when the simulator has production generate the list
+(`insert_audit_skipped`), are skipped for the simulator's own transactions only, through pgtrigger's
+per-transaction switch (`set_config('pgtrigger.ignore', …, true)`, i.e. SET LOCAL): update and delete triggers
+stay armed, every other connection keeps auditing, and the rows the simulator still writes through the ORM
+(consent signatures, allocations, the slots it takes, withdrawals, adverse events) are audited as usual under a
+pghistory context whose metadata says `simulate_trial`. Synthetic rows are not clinical events: a trial simulated without insert
 events is a demo or benchmark database, never evidence. The foreign keys are always checked: by PostgreSQL's
 deferred triggers at commit, or — with `audit=False` and the privilege to set `session_replication_role` — by the
 writer itself before commit (see BulkWriter).
@@ -247,17 +248,27 @@ def reserve_ids(model, n: int) -> range | list[int]:
     return range(lo, hi + 1) if values is None else sorted(values)
 
 
-def insert_trigger_ids() -> list[str]:
-    """pgtrigger's ids of the audit insert triggers on the simulator's tables (both spellings it accepts)."""
+def insert_trigger_ids(models: Iterable[type] | None = None) -> list[str]:
+    """pgtrigger's ids of the audit insert triggers on the simulator's tables, or on `models`' tables (both
+    spellings pgtrigger accepts)."""
     import pgtrigger
 
-    tables = {model._meta.db_table for model, _ in SPEC.values()}
+    tables = {model._meta.db_table for model in (models or (m for m, _ in SPEC.values()))}
     out = []
     for model, trigger in pgtrigger.registered():
         if model._meta.db_table in tables and trigger.name == "insert_insert":
             pgid = trigger.get_pgid(model)
             out += [pgid, f"{model._meta.db_table}:{pgid}"]
     return out
+
+
+def insert_audit_skipped(models: Iterable[type]) -> None:
+    """Skip the audit insert triggers of `models`' tables for the rest of the current transaction (SET LOCAL
+    through pgtrigger's switch, as `BulkWriter(audit=False)` does for its own tables)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT set_config('pgtrigger.ignore', %s, true)", ["{" + ",".join(insert_trigger_ids(models)) + "}"]
+        )
 
 
 def foreign_keys() -> dict[str, list[tuple[int, str, str]]]:
@@ -292,7 +303,10 @@ class BulkWriter:
     transaction before commit: every distinct key the rows reference is looked up in its table with
     `FOR KEY SHARE` (the lock PostgreSQL's own check takes), and a missing one raises IntegrityError, which rolls
     the batch back — the same guarantee as the deferred check, one query per referenced table instead of one
-    lookup per row. The ORM writes between flushes run with the role back at `origin`, audited as usual.
+    lookup per row. A key of a row this same flush has just COPYed (a response's instance, an item answer's
+    response) is not looked up: the COPY put it there, and no other transaction can see it, let alone delete it,
+    before this one commits (which is also why PostgreSQL's own check needs no lock on it to be right). The ORM
+    writes between flushes run with the role back at `origin`, audited as usual.
     """
 
     def __init__(self, *, audit: bool = True):
@@ -319,12 +333,15 @@ class BulkWriter:
             elif self._ignore is not None:
                 cur.execute("SELECT set_config('pgtrigger.ignore', %s, true)", [self._ignore])
         referenced: dict[tuple[str, str], set] = {}
+        written: dict[tuple[str, str], set] = {}  # the ids this flush COPYs, per table
         try:
             for name, (model, columns) in SPEC.items():
                 rows = self.rows[name]
                 if rows:
                     for i, table, column in self._fks.get(name, ()):
                         referenced.setdefault((table, column), set()).update(map(itemgetter(i), rows))
+                    if self.replica and columns[0] == "id":
+                        written[model._meta.db_table, "id"] = set(map(itemgetter(0), rows))
                     started = clock.perf_counter()
                     self.written[name] += copy_rows(model._meta.db_table, columns, rows, self.types[name])
                     self.seconds[name] += clock.perf_counter() - started
@@ -333,6 +350,8 @@ class BulkWriter:
             if self.replica:
                 with connection.cursor() as cur:
                     cur.execute("SELECT set_config('session_replication_role', 'origin', true)")
+        for key, keys in referenced.items():
+            keys -= written.get(key, set())
         self.check_references(referenced)
 
     def check_references(self, referenced: dict[tuple[str, str], set]) -> None:

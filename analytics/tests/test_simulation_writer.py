@@ -65,3 +65,41 @@ def test_a_load_with_deferred_indexes_rebuilds_every_index_and_keeps_the_unique_
     result = simulate_trial(trial=trial, participants=20, days=15, seed=2, now=NOW, audit=False, defer_indexes=True)
     assert result.item_answers > 0 and ItemAnswer.objects.count() == result.item_answers
     assert index_definitions() == before
+
+
+@pytest.mark.parametrize("audit", [True, False])
+def test_the_generated_allocation_list_is_audited_like_the_other_simulated_rows(trial, audit):
+    """With `audit=True` the list, its slots and dose units have their insert events, as the simulated
+    participants do; with `audit=False` neither has, while the allocations and the slots they take keep theirs."""
+    from analytics.simulation import simulate_trial
+    from participants.models import (
+        Allocation,
+        AllocationEvent,
+        AllocationListEvent,
+        AllocationSlot,
+        AllocationSlotEvent,
+        DoseUnit,
+        DoseUnitEvent,
+        Participant,
+        ParticipantEvent,
+    )
+
+    result = simulate_trial(trial=trial, participants=12, days=5, seed=4, now=NOW, audit=audit)
+    assert result.randomised > 0 and DoseUnit.objects.exists()
+    inserted = {
+        model: model.objects.filter(pgh_label="insert").count()
+        for model in (AllocationListEvent, AllocationSlotEvent, DoseUnitEvent, ParticipantEvent)
+    }
+    if audit:
+        assert inserted == {
+            AllocationListEvent: 1,
+            AllocationSlotEvent: AllocationSlot.objects.count(),
+            DoseUnitEvent: DoseUnit.objects.count(),
+            ParticipantEvent: Participant.objects.count(),
+        }
+    else:
+        assert set(inserted.values()) == {0}
+    taken = AllocationSlot.objects.filter(taken=True).count()
+    assert taken == Allocation.objects.count() == result.randomised
+    assert AllocationSlotEvent.objects.filter(pgh_label="update", taken=True).count() == taken
+    assert AllocationEvent.objects.filter(pgh_label="insert").count() == taken

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Value
 from django.db.models.functions import Coalesce, NullIf
 
@@ -239,30 +239,46 @@ def allocation_list_store(*, trial, rows: list[SlotRow], source: str, seed: int 
     # A crossover row holds a sequence: the slot keeps it and, as its arm, the first period's arm.
     first_arm = {s.code: s.arms[0] for s in crossover.sequences} if crossover else {c: c for c in arms}
     alist = AllocationList.objects.create(trial=trial, source=source, seed=seed, sha256=allocation_rows_sha256(rows))
-    slots = AllocationSlot.objects.bulk_create(
-        [
-            AllocationSlot(
-                allocation_list=alist,
-                stratum=r.stratum,
-                sequence=r.sequence,
-                block_number=r.block,
-                block_size=r.block_size,
-                arm=arms[first_arm[r.arm]],
-                arm_sequence=r.arm if crossover else "",
-            )
-            for r in rows
-        ],
-        batch_size=2000,
-    )
-    DoseUnit.objects.bulk_create(
-        [
-            DoseUnit(slot=slot, code=code, number=n)
-            for slot, r in zip(slots, rows, strict=True)
-            for n, code in enumerate(r.unit_codes, 1)
-        ],
-        batch_size=5000,
-    )
+    _slots_insert(alist=alist, rows=rows, arm_ids=[arms[first_arm[r.arm]].pk for r in rows], crossover=bool(crossover))
     return alist
+
+
+def _slots_insert(*, alist: AllocationList, rows: list[SlotRow], arm_ids: list[int], crossover: bool) -> None:
+    """The list's slots and their dose units, one multi-row INSERT … SELECT FROM unnest(…) each (a list holds
+    thousands of slots and over ten thousand units: no model instance per row). The rows go in the list's order
+    (so ids follow it, as with `bulk_create`), and the audit insert triggers fire for each row as for any insert,
+    under the caller's audit context. The units find their slot by its (list, stratum, sequence) position."""
+    q = connection.ops.quote_name
+    slot, unit = AllocationSlot._meta, DoseUnit._meta
+    col = {f.name: q(f.column) for f in slot.concrete_fields}
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {q(slot.db_table)} ({col['allocation_list']}, {col['stratum']}, {col['sequence']},"  # noqa: S608
+            f" {col['block_number']}, {col['block_size']}, {col['arm']}, {col['arm_sequence']}, {col['taken']})"
+            " SELECT %s, r.stratum, r.sequence, r.block, r.size, r.arm, r.arm_sequence, false"
+            " FROM unnest(%s::text[], %s::int[], %s::int[], %s::int[], %s::bigint[], %s::text[]) WITH ORDINALITY"
+            " AS r(stratum, sequence, block, size, arm, arm_sequence, n) ORDER BY r.n",
+            [
+                alist.pk,
+                [r.stratum for r in rows],
+                [r.sequence for r in rows],
+                [r.block for r in rows],
+                [r.block_size for r in rows],
+                arm_ids,
+                [r.arm if crossover else "" for r in rows],
+            ],
+        )
+        units = [(r.stratum, r.sequence, n, code) for r in rows for n, code in enumerate(r.unit_codes, 1)]
+        cur.execute(
+            f"INSERT INTO {q(unit.db_table)} ({q(unit.get_field('slot').column)}, {q(unit.get_field('code').column)},"  # noqa: S608
+            f" {q(unit.get_field('number').column)})"
+            f" SELECT s.{q(slot.pk.column)}, u.code, u.number"
+            " FROM unnest(%s::text[], %s::int[], %s::int[], %s::text[]) WITH ORDINALITY"
+            " AS u(stratum, sequence, number, code, n)"
+            f" JOIN {q(slot.db_table)} s ON s.{col['allocation_list']} = %s AND s.{col['stratum']} = u.stratum"
+            f" AND s.{col['sequence']} = u.sequence ORDER BY u.n",
+            [[u[0] for u in units], [u[1] for u in units], [u[2] for u in units], [u[3] for u in units], alist.pk],
+        )
 
 
 def allocation_list_generate(*, trial, seed: int, per_stratum: int) -> AllocationList:

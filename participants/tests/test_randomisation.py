@@ -171,6 +171,49 @@ def test_import_csv_and_simulate_touches_nothing(call, trial, tmp_path):
     assert not Participant.objects.exists()
 
 
+def test_a_stored_list_holds_the_rows_in_order_each_slot_and_unit_with_its_insert_event(trial):
+    """The list is stored as generated (slots in the list's order, each unit on its slot), and the audit trail
+    has an insert event for every slot and unit under the caller's audit context."""
+    from participants.models import AllocationSlotEvent, DoseUnitEvent
+    from participants.services import allocation_list_generate
+    from trialsite.audit import audit_context
+
+    with audit_context(reason="list for the test"):
+        alist = allocation_list_generate(trial=trial, seed=11, per_stratum=6)
+    rows = alist_rows(seed=11, per_stratum=6)
+    slots = list(AllocationSlot.objects.filter(allocation_list=alist).order_by("pk").select_related("arm"))
+    units = list(DoseUnit.objects.filter(slot__allocation_list=alist).order_by("pk").select_related("slot"))
+    assert [
+        (s.stratum, s.sequence, s.block_number, s.block_size, s.arm.code, s.arm_sequence, s.taken) for s in slots
+    ] == [(r.stratum, r.sequence, r.block, r.block_size, r.arm, "", False) for r in rows]
+    assert [(u.slot.stratum, u.slot.sequence, u.number, u.code) for u in units] == [
+        (r.stratum, r.sequence, n, code) for r in rows for n, code in enumerate(r.unit_codes, 1)
+    ]
+    for model, stored in ((AllocationSlotEvent, slots), (DoseUnitEvent, units)):
+        events = model.objects.filter(pgh_label="insert").select_related("pgh_context")
+        assert sorted(e.pgh_obj_id for e in events) == [r.pk for r in stored]
+        assert {e.pgh_context.metadata["reason"] for e in events} == {"list for the test"}
+    slot_event = AllocationSlotEvent.objects.get(pgh_obj_id=slots[0].pk)
+    assert (slot_event.stratum, slot_event.sequence, slot_event.arm_id) == (
+        slots[0].stratum,
+        slots[0].sequence,
+        slots[0].arm_id,
+    )
+
+
+def alist_rows(*, seed: int, per_stratum: int):
+    """The rows `allocation_list_generate` makes for the demo protocol (14 units per slot, prefix MD)."""
+    return allocation_generate_rows(
+        strata=STRATA,
+        arms=[("A", 1), ("B", 1)],
+        block_sizes=[2, 4],
+        per_stratum=per_stratum,
+        seed=seed,
+        units_per_allocation=14,
+        unit_prefix="MD",
+    )
+
+
 def test_import_rejects_an_unbalanced_list(call, trial, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("stratum,sequence,block,block_size,arm\nLDN|ge10,1,1,2,A\nLDN|ge10,2,1,2,A\n")

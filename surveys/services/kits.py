@@ -45,6 +45,7 @@ from ..models import (
 from ..protocol import protocol_version_current
 from ..scheduling import plan_after_dose
 from .idempotency import WriteResult, idempotent_write
+from .schedule import instance_from_occurrence
 
 KIT_CODE_MISSING_CHECK = "surveys.kit_code_missing_check"
 
@@ -257,19 +258,12 @@ def dose_instances_open(*, participant: Participant, dose: DoseLog, now: datetim
             trial_id=participant.trial_id, slug=event.instrument, version=protocol.instrument(event.instrument).version
         )
         new.append(
-            SurveyInstance(
+            instance_from_occurrence(
                 participant=participant,
-                instrument=instrument,
-                schedule_key=occ.schedule_key,
-                study_day=occ.study_day,
-                timezone=occ.timezone,
-                local_date=occ.local_date,
-                local_time=occ.local_time,
-                opens_at=occ.opens_at,
-                closes_at=occ.closes_at,
-                grace_until=occ.grace_until,
-                protocol_version=version,
-                created_at=now,
+                occurrence=occ,
+                instrument_id=instrument.pk,
+                version=version,
+                now=now,
                 dose=dose,
             )
         )

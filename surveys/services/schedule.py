@@ -121,19 +121,8 @@ def survey_instances_plan(*, participant: Participant, reason: str = "planned", 
             continue
         if key not in live and block_new:
             continue
-        inst = SurveyInstance(
-            participant=participant,
-            instrument_id=instruments[occ.instrument],
-            schedule_key=occ.schedule_key,
-            study_day=occ.study_day,
-            timezone=occ.timezone,
-            local_date=occ.local_date,
-            local_time=occ.local_time,
-            opens_at=occ.opens_at,
-            closes_at=occ.closes_at,
-            grace_until=occ.grace_until,
-            protocol_version=version,
-            created_at=now,
+        inst = instance_from_occurrence(
+            participant=participant, occurrence=occ, instrument_id=instruments[occ.instrument], version=version, now=now
         )
         # Field validation here; the named DB constraints (one live instance per occurrence, window order)
         # are the last line of defence for the bulk insert.
@@ -143,6 +132,29 @@ def survey_instances_plan(*, participant: Participant, reason: str = "planned", 
         new.append(inst)
     SurveyInstance.objects.bulk_create(new)
     return PlanResult(created=len(new), cancelled=cancelled)
+
+
+def instance_from_occurrence(
+    *, participant: Participant, occurrence: Occurrence, instrument_id: int, version, now: datetime, dose=None
+) -> SurveyInstance:
+    """The (unsaved) survey instance of a planned occurrence, created at `now` under protocol `version`; `dose`:
+    the logged dose that opened an `after_dose` occurrence. The one construction for the schedule's instances
+    (`survey_instances_plan`) and the dose-anchored ones (`kits.dose_instances_open`)."""
+    return SurveyInstance(
+        participant=participant,
+        instrument_id=instrument_id,
+        schedule_key=occurrence.schedule_key,
+        study_day=occurrence.study_day,
+        timezone=occurrence.timezone,
+        local_date=occurrence.local_date,
+        local_time=occurrence.local_time,
+        opens_at=occurrence.opens_at,
+        closes_at=occurrence.closes_at,
+        grace_until=occurrence.grace_until,
+        protocol_version=version,
+        created_at=now,
+        dose=dose,
+    )
 
 
 @transaction.atomic
