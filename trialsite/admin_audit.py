@@ -47,6 +47,10 @@ _subject: dict[str, Any] = {}
 def register_audit_subject(*, model, key_field: str, site_field: str = "site") -> None:
     """model: the subject (a participant); key_field: what `?participant=` matches (the study id);
     site_field: the subject's site foreign key."""
+    from .audit import SUBJECT
+
+    if model._meta.label_lower != SUBJECT:  # the event tables index the copied keys of trialsite.audit.SUBJECT only
+        raise ImproperlyConfigured(f"The audit subject is {SUBJECT}, not {model._meta.label_lower} (trialsite.audit)")
     _subject.update(model=model, key_field=key_field, site_field=site_field)
 
 

@@ -53,9 +53,43 @@ def require_reason(reason: str | None, *, field: str = "reason") -> str:
     return reason
 
 
+# The audit subject (trialsite.admin_audit.register_audit_subject checks the registered one is this model): its
+# copied foreign keys stay indexed in every event table (settings: PGHISTORY_FOREIGN_KEY_FIELD indexes no other).
+SUBJECT = "participants.participant"
+
+
 def tracked():
-    """Decorator for clinical models: every insert, update and delete is recorded by triggers."""
-    return pghistory.track(pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent())
+    """Decorator for clinical models: every insert, update and delete is recorded by triggers. The event model's
+    copies of foreign keys to the audit subject stay indexed (the audit trail finds a participant's events by them:
+    pghistory's `references()`); the other copied keys are not (no page looks events up by them)."""
+
+    def track(model):
+        indexed = {
+            field.name: _indexed_event_field(model, field.name)
+            for field in model._meta.local_fields
+            if field.is_relation and _label(model, field.remote_field.model) == SUBJECT
+        }
+        events = (pghistory.InsertEvent(), pghistory.UpdateEvent(), pghistory.DeleteEvent())
+        return pghistory.track(*events, attrs=indexed or None)(model)
+
+    return track
+
+
+def _label(model, target) -> str:
+    """The lower-case `app_label.model` of a foreign key's target, which may still be a lazy reference."""
+    if not isinstance(target, str):
+        return target._meta.label_lower
+    return (target if "." in target else f"{model._meta.app_label}.{target}").lower()
+
+
+def _indexed_event_field(model, name: str):
+    """The event model's copy of `model.name` as pghistory makes it (pghistory.core._generate_history_field, private
+    API: the field construction the settings configure), with its index."""
+    from pghistory.core import _generate_history_field
+
+    field = _generate_history_field(model, name)
+    field.db_index = True
+    return field
 
 
 # pgtrigger's `_pgtrigger_should_ignore(trigger_name)`, which every audit trigger calls first on every row, reads

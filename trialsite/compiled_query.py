@@ -29,7 +29,7 @@ import itertools
 import re
 import weakref
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -161,11 +161,14 @@ class PreparedStatement:
     call on a connection sends `PREPARE` and `EXECUTE` in one string (one round trip, one query as Django counts
     them), later calls only `EXECUTE`. Plain queries behind a transaction pooler (`DISABLE_SERVER_SIDE_CURSORS`).
     A statement without parameters runs plainly too (nothing to gain). Runs on the connection given: the caller
-    chooses the alias (a statement that writes must be given `default`). Its rows' timestamps are decoded by the
-    driver's own loader where that gives Django's value (`_utc_timestamps_in_c`)."""
+    chooses the alias (a statement that writes must be given `default`). `audited`: it writes audited tables, so it
+    keeps the audit context's statement wrapper (pghistory's set_config() in front of it), which reads go without.
+    Its rows' timestamps are decoded by the driver's own loader where that gives Django's value
+    (`_utc_timestamps_in_c`)."""
 
-    def __init__(self, sql: str):
+    def __init__(self, sql: str, *, audited: bool = False):
         self.sql = sql
+        self.audited = audited
         self._body = _numbered(sql)
         # The driver connections this statement is prepared on, with its name there (a closed connection drops
         # out; a new one prepares).
@@ -184,7 +187,7 @@ class PreparedStatement:
         arguments = ", ".join(["%s"] * len(params))
         raw = connection.connection  # the driver's connection, opened by connection.cursor()
         name = self._prepared.get(raw)
-        with _without_audit_context(connection):
+        with nullcontext() if self.audited else _without_audit_context(connection):
             if name is not None:
                 cursor.execute(f"EXECUTE {name}({arguments})", params)
                 return

@@ -3,10 +3,11 @@
 A submission reads, under the instance's row lock, everything it decides on (the instance, the trial's current
 protocol version, an earlier use of the idempotency key, the consent documents with the participant's signatures)
 in one SELECT ... FOR UPDATE, then writes the response, its item answers, its scores, the instance's new status and
-the idempotency record in one INSERT/UPDATE statement (data-modifying CTEs). Both SQL texts are built once, at
-import, from the models' own table and column names; no ORM query is compiled per request, and PostgreSQL parses
-and plans each once per connection (surveys.services.prepared). The audit triggers fire for every row exactly as for
-ORM writes (they are row triggers on the tables), in the same transaction.
+the idempotency record in one INSERT/UPDATE statement (data-modifying CTEs) whose values are one JSON document.
+Both SQL texts are built once, at import, from the models' own table and column names; no ORM query is compiled
+per request, and PostgreSQL parses and plans each once per connection (trialsite.compiled_query.PreparedStatement).
+The audit triggers fire for every row exactly as for ORM writes (they are row triggers on the tables), in the same
+transaction, under the request's audit context.
 
 Instrument versions are immutable (surveys.protocol_loader refuses a changed definition under an existing
 version) and PostgreSQL never reuses a primary key, so an instrument's parsed definition is cached per process
@@ -16,19 +17,21 @@ by its pk, as the protocol is per version (trialsite.protocol.services.protocol_
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db import connection
 
 from participants.models import ConsentDocument, ConsentSignature
+from participants.token_join import ConsentDocumentRow, ConsentSignatureRow
+from trialsite.compiled_query import PreparedStatement
 from trialsite.models import Trial
 
 from ..models import IdempotencyRecord, Instrument, ItemAnswer, Response, Score, SurveyInstance
 from .kits import kit_items
-from .prepared import PreparedStatement
 
 # --- instruments, parsed once per version --------------------------------------------------------------------
 
@@ -64,6 +67,24 @@ def instrument_cache_clear() -> None:
     _instruments.clear()
 
 
+# --- the two statements ---------------------------------------------------------------------------------------
+
+_PARAMETER = re.compile(r"%\((\w+)\)s")
+
+
+class _Statement:
+    """A fixed SQL text with `%(name)s` parameters (readable, and a value used twice is named once), run as a
+    statement prepared once per connection (trialsite.compiled_query.PreparedStatement, positional parameters).
+    `audited`: it writes audited tables (keeps the audit context's set_config() in front of it)."""
+
+    def __init__(self, sql: str, *, audited: bool) -> None:
+        self.names = tuple(_PARAMETER.findall(sql))
+        self.statement = PreparedStatement(_PARAMETER.sub("%s", sql), audited=audited)
+
+    def rows(self, params: dict[str, Any]) -> list[tuple]:
+        return self.statement.rows(connection, [params[name] for name in self.names])
+
+
 # --- the read under the lock ---------------------------------------------------------------------------------
 
 
@@ -82,13 +103,14 @@ SELECT i.{_c(SurveyInstance, "id")}, i.{_c(SurveyInstance, "status")}, i.{_c(Sur
        i.{_c(SurveyInstance, "study_day")}, t.{_c(Trial, "current_version")},
        k.{_c(IdempotencyRecord, "kind")}, k.{_c(IdempotencyRecord, "request_hash")},
        k.{_c(IdempotencyRecord, "response_body")},
-       c.document_ids, c.valid_froms, c.valid_tos, c.reconsents, c.signature_ids, c.signed_ats
+       c.document_ids, c.versions, c.valid_froms, c.valid_tos, c.reconsents, c.signature_ids, c.signed_ats
   FROM {_t(SurveyInstance)} i
   JOIN {_t(Trial)} t ON t.{_c(Trial, "id")} = %(trial)s
   LEFT JOIN {_t(IdempotencyRecord)} k
     ON k.{_c(IdempotencyRecord, "participant")} = %(participant)s AND k.{_c(IdempotencyRecord, "key")} = %(key)s
  CROSS JOIN LATERAL (
        SELECT array_agg(d.{_c(ConsentDocument, "id")}) AS document_ids,
+              array_agg(d.{_c(ConsentDocument, "version")}) AS versions,
               array_agg(d.{_c(ConsentDocument, "valid_from")}) AS valid_froms,
               array_agg(d.{_c(ConsentDocument, "valid_to")}) AS valid_tos,
               array_agg(d.{_c(ConsentDocument, "requires_reconsent")}) AS reconsents,
@@ -102,7 +124,7 @@ SELECT i.{_c(SurveyInstance, "id")}, i.{_c(SurveyInstance, "status")}, i.{_c(Sur
  WHERE i.{_c(SurveyInstance, "participant")} = %(participant)s AND i.{_c(SurveyInstance, "uuid")} = %(instance)s
    FOR UPDATE OF i
 """  # noqa: S608 - the models' own table and column names, quoted; values are parameters
-_LOCK = PreparedStatement(_LOCK_SQL, audited=False)
+_LOCK = _Statement(_LOCK_SQL, audited=False)
 
 
 @dataclass(frozen=True)
@@ -120,34 +142,15 @@ class Locked:
     study_day: int
     current_version_id: int | None
     replay: tuple[str, str, dict] | None  # (kind, request hash, body) of an earlier use of the key
-    consent_documents: list[ConsentDocumentRow]
+    consent_documents: list[ConsentDocumentRow]  # participants.token_join's rows
     consent_signatures: list[ConsentSignatureRow]
 
 
-@dataclass(frozen=True)
-class ConsentDocumentRow:
-    """The columns of a consent document that participants.selectors.consent_status_of decides on."""
-
-    pk: int
-    valid_from: date
-    valid_to: date | None
-    requires_reconsent: bool
-
-
-@dataclass(frozen=True)
-class ConsentSignatureRow:
-    """The columns of a signature that consent_status_of decides on."""
-
-    pk: int
-    document_id: int
-    signed_at: datetime
-    document: ConsentDocumentRow
-
-
-def _consent_rows(document_ids, valid_froms, valid_tos, reconsents, signature_ids, signed_ats):
+def _consent_rows(document_ids, versions, valid_froms, valid_tos, reconsents, signature_ids, signed_ats):
+    """The consent rows of participants.token_join (what consent_status_of decides on), from the arrays read."""
     documents, signatures = [], []
     for i, document_id in enumerate(document_ids or ()):
-        document = ConsentDocumentRow(document_id, valid_froms[i], valid_tos[i], reconsents[i])
+        document = ConsentDocumentRow(document_id, versions[i], valid_froms[i], valid_tos[i], reconsents[i])
         documents.append(document)
         if signature_ids[i] is not None:
             signatures.append(ConsentSignatureRow(signature_ids[i], document_id, signed_ats[i], document))
@@ -166,11 +169,10 @@ def submission_lock(*, participant, instance_id: UUID, key: UUID) -> Locked | No
     committed while this one waited for the lock is not in it (the caller asks again, see survey_response_submit).
     """
     params = {"participant": participant.pk, "trial": participant.trial_id, "key": key, "instance": instance_id}
-    with connection.cursor() as cursor:
-        _LOCK.execute(cursor, params)
-        row = cursor.fetchone()
-    if row is None:
+    rows = _LOCK.rows(params)
+    if not rows:
         return None
+    (row,) = rows
     (pk, status, opens_at, closes_at, grace_until, instrument_id, schedule_key, study_day, version_id) = row[:9]
     kind, digest, body = row[9:12]
     documents, signatures = _consent_rows(*row[12:])
@@ -210,7 +212,6 @@ _RESPONSE_FIELDS = (
     "source",
     "locked",
 )
-_JSON_FIELDS = {"answers"}
 # Every column is written: a field added to the model must be added here (checked at import).
 assert {f.name for f in Response._meta.concrete_fields} == {"id", *_RESPONSE_FIELDS}, "Response changed"
 assert {f.name for f in ItemAnswer._meta.concrete_fields} == {"id", "response", "item_key", "value"} | {
@@ -222,39 +223,56 @@ assert {f.name for f in Score._meta.concrete_fields} == {"id", "response", "key"
 }, "Score changed"
 _IDEMPOTENCY_FIELDS = ("participant", "key", "kind", "request_hash", "status_code", "response_body", "created_at")
 assert {f.name for f in IdempotencyRecord._meta.concrete_fields} == {"id", *_IDEMPOTENCY_FIELDS}, "record changed"
+_RESPONSE_COLUMNS = {f: Response._meta.get_field(f).column for f in _RESPONSE_FIELDS}
+_IDEMPOTENCY_COLUMNS = {f: IdempotencyRecord._meta.get_field(f).column for f in _IDEMPOTENCY_FIELDS}
 
 
-def _placeholder(name: str) -> str:
-    return f"%({name})s::jsonb" if name in _JSON_FIELDS or name == "response_body" else f"%({name})s"
+def _columns(model, columns) -> str:
+    return ", ".join(connection.ops.quote_name(c) for c in columns)
 
 
+# The values travel as one JSON document (one parameter to adapt and send, not thirty): its rows are read back
+# into the tables' own row types (jsonb_populate_record: each value converted by its column's type, as a literal
+# would be) or into the declared columns of jsonb_to_recordset.
 _WRITE_SQL = f"""
-WITH r AS (
-  INSERT INTO {_t(Response)} ({", ".join(_c(Response, f) for f in _RESPONSE_FIELDS)})
-  VALUES ({", ".join(_placeholder(f) for f in _RESPONSE_FIELDS)})
+WITH d AS (SELECT %(doc)s::jsonb AS doc
+), r AS (
+  INSERT INTO {_t(Response)} ({_columns(Response, _RESPONSE_COLUMNS.values())})
+  SELECT {_columns(Response, _RESPONSE_COLUMNS.values())}
+    FROM d, jsonb_populate_record(NULL::{_t(Response)}, d.doc->'response')
   RETURNING {_c(Response, "id")} AS id
 ), a AS (
   INSERT INTO {_t(ItemAnswer)} ({_c(ItemAnswer, "response")}, {_c(ItemAnswer, "item_key")},
                                {_c(ItemAnswer, "value")}, {_c(ItemAnswer, "value_numeric")},
                                {_c(ItemAnswer, "value_text")})
   SELECT r.id, x.key, x.value, x.num, x.txt
-    FROM r, jsonb_to_recordset(%(items)s::jsonb) AS x(key text, value jsonb, num float8, txt text)
+    FROM r, d, jsonb_to_recordset(d.doc->'items') AS x(key text, value jsonb, num float8, txt text)
 ), s AS (
   INSERT INTO {_t(Score)} ({_c(Score, "response")}, {_c(Score, "key")}, {_c(Score, "value")}, {_c(Score, "band")},
                           {_c(Score, "scored")}, {_c(Score, "items_missing")})
   SELECT r.id, x.key, x.value, x.band, x.scored, x.missing
-    FROM r, jsonb_to_recordset(%(scores)s::jsonb) AS x(key text, value float8, band text, scored bool, missing int)
+    FROM r, d, jsonb_to_recordset(d.doc->'scores') AS x(key text, value float8, band text, scored bool, missing int)
 ), u AS (
-  UPDATE {_t(SurveyInstance)} SET {_c(SurveyInstance, "status")} = %(status)s
-   WHERE {_c(SurveyInstance, "id")} = %(instance)s
+  UPDATE {_t(SurveyInstance)} SET {_c(SurveyInstance, "status")} = d.doc->>'status'
+    FROM d
+   WHERE {_c(SurveyInstance, "id")} = (d.doc->>'instance')::bigint
 ), k AS (
-  INSERT INTO {_t(IdempotencyRecord)} ({", ".join(_c(IdempotencyRecord, f) for f in _IDEMPOTENCY_FIELDS)})
-  VALUES (%(participant)s, %(idempotency_key)s, %(kind)s, %(request_hash)s, %(status_code)s,
-          %(response_body)s::jsonb, %(received_at)s)
+  INSERT INTO {_t(IdempotencyRecord)} ({_columns(IdempotencyRecord, _IDEMPOTENCY_COLUMNS.values())})
+  SELECT {_columns(IdempotencyRecord, _IDEMPOTENCY_COLUMNS.values())}
+    FROM d, jsonb_populate_record(NULL::{_t(IdempotencyRecord)}, d.doc->'record')
 )
 SELECT id FROM r
-"""  # noqa: S608 - the models' own table and column names, quoted; values are parameters
-_WRITE = PreparedStatement(_WRITE_SQL, audited=True)
+"""  # noqa: S608 - the models' own table and column names, quoted; the values are one parameter
+_WRITE = _Statement(_WRITE_SQL, audited=True)
+
+
+def _value(value):
+    """A value as the JSON document carries it (jsonb_populate_record reads it with the column's type)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    return value
 
 
 def submission_write(
@@ -263,14 +281,21 @@ def submission_write(
     """Insert the response (a dict of its fields, foreign keys as pks), its item answers ({key, value, numeric,
     text}), its scores ({key, value, band, scored, missing}), set the instance's status and insert the idempotency
     record with `body`, all in one statement. A unique constraint's violation raises IntegrityError."""
-    params = dict(response)
-    for name in _JSON_FIELDS:
-        params[name] = json.dumps(params[name])
-    params["items"] = json.dumps(items)
-    params["scores"] = json.dumps(scores)
-    params["status"] = status
-    params["kind"] = kind
-    params["status_code"] = 201
-    params["response_body"] = json.dumps(body)
-    with connection.cursor() as cursor:
-        _WRITE.execute(cursor, params)
+    record = {
+        "participant": response["participant"],
+        "key": response["idempotency_key"],
+        "kind": kind,
+        "request_hash": response["request_hash"],
+        "status_code": 201,
+        "response_body": body,
+        "created_at": response["received_at"],
+    }
+    doc = {
+        "response": {column: _value(response[name]) for name, column in _RESPONSE_COLUMNS.items()},
+        "items": items,
+        "scores": scores,
+        "status": status,
+        "instance": response["instance"],
+        "record": {column: _value(record[name]) for name, column in _IDEMPOTENCY_COLUMNS.items()},
+    }
+    _WRITE.rows({"doc": json.dumps(doc)})
