@@ -245,10 +245,11 @@ def run_wrk(wrk: str, url: str, *, seconds: int, clients: int, token: str, lua: 
     }
 
 
-def server_cpu_seconds(server_pid: int, database: str) -> tuple[float, float]:
+def server_cpu_seconds(server_pid: int, database: str, postmaster: int) -> tuple[float, float]:
     """CPU (user + system) used so far by the server side of the benchmark: the gunicorn master and workers,
-    and the PostgreSQL backends connected to the benchmark's database. Read around each wrk run, it gives the
-    server CPU one request costs: a figure that other load on the machine changes much less than req/s.
+    and the PostgreSQL backends connected to the benchmark's database, children of this run's own server (another
+    checkout's benchmark on the same machine has a database of the same name). Read around each wrk run, it gives
+    the server CPU one request costs: a figure that other load on the machine changes much less than req/s.
     Returns (gunicorn, PostgreSQL) seconds."""
     tick = os.sysconf("SC_CLK_TCK")
     web = db = 0
@@ -265,7 +266,7 @@ def server_cpu_seconds(server_pid: int, database: str) -> tuple[float, float]:
         used = int(fields[11]) + int(fields[12])  # utime, stime
         if pgid == server_pid or ppid == server_pid or int(entry.name) == server_pid:
             web += used
-        elif cmdline.startswith("postgres: ") and f" {database} " in cmdline:
+        elif ppid == postmaster and cmdline.startswith("postgres: ") and f" {database} " in cmdline:
             db += used
     return web / tick, db / tick
 
@@ -307,14 +308,18 @@ def bench(seconds: int, clients: int) -> None:
     token, instances = build(n)
     history_token = build_history()
     database = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:  # this run's PostgreSQL server: the parent of this connection's backend
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    postmaster = int((Path("/proc") / str(backend) / "stat").read_text().rsplit(")", 1)[1].split()[1])
     connection.close()
     port = free_port()
     server = start_gunicorn(port)
 
     def measured(url: str, **kwargs) -> dict:
-        web, db = server_cpu_seconds(server.pid, database)
+        web, db = server_cpu_seconds(server.pid, database, postmaster)
         result = run_wrk(wrk, url, seconds=seconds, clients=clients, **kwargs)
-        web_after, db_after = server_cpu_seconds(server.pid, database)
+        web_after, db_after = server_cpu_seconds(server.pid, database, postmaster)
         n = max(result["requests"], 1)
         result["web_ms"], result["db_ms"] = (web_after - web) * 1000 / n, (db_after - db) * 1000 / n
         result["cpu_ms"] = result["web_ms"] + result["db_ms"]

@@ -31,11 +31,15 @@ import weakref
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from django.db import connections, router
 from django.db.models import QuerySet
 from django.db.models.query import get_related_populators
+from psycopg import adapters as psycopg_adapters
+from psycopg import pq
+from psycopg.postgres import types as postgres_types
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,9 @@ class PreparedStatement:
     them), later calls only `EXECUTE`. Plain queries behind a transaction pooler (`DISABLE_SERVER_SIDE_CURSORS`).
     A statement without parameters runs plainly too (nothing to gain). Runs on the connection given: the caller
     chooses the alias (a statement that writes must be given `default`). `audited`: it writes audited tables, so it
-    keeps the audit context's statement wrapper (pghistory's set_config() in front of it), which reads go without."""
+    keeps the audit context's statement wrapper (pghistory's set_config() in front of it), which reads go without.
+    Its rows' timestamps are decoded by the driver's own loader where that gives Django's value
+    (`_utc_timestamps_in_c`)."""
 
     def __init__(self, sql: str, *, audited: bool = False):
         self.sql = sql
@@ -170,6 +176,7 @@ class PreparedStatement:
 
     def rows(self, connection, params) -> list[tuple]:
         with connection.cursor() as cursor:
+            _utc_timestamps_in_c(connection, cursor)
             if params and not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
                 self._execute_prepared(connection, cursor, params)
             else:
@@ -193,6 +200,22 @@ class PreparedStatement:
             while cursor.nextset():
                 pass
         self._prepared[raw] = name
+
+
+_TIMESTAMPTZ = postgres_types["timestamptz"].oid
+# The driver's own text loader of `timestamptz` (written in C when psycopg's binary package is installed).
+_DRIVER_TIMESTAMPTZ_LOADER = psycopg_adapters.get_loader(_TIMESTAMPTZ, pq.Format.TEXT)
+
+
+def _utc_timestamps_in_c(connection, cursor) -> None:
+    """Timestamps of this cursor decoded by the driver's own loader instead of Django's (a Python subclass of it,
+    registered on every connection, that only replaces the result's tzinfo with the connection's zone): issue 14,
+    Django's loader was the largest single cost of decoding the bearer-token row. Done only where both give the
+    same value: Django wants UTC (`connection.timezone` is `datetime.UTC`) and the session's TimeZone is `UTC`,
+    for which the driver's loader returns datetimes in `datetime.UTC` itself (psycopg._tz)."""
+    raw = cursor.cursor
+    if connection.timezone is UTC and raw.connection.pgconn.parameter_status(b"TimeZone") == b"UTC":
+        raw.adapters.register_loader(_TIMESTAMPTZ, _DRIVER_TIMESTAMPTZ_LOADER)
 
 
 @contextmanager

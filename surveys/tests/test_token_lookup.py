@@ -131,3 +131,46 @@ def test_a_staff_token_reads_no_participant_and_gets_403_in_one_query(
     assert api_client.get("/api/v1/me").status_code == 403  # warm
     with django_assert_num_queries(1):  # the token statement; it found no participant, nothing else is asked
         assert api_client.get("/api/v1/me").status_code == 403
+
+
+def test_the_lookup_builds_the_same_instances_as_the_orm(phone):
+    """The token statement reads times as UTC wall times and builds instances without Model.__init__
+    (trialsite.api.auth._Columns): every column of the token, user, participant, trial and site, and the consent
+    rows, equal what the ORM reads, timestamps with the same tzinfo; the instances are saved rows of the default
+    database and behave as ORM instances (deferred nothing, related objects cached)."""
+    from django.contrib.auth import get_user_model
+
+    from participants.models import ConsentSignature, Participant
+    from trialsite.api.auth import token_lookup
+    from trialsite.models import Site, Trial
+
+    p = phone.participant
+    now = timezone.now()
+    ApiToken.objects.filter(key_hash=ApiToken.hash_key(phone.token)).update(last_used_at=now - timedelta(seconds=5))
+    found = token_lookup(key=phone.token, now=now)
+    joined = found.joined["phone"]
+    pairs = [
+        (found.token, ApiToken.objects.get(key_hash=ApiToken.hash_key(phone.token))),
+        (found.user, get_user_model().objects.get(pk=p.user_id)),
+        (joined.participant, Participant.objects.get(pk=p.pk)),
+        (joined.participant.trial, Trial.objects.get(pk=p.trial_id)),
+        (joined.participant.site, Site.objects.get(pk=p.site_id)),
+    ]
+    for built, orm in pairs:
+        assert type(built) is type(orm) and built.get_deferred_fields() == set()
+        assert not built._state.adding and built._state.db == "default"
+        for field in orm._meta.concrete_fields:
+            got, want = getattr(built, field.attname), getattr(orm, field.attname)
+            assert got == want and type(got) is type(want), field.attname
+            if hasattr(want, "tzinfo"):
+                assert got.tzinfo is want.tzinfo, field.attname
+    assert found.token.last_used_at == now - timedelta(seconds=5)  # not refreshed within the interval
+    assert found.token.user is found.user and joined.participant.user is found.user
+    signature = ConsentSignature.objects.get(participant=p)
+    (row,) = joined.consent_signatures
+    assert (row.pk, row.document_id, row.signed_at) == (signature.pk, signature.document_id, signature.signed_at)
+    assert row.signed_at.tzinfo is signature.signed_at.tzinfo
+    # An ORM instance still: it saves the one field asked, and refreshes.
+    joined.participant.timezone = "Europe/Paris"
+    joined.participant.save(update_fields=["timezone"])
+    assert Participant.objects.get(pk=p.pk).timezone == "Europe/Paris"

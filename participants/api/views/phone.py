@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from trialsite.api.auth import token_revoke
 from trialsite.api.errors import NotFound, ValidationFailed
+from trialsite.api.lean import LeanGet
 from trialsite.api.permissions import IsParticipant
 from trialsite.api.rendering import render
 from trialsite.api.throttling import ClientAddressThrottle
@@ -191,7 +192,7 @@ class LogoutApi(ParticipantsApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MeApi(ParticipantsApiView):
+class MeApi(LeanGet, ParticipantsApiView):
     permission_classes = [IsParticipant]
 
     class InputSerializer(serializers.Serializer):

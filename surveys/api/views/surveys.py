@@ -23,6 +23,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.fields import empty
 from rest_framework.response import Response
 
+from trialsite.api.lean import LeanGet
 from trialsite.api.rendering import render, validated
 from trialsite.protocol.schema import ITEM_TYPES
 
@@ -50,7 +51,7 @@ class SubmitOutput(serializers.Serializer):
     late = serializers.BooleanField()
 
 
-class SurveyListApi(ParticipantApiView):
+class SurveyListApi(LeanGet, ParticipantApiView):
     @extend_schema_serializer(component_name="SurveyListFilter")
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=PHONE_STATUSES, required=False)
