@@ -23,8 +23,6 @@ FAKE_RUFF = """#!/bin/sh
 echo "ruff $*" >> "$MAKE_LOG"
 """
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-
 
 @pytest.fixture
 def checkout(tmp_path):
